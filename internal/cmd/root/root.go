@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vattn/vattn/internal/cli"
+	"github.com/vattn/vattn/internal/cmd/simulate"
 	"github.com/vattn/vattn/internal/cmd/version"
 )
 
@@ -34,6 +35,7 @@ latency with eBPF, and installs the patched nvidia-uvm driver.`,
 		return cli.WithCode(cli.ExitBadArgument, err)
 	})
 	root.AddCommand(
+		simulate.NewCmd(format),
 		version.NewCmd(format),
 	)
 	return root
