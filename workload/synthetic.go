@@ -84,11 +84,12 @@ func ShapeByName(name string) (Shape, error) {
 		}
 		names = append(names, s.Name)
 	}
-	return Shape{}, fmt.Errorf("%w: unknown shape %q (known: %s)", ErrInvalidShape, name, strings.Join(names, ", "))
+	return Shape{}, fmt.Errorf("%w %q (known: %s)", ErrUnknownShape, name, strings.Join(names, ", "))
 }
 
 // Errors of the synthetic generator.
 var (
+	ErrUnknownShape  = errors.New("unknown shape")
 	ErrInvalidShape  = errors.New("invalid shape")
 	ErrInvalidConfig = errors.New("invalid synthetic trace config")
 )

@@ -184,7 +184,7 @@ func TestShapeByName(t *testing.T) {
 		}
 	}
 	_, err := ShapeByName("sharegpt")
-	if !errors.Is(err, ErrInvalidShape) || !strings.Contains(err.Error(), `unknown shape "sharegpt" (known: arxiv, arxiv-long)`) {
+	if !errors.Is(err, ErrUnknownShape) || err.Error() != `unknown shape "sharegpt" (known: arxiv, arxiv-long)` {
 		t.Errorf("ShapeByName(sharegpt) error = %v", err)
 	}
 	if Shapes()[0] != ShapeArxiv {
