@@ -433,7 +433,7 @@ func TestRootChunkCarving(t *testing.T) {
 
 func TestFullestChunkFirst(t *testing.T) {
 	b := newSim(t, Config{PageSize: pagesize.Size256K}) // 8 pages per chunk
-	p := mustAlloc(t, b, 24)                           // three full chunks
+	p := mustAlloc(t, b, 24)                            // three full chunks
 	// Leave chunk 0 with 2 pages, chunk 1 with 6, chunk 2 with 4.
 	free := append(append(append([]backend.PageID{}, p[0:6]...), p[8:10]...), p[16:20]...)
 	if err := b.FreePages(free); err != nil {
