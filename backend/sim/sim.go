@@ -164,6 +164,13 @@ func (b *Backend) InjectFault(op Op, nth int) {
 	b.faults[op] = append(b.faults[op], b.entered[op]+uint64(nth))
 }
 
+// ClearFaults drops every pending injected fault.
+func (b *Backend) ClearFaults() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.faults = [NumOps][]uint64{}
+}
+
 // enter counts a call of op and reports whether it must fail; b.mu is held.
 func (b *Backend) enter(op Op) error {
 	if b.closed {
