@@ -48,7 +48,7 @@ type physical struct {
 	// partial[k] lists the claimed chunks holding k pages, 0 < k < perChunk.
 	partial     [32][]uint32
 	nonEmpty    uint32 // bit k set: partial[k] is not empty
-	partialFree int // free page slots in partly used chunks
+	partialFree int    // free page slots in partly used chunks
 	livePages   int
 	peakClaimed int
 }
