@@ -1,0 +1,215 @@
+package trace
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf/link"
+)
+
+// CUDAOps are the CUDA driver calls the cuda source probes: the virtual
+// memory management path a VMM-based KV cache takes.
+var CUDAOps = []string{
+	"cuMemCreate", "cuMemMap", "cuMemSetAccess", "cuMemUnmap", "cuMemRelease",
+	"cuMemAddressReserve", "cuMemAddressFree",
+}
+
+// libcudaPaths are tried, in order, when the ldconfig cache does not list
+// libcuda.
+var libcudaPaths = []string{
+	"/usr/lib/x86_64-linux-gnu/libcuda.so.1",
+	"/usr/lib64/libcuda.so.1",
+	"/usr/lib/libcuda.so.1",
+	"/usr/local/cuda/compat/libcuda.so.1",
+	"/usr/lib/wsl/lib/libcuda.so.1",
+}
+
+// FindLibcuda returns the path of libcuda.so.1 from the ldconfig cache or the
+// usual locations.
+func FindLibcuda() (string, error) {
+	if p := ldconfigLookup("libcuda.so.1"); p != "" {
+		return p, nil
+	}
+	for _, p := range libcudaPaths {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("find libcuda.so.1: %w (not in the ldconfig cache nor in %s)", ErrNotPresent, strings.Join(libcudaPaths, ", "))
+}
+
+// ldconfigLookup finds lib in "ldconfig -p" output for this machine's word
+// size, or returns "".
+func ldconfigLookup(lib string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var out []byte
+	for _, bin := range []string{"/sbin/ldconfig", "/usr/sbin/ldconfig", "ldconfig"} {
+		b, err := exec.CommandContext(ctx, bin, "-p").Output()
+		if err == nil {
+			out = b
+			break
+		}
+	}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		// "\tlibcuda.so.1 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libcuda.so.1"
+		line := strings.TrimSpace(sc.Text())
+		name, rest, ok := strings.Cut(line, " (")
+		if !ok || name != lib {
+			continue
+		}
+		flags, path, ok := strings.Cut(rest, ") => ")
+		if ok && strings.Contains(flags, "x86-64") {
+			return path
+		}
+	}
+	return ""
+}
+
+type cudaSource struct {
+	objs  cudaObjects
+	ops   []string // index = attach cookie
+	links []link.Link
+}
+
+func openCUDA(opts Options) (_ source, detail string, err error) {
+	path := opts.LibPath
+	if path == "" {
+		if path, err = FindLibcuda(); err != nil {
+			return nil, "", err
+		}
+	} else if _, err := os.Stat(path); err != nil {
+		return nil, "", fmt.Errorf("%w: %v", ErrNotPresent, err)
+	}
+	syms, err := dynamicSymbols(path)
+	if err != nil {
+		return nil, "", err
+	}
+	ex, err := link.OpenExecutable(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("open %s: %w", path, err)
+	}
+	spec, err := loadCuda()
+	if err != nil {
+		return nil, "", fmt.Errorf("load cuda spec: %w", err)
+	}
+	if err := spec.Variables["target_tgid"].Set(uint32(opts.PID)); err != nil {
+		return nil, "", fmt.Errorf("set target_tgid: %w", err)
+	}
+	if err := spec.Variables["unit_ns"].Set(uint64(opts.Unit)); err != nil {
+		return nil, "", fmt.Errorf("set unit_ns: %w", err)
+	}
+	s := &cudaSource{}
+	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
+		return nil, "", fmt.Errorf("load cuda programs: %w", err)
+	}
+	want := map[string]bool{}
+	for _, op := range opts.Ops {
+		want[op] = true
+	}
+	var attached []string
+	for _, op := range CUDAOps {
+		if len(want) > 0 && !want[op] {
+			continue
+		}
+		// Both the plain and the _v2 entry points count as the same
+		// operation: which one a program calls depends on its headers.
+		for _, sym := range []string{op, op + "_v2"} {
+			if !syms[sym] {
+				continue
+			}
+			cookie := uint64(len(s.ops))
+			s.ops = append(s.ops, op)
+			up, err := ex.Uprobe(sym, s.objs.CallEnter, &link.UprobeOptions{Cookie: cookie})
+			if err != nil {
+				s.close()
+				return nil, "", fmt.Errorf("attach uprobe %s:%s: %w", path, sym, err)
+			}
+			s.links = append(s.links, up)
+			ret, err := ex.Uretprobe(sym, s.objs.CallReturn, &link.UprobeOptions{Cookie: cookie})
+			if err != nil {
+				s.close()
+				return nil, "", fmt.Errorf("attach uretprobe %s:%s: %w", path, sym, err)
+			}
+			s.links = append(s.links, ret)
+			attached = append(attached, sym)
+		}
+	}
+	if len(attached) == 0 {
+		s.close()
+		return nil, "", fmt.Errorf("%s: %w: none of the functions %s", path, ErrNotPresent, strings.Join(CUDAOps, ", "))
+	}
+	return s, fmt.Sprintf("%s: %s", path, strings.Join(attached, ", ")), nil
+}
+
+// dynamicSymbols lists the functions lib defines (not merely imports).
+func dynamicSymbols(lib string) (map[string]bool, error) {
+	f, err := elf.Open(lib)
+	if err != nil {
+		return nil, fmt.Errorf("read symbols: %w", err)
+	}
+	defer f.Close()
+	syms, err := f.DynamicSymbols()
+	if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
+		return nil, fmt.Errorf("read symbols of %s: %w", lib, err)
+	}
+	out := map[string]bool{}
+	for _, s := range syms {
+		if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Section != elf.SHN_UNDEF {
+			// Versioned names ("cuMemMap@@libcuda.so.1") are not used by
+			// libcuda; the plain name is what uprobes resolve.
+			out[s.Name] = true
+		}
+	}
+	return out, nil
+}
+
+func (s *cudaSource) collect(into []Hist) ([]Hist, error) {
+	byOp := map[string]int{}
+	var (
+		key cudaOpKey
+		val cudaHist
+	)
+	it := s.objs.CallHists.Iterate()
+	for it.Next(&key, &val) {
+		if int(key.Op) >= len(s.ops) {
+			continue
+		}
+		op := s.ops[key.Op]
+		i, ok := byOp[op]
+		if !ok {
+			i = len(into)
+			byOp[op] = i
+			into = append(into, Hist{Source: SourceCUDA, Op: op})
+		}
+		h := &into[i]
+		h.Count += val.Count
+		h.Errors += val.Errors
+		h.SumNs += val.SumNs
+		for k := range h.Slots {
+			h.Slots[k] += val.Slots[k]
+		}
+	}
+	if err := it.Err(); err != nil {
+		return into, fmt.Errorf("read cuda histograms: %w", err)
+	}
+	return into, nil
+}
+
+func (s *cudaSource) close() error {
+	var errs []error
+	for _, l := range s.links {
+		errs = append(errs, l.Close())
+	}
+	errs = append(errs, s.objs.Close())
+	return errors.Join(errs...)
+}
