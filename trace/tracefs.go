@@ -153,7 +153,9 @@ func parseField(line string) (Field, error) {
 	return fl, nil
 }
 
-// Record is one raw tracepoint record with the layout that decodes it.
+// Record is one raw tracepoint record with the layout that decodes it. Its
+// common_* fields (the first 8 bytes) are not meaningful: the kernel
+// overwrites them before BPF programs see the record.
 type Record struct {
 	Format *Format
 	TGID   uint32

@@ -20,7 +20,7 @@ var VattnEvents = []string{"vattn:vattn_alloc", "vattn:vattn_map", "vattn:vattn_
 // maxRecord and recordHeader follow struct event in bpf/tracepoint.c.
 const (
 	maxRecord    = 256
-	recordHeader = 24 // ts u64, tgid u32, tid u32, size u32, pad u32
+	recordHeader = 24 // ts u64, tgid u32, tid u32, size u32, event_id u32
 )
 
 // recorder copies the records of a set of tracepoints to user space and
@@ -85,7 +85,7 @@ func openRecorder(events []string, pid int, handle func(Record)) (_ *recorder, a
 		return nil, nil, fmt.Errorf("open ring buffer: %w", err)
 	}
 	for _, f := range formats {
-		l, err := link.Tracepoint(f.System, f.Event, r.objs.CopyRecord, nil)
+		l, err := link.Tracepoint(f.System, f.Event, r.objs.CopyRecord, &link.TracepointOptions{Cookie: uint64(f.ID)})
 		if err != nil {
 			r.close()
 			return nil, nil, fmt.Errorf("attach tracepoint %s:%s: %w", f.System, f.Event, err)
@@ -112,11 +112,11 @@ func (r *recorder) read(handle func(Record)) {
 		}
 		size := int(binary.NativeEndian.Uint32(raw[16:20]))
 		data := raw[recordHeader:]
-		if size > len(data) || size < 2 {
+		if size > len(data) {
 			continue
 		}
 		data = data[:size]
-		f := r.formats[uint32(binary.NativeEndian.Uint16(data))]
+		f := r.formats[binary.NativeEndian.Uint32(raw[20:24])]
 		if f == nil {
 			continue
 		}

@@ -17,7 +17,7 @@ struct event {
 	__u32 tgid;
 	__u32 tid;
 	__u32 size;
-	__u32 pad;
+	__u32 event_id; /* tracefs ID of the event, from the attach cookie */
 	__u8 data[MAX_RECORD];
 };
 
@@ -26,8 +26,10 @@ struct {
 	__uint(max_entries, 1 << 20);
 } records SEC(".maps");
 
-/* Record size of each attached event, keyed by the event's tracefs ID (the
- * common_type field at offset 0 of every record). */
+/* Record size of each attached event, keyed by the event's tracefs ID, which
+ * the loader passes as the attach cookie. The record's own common_type cannot
+ * say: the kernel overwrites the first 8 bytes (the common fields) with a
+ * pt_regs pointer before it runs BPF programs on a tracepoint. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 64);
@@ -48,10 +50,7 @@ int copy_record(void *ctx)
 	__u64 id = bpf_get_current_pid_tgid();
 	if (target_tgid && (__u32)(id >> 32) != target_tgid)
 		return 0;
-	__u16 type = 0;
-	if (bpf_probe_read_kernel(&type, sizeof(type), ctx))
-		return 0;
-	__u32 key = type;
+	__u32 key = (__u32)bpf_get_attach_cookie(ctx);
 	__u32 *size = bpf_map_lookup_elem(&record_sizes, &key);
 	if (!size)
 		return 0;
@@ -70,7 +69,7 @@ int copy_record(void *ctx)
 	e->tgid = id >> 32;
 	e->tid = (__u32)id;
 	e->size = sz;
-	e->pad = 0;
+	e->event_id = key;
 	if (bpf_probe_read_kernel(e->data, sz, ctx)) {
 		bpf_ringbuf_discard(e, 0);
 		return 0;
