@@ -33,6 +33,14 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if os.Getenv("VATTN_TRACE_CHILD_OPEN") != "" {
+		_, err := Open(Options{Device: "/dev/null"})
+		fmt.Println(err)
+		if errors.Is(err, ErrPermission) {
+			os.Exit(0)
+		}
+		os.Exit(1)
+	}
 	os.Exit(m.Run())
 }
 
