@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vattn/vattn/internal/cli"
+	tracecmd "github.com/vattn/vattn/internal/cmd/trace"
 	"github.com/vattn/vattn/internal/cmd/version"
 )
 
@@ -36,6 +37,7 @@ latency with eBPF, and installs the patched nvidia-uvm driver.`,
 	root.AddCommand(
 		version.NewCmd(format),
 	)
+	root.AddCommand(tracecmd.NewCmd(format))
 	return root
 }
 
