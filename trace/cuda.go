@@ -129,18 +129,20 @@ func openCUDA(opts Options) (_ source, detail string, err error) {
 			}
 			cookie := uint64(len(s.ops))
 			s.ops = append(s.ops, op)
-			up, err := ex.Uprobe(sym, s.objs.CallEnter, &link.UprobeOptions{Cookie: cookie})
-			if err != nil {
-				s.close()
-				return nil, "", fmt.Errorf("attach uprobe %s:%s: %w", path, sym, err)
-			}
-			s.links = append(s.links, up)
+			// The return probe first, so that no call is seen entering
+			// without its return.
 			ret, err := ex.Uretprobe(sym, s.objs.CallReturn, &link.UprobeOptions{Cookie: cookie})
 			if err != nil {
 				s.close()
 				return nil, "", fmt.Errorf("attach uretprobe %s:%s: %w", path, sym, err)
 			}
 			s.links = append(s.links, ret)
+			up, err := ex.Uprobe(sym, s.objs.CallEnter, &link.UprobeOptions{Cookie: cookie})
+			if err != nil {
+				s.close()
+				return nil, "", fmt.Errorf("attach uprobe %s:%s: %w", path, sym, err)
+			}
+			s.links = append(s.links, up)
 			attached = append(attached, sym)
 		}
 	}

@@ -43,10 +43,12 @@ func openIoctl(opts Options) (_ source, detail string, err error) {
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		return nil, "", fmt.Errorf("load ioctl programs: %w", err)
 	}
+	// Exit first: an entry recorded before its exit program is attached
+	// would never be consumed.
 	for _, a := range []struct {
 		name string
 		prog *ebpf.Program
-	}{{"sys_enter", s.objs.IoctlEnter}, {"sys_exit", s.objs.IoctlExit}} {
+	}{{"sys_exit", s.objs.IoctlExit}, {"sys_enter", s.objs.IoctlEnter}} {
 		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: a.name, Program: a.prog})
 		if err != nil {
 			s.close()

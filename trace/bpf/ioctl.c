@@ -88,6 +88,9 @@ int ioctl_enter(struct bpf_raw_tracepoint_args *ctx)
 SEC("raw_tracepoint/sys_exit")
 int ioctl_exit(struct bpf_raw_tracepoint_args *ctx)
 {
+	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+	if (BPF_CORE_READ(regs, orig_ax) != NR_IOCTL_X86_64)
+		return 0;
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct start *s = bpf_map_lookup_elem(&ioctl_start, &tid);
 	if (!s)

@@ -268,4 +268,3 @@ func TestPrometheus(t *testing.T) {
 		t.Error("no error series for the test's op")
 	}
 }
-
