@@ -3,6 +3,7 @@ package trace
 import (
 	"os"
 	"os/exec"
+	"runtime"
 	"testing"
 )
 
@@ -10,6 +11,9 @@ import (
 // (CI=true), where such a test must run and so fails instead.
 func needRoot(t *testing.T) {
 	t.Helper()
+	if runtime.GOARCH != "amd64" {
+		t.Skip("skipping: the eBPF programs are built for amd64 only")
+	}
 	if os.Geteuid() == 0 {
 		return
 	}

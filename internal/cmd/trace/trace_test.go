@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +27,9 @@ import (
 
 func needRoot(t *testing.T) {
 	t.Helper()
+	if runtime.GOARCH != "amd64" {
+		t.Skip("skipping: the eBPF programs are built for amd64 only")
+	}
 	if os.Geteuid() == 0 {
 		return
 	}
