@@ -25,6 +25,7 @@ func TestBadArguments(t *testing.T) {
 		{[]string{"trace", "--device", "1:x"}, cli.ExitBadArgument, "MAJ:MIN"},
 		{[]string{"trace", "--lib", "/nonexistent/libcuda.so.1"}, cli.ExitLibraryMissing, "--lib"},
 		{[]string{"trace", "extra"}, cli.ExitFailure, "unknown command"},
+		{[]string{"trace", "-i", "first"}, cli.ExitBadArgument, "want an index or a GPU-"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := root.Main(tc.args, &stdout, &stderr)
@@ -41,6 +42,29 @@ func TestNoSourceAttaches(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	code := root.Main([]string{"trace", "--source", "cuda,tracepoint", "--lib", "/bin/true"}, &stdout, &stderr)
 	if code != cli.ExitNotSupported || !strings.Contains(stderr.String(), "cuda: not attached") || !strings.Contains(stderr.String(), "tracepoint: not attached") {
+		t.Errorf("exit %d, stderr %q", code, stderr.String())
+	}
+}
+
+// This machine has no NVIDIA GPU: any -i names none.
+func TestNoSuchGPU(t *testing.T) {
+	if _, err := os.Stat("/proc/driver/nvidia/gpus"); err == nil {
+		t.Skip("skipping: this machine has NVIDIA GPUs")
+	}
+	var stdout, stderr bytes.Buffer
+	code := root.Main([]string{"trace", "-i", "0"}, &stdout, &stderr)
+	if code != cli.ExitNotFound || !strings.Contains(stderr.String(), "no such GPU") {
+		t.Errorf("exit %d, stderr %q", code, stderr.String())
+	}
+}
+
+func TestBadPrometheusAddress(t *testing.T) {
+	if os.Geteuid() != 0 && os.Getenv("CI") != "true" {
+		t.Skip("skipping: vattnctl trace needs root")
+	}
+	var stdout, stderr bytes.Buffer
+	code := root.Main([]string{"trace", "--source", "ioctl", "--device", "/dev/null", "--prometheus", "no-such-host.invalid:x"}, &stdout, &stderr)
+	if code != cli.ExitBadArgument || !strings.Contains(stderr.String(), "--prometheus") {
 		t.Errorf("exit %d, stderr %q", code, stderr.String())
 	}
 }
