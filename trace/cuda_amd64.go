@@ -16,6 +16,22 @@ type cudaSource struct {
 }
 
 func openCUDA(opts Options) (_ source, detail string, err error) {
+	ops := CUDAOps
+	if len(opts.Ops) > 0 {
+		want := map[string]bool{}
+		for _, op := range opts.Ops {
+			want[op] = true
+		}
+		ops = nil
+		for _, op := range CUDAOps {
+			if want[op] {
+				ops = append(ops, op)
+			}
+		}
+		if len(ops) == 0 {
+			return nil, "", fmt.Errorf("the selected operations include none of %s", strings.Join(CUDAOps, ", "))
+		}
+	}
 	path := opts.LibPath
 	if path == "" {
 		if path, err = FindLibcuda(); err != nil {
@@ -46,15 +62,8 @@ func openCUDA(opts Options) (_ source, detail string, err error) {
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		return nil, "", fmt.Errorf("load cuda programs: %w", err)
 	}
-	want := map[string]bool{}
-	for _, op := range opts.Ops {
-		want[op] = true
-	}
 	var attached []string
-	for _, op := range CUDAOps {
-		if len(want) > 0 && !want[op] {
-			continue
-		}
+	for _, op := range ops {
 		// Both the plain and the _v2 entry points count as the same
 		// operation: which one a program calls depends on its headers.
 		for _, sym := range []string{op, op + "_v2"} {

@@ -146,6 +146,10 @@ func TestCUDASourceMissingLibrary(t *testing.T) {
 	if !errors.Is(err, ErrNoSource) || !strings.Contains(err.Error(), "cuda: not attached") {
 		t.Fatalf("err = %v", err)
 	}
+	_, err = Open(Options{Sources: []Source{SourceCUDA}, LibPath: "/nonexistent/libcuda.so.1", Ops: []string{"VATTN_MAP"}})
+	if !errors.Is(err, ErrNoSource) || !strings.Contains(err.Error(), "selected operations include none") {
+		t.Fatalf("err = %v", err)
+	}
 	// A library without any of the functions.
 	_, err = Open(Options{Sources: []Source{SourceCUDA}, LibPath: "/lib/x86_64-linux-gnu/libm.so.6"})
 	if !errors.Is(err, ErrNoSource) || !strings.Contains(err.Error(), "none of the functions") {

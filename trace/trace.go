@@ -157,7 +157,7 @@ func Open(opts Options) (*Tracer, error) {
 		srcs = AllSources()
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
-		return nil, fmt.Errorf("open tracer: %w: remove memlock limit: %v", ErrPermission, err)
+		return nil, fmt.Errorf("open tracer: %w: remove memlock limit: %w", ErrPermission, err)
 	}
 	t := &Tracer{unit: opts.Unit}
 	if len(opts.Ops) > 0 {
@@ -184,7 +184,7 @@ func Open(opts Options) (*Tracer, error) {
 		}
 		if err != nil && isPermission(err) {
 			t.Close()
-			return nil, fmt.Errorf("open tracer: %s: %w: %v", name, ErrPermission, err)
+			return nil, fmt.Errorf("open tracer: %s: %w: %w", name, ErrPermission, err)
 		}
 		st := SourceStatus{Source: name, Attached: err == nil, Detail: detail, Err: err}
 		if err != nil {
