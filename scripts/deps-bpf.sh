@@ -1,11 +1,11 @@
 #!/bin/sh
 # deps-bpf.sh installs what building and testing trace/ needs on Debian 12
-# (bookworm): clang/llvm to compile the eBPF C with bpf2go, libbpf headers,
-# bpftool to dump vmlinux BTF, gcc for the uprobe test fixtures, and mounts
+# (bookworm): clang/llvm to compile the eBPF C with bpf2go, libbpf headers
+# (bpf_helpers.h), gcc for the uprobe test fixtures, and mounts
 # tracefs. Idempotent and non-interactive: quick when everything is present.
 set -eu
 
-pkgs="clang llvm libbpf-dev bpftool gcc libc6-dev"
+pkgs="clang llvm libbpf-dev gcc libc6-dev"
 missing=""
 for p in $pkgs; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
