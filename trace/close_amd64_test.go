@@ -3,8 +3,10 @@ package trace
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 // bpfFDs counts this process's descriptors of BPF objects and perf events.
@@ -37,6 +39,24 @@ func TestCloseReleasesEverything(t *testing.T) {
 		if !s.Attached {
 			t.Fatalf("%v", s)
 		}
+	}
+	// task_rename records do not decode as vattn events: they must be
+	// counted as such, not lost silently.
+	if err := os.WriteFile("/proc/self/comm", []byte("vattn-close"), 0); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if time.Now().After(deadline) {
+			t.Fatal("the task_rename record never showed as undecoded")
+		}
+		snap, err := tr.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if snap.Undecoded > 0 {
+			break
+		}
+		runtime.Gosched()
 	}
 	if open := bpfFDs(t); len(open) == 0 {
 		t.Fatal("no BPF descriptors while open: the count would prove nothing")

@@ -237,6 +237,9 @@ func (t *Tracer) Snapshot() (Snapshot, error) {
 			}
 			snap.Dropped += n
 		}
+		if u, ok := s.(interface{ undecodedRecords() uint64 }); ok {
+			snap.Undecoded += u.undecodedRecords()
+		}
 	}
 	if t.ops != nil {
 		kept := snap.Hists[:0]
@@ -276,6 +279,9 @@ type Snapshot struct {
 	Hists []Hist
 	// Dropped counts tracepoint records lost to a full ring buffer.
 	Dropped uint64
+	// Undecoded counts tracepoint records whose fields do not match the
+	// driver's tracepoint contract (a module built from another header).
+	Undecoded uint64
 }
 
 func (s *Snapshot) sort() {
@@ -302,7 +308,7 @@ func (s Snapshot) Sub(prev Snapshot) Snapshot {
 	for _, h := range prev.Hists {
 		before[h.key()] = h
 	}
-	out := Snapshot{Time: s.Time, Unit: s.Unit, Dropped: s.Dropped - prev.Dropped}
+	out := Snapshot{Time: s.Time, Unit: s.Unit, Dropped: s.Dropped - prev.Dropped, Undecoded: s.Undecoded - prev.Undecoded}
 	for _, h := range s.Hists {
 		d := h.Sub(before[h.key()])
 		if d.Count > 0 {

@@ -108,6 +108,12 @@ func (s *tracepointSource) collect(into []Hist) ([]Hist, error) {
 	return into, nil
 }
 
+func (s *tracepointSource) undecodedRecords() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.undecoded
+}
+
 func (s *tracepointSource) dropped() (uint64, error) { return s.rec.lost() }
 
 func (s *tracepointSource) close() error { return s.rec.close() }

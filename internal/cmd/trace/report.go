@@ -26,12 +26,13 @@ type reporter struct {
 type Interval struct {
 	Time time.Time `json:"time"`
 	// Seconds is the length of the interval.
-	Seconds float64              `json:"interval_s"`
-	Final   bool                 `json:"final"`
-	Unit    string               `json:"unit"`
-	Sources []trace.SourceStatus `json:"sources"`
-	Dropped uint64               `json:"dropped_records"`
-	Ops     []Op                 `json:"ops"`
+	Seconds   float64              `json:"interval_s"`
+	Final     bool                 `json:"final"`
+	Unit      string               `json:"unit"`
+	Sources   []trace.SourceStatus `json:"sources"`
+	Dropped   uint64               `json:"dropped_records"`
+	Undecoded uint64               `json:"undecoded_records"`
+	Ops       []Op                 `json:"ops"`
 }
 
 // Op is one operation's histogram in an Interval. Latencies are in
@@ -77,7 +78,7 @@ func (r *reporter) print(snap trace.Snapshot, length time.Duration, final bool) 
 func (r *reporter) printJSON(snap trace.Snapshot, length time.Duration, final bool) error {
 	iv := Interval{
 		Time: snap.Time.UTC(), Seconds: length.Seconds(), Final: final, Unit: unitName(r.unit),
-		Sources: r.status, Dropped: snap.Dropped, Ops: []Op{},
+		Sources: r.status, Dropped: snap.Dropped, Undecoded: snap.Undecoded, Ops: []Op{},
 	}
 	for _, h := range snap.Hists {
 		op := Op{
@@ -141,6 +142,9 @@ func (r *reporter) printText(snap trace.Snapshot, length time.Duration) error {
 	}
 	if snap.Dropped > 0 {
 		fmt.Fprintf(&b, "warning: %d driver events lost (ring buffer full)\n", snap.Dropped)
+	}
+	if snap.Undecoded > 0 {
+		fmt.Fprintf(&b, "warning: %d driver events did not decode (fields differ from the tracepoint contract)\n", snap.Undecoded)
 	}
 	_, err := io.WriteString(r.out, b.String())
 	return err
