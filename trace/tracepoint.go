@@ -16,7 +16,7 @@ var VattnEvents = []string{"vattn:vattn_alloc", "vattn:vattn_map", "vattn:vattn_
 // VattnEvent is one decoded vattn:* record.
 type VattnEvent struct {
 	Op        string // alloc, map, unmap or free
-	GPU       string // "GPU-…" UUID
+	GPU       string // "GPU-…" UUID; "" when the batch named no valid GPU
 	PageSize  uint64
 	Count     uint32
 	Done      uint32
@@ -35,7 +35,10 @@ func DecodeVattn(r Record) (VattnEvent, error) {
 	if len(uuid) != 16 {
 		return ev, fmt.Errorf("%w gpu_uuid: %d bytes, want 16", ErrField, len(uuid))
 	}
-	ev.GPU = FormatUUID(uuid)
+	// All zero when the batch named no valid GPU (the contract).
+	if !allZero(uuid) {
+		ev.GPU = FormatUUID(uuid)
+	}
 	var v [5]uint64
 	for i, name := range []string{"page_size", "count", "done", "status", "duration_ns"} {
 		if v[i], err = r.Uint(name); err != nil {
@@ -45,6 +48,15 @@ func DecodeVattn(r Record) (VattnEvent, error) {
 	ev.PageSize, ev.Count, ev.Done, ev.Status = v[0], uint32(v[1]), uint32(v[2]), uint32(v[3])
 	ev.Duration = time.Duration(v[4])
 	return ev, nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // FormatUUID writes a GPU UUID the way nvidia-smi shows it.

@@ -116,6 +116,11 @@ func TestDecodeVattnAndAggregate(t *testing.T) {
 		t.Errorf("undecoded = %d, want 1", s.undecoded)
 	}
 
+	// No valid GPU in the batch: an all-zero UUID, shown as no GPU.
+	if ev, err := DecodeVattn(vattnRecord(f, [16]byte{}, 0, 1, 0, 0x26, time.Microsecond)); err != nil || ev.GPU != "" {
+		t.Errorf("zero UUID decoded as %q, %v", ev.GPU, err)
+	}
+
 	// A record whose format lacks a field is an error, not a zero.
 	bare := &Format{System: "vattn", Event: "vattn_free", ID: 1, Fields: f.Fields[:5]}
 	if _, err := DecodeVattn(Record{Format: bare, Data: make([]byte, 56)}); !errors.Is(err, ErrField) {

@@ -2,20 +2,20 @@ package trace
 
 import "fmt"
 
-// The patched module's ioctl commands, by number, for naming them in output.
-//
-// PROVISIONAL: kernel/nvidia-uvm-patch/uvm_vattn_ioctl.h is the single source
-// of truth for these numbers; this table must follow it. Until that header
-// lands, the numbers below are placeholders in one reserved range. Stock UVM
-// commands are shown by number (see IoctlName).
-const uvmVattnIoctlBase = 1000
+// The patched module's ioctl commands, named as in
+// kernel/nvidia-uvm-patch/uvm_vattn_ioctl.h, which is their source of truth
+// (the ioctl package mirrors it for Go; once both are on one branch this
+// table should take its numbers from there). Stock UVM commands are shown by
+// number (see IoctlName).
+const uvmVattnIoctlBase = 0x56410000
 
 var vattnIoctlNames = map[uint32]string{
-	uvmVattnIoctlBase + 0: "VATTN_QUERY",
-	uvmVattnIoctlBase + 1: "VATTN_ALLOC",
-	uvmVattnIoctlBase + 2: "VATTN_MAP",
-	uvmVattnIoctlBase + 3: "VATTN_UNMAP",
-	uvmVattnIoctlBase + 4: "VATTN_FREE",
+	uvmVattnIoctlBase + 0x01: "UVM_VATTN_GET_INFO",
+	uvmVattnIoctlBase + 0x02: "UVM_VATTN_ALLOC",
+	uvmVattnIoctlBase + 0x03: "UVM_VATTN_MAP",
+	uvmVattnIoctlBase + 0x04: "UVM_VATTN_UNMAP",
+	uvmVattnIoctlBase + 0x05: "UVM_VATTN_FREE",
+	uvmVattnIoctlBase + 0x06: "UVM_VATTN_RELEASE_RANGE",
 }
 
 // IoctlName names an ioctl command on the UVM device: the patched module's

@@ -75,7 +75,7 @@ Needs root or CAP_BPF+CAP_PERFMON.`,
 	f.StringVar(&opts.Device, "device", "", "UVM character device, MAJ:MIN or path (default "+trace.DefaultDevice+")")
 	f.IntVarP(&opts.PID, "pid", "p", 0, "trace only this process")
 	f.StringVarP(&opts.GPU, "id", "i", "", "trace only this GPU (index or UUID), for sources that know the GPU")
-	f.StringSliceVar(&opts.Ops, "ops", nil, "show only these operations (cuMemMap, VATTN_MAP, ioctl_37, map, ...)")
+	f.StringSliceVar(&opts.Ops, "ops", nil, "show only these operations (cuMemMap, UVM_VATTN_MAP, ioctl_37, map, ...)")
 	f.StringVar(&opts.Unit, "unit", "us", "histogram unit: ns, us or ms")
 	f.DurationVar(&opts.Interval, "interval", 0, "print every interval (default: once, at the end)")
 	f.IntVar(&opts.Count, "count", 0, "stop after this many intervals")
