@@ -22,11 +22,14 @@ var CUDAOps = []string{
 }
 
 // libcudaPaths are tried, in order, when the ldconfig cache does not list
-// libcuda.
+// libcuda. Uprobes attach to the file's inode, so any symlink to the library a
+// process loads will do.
 var libcudaPaths = []string{
 	"/usr/lib/x86_64-linux-gnu/libcuda.so.1",
 	"/usr/lib64/libcuda.so.1",
 	"/usr/lib/libcuda.so.1",
+	"/usr/local/nvidia/lib64/libcuda.so.1", // driver mounted into containers
+	"/usr/local/nvidia/lib/libcuda.so.1",
 	"/usr/local/cuda/compat/libcuda.so.1",
 	"/usr/lib/wsl/lib/libcuda.so.1",
 }
