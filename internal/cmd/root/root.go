@@ -14,6 +14,7 @@ import (
 
 	"github.com/vattn/vattn/internal/cli"
 	"github.com/vattn/vattn/internal/cmd/simulate"
+	tracecmd "github.com/vattn/vattn/internal/cmd/trace"
 	"github.com/vattn/vattn/internal/cmd/version"
 )
 
@@ -38,6 +39,7 @@ latency with eBPF, and installs the patched nvidia-uvm driver.`,
 		simulate.NewCmd(format),
 		version.NewCmd(format),
 	)
+	root.AddCommand(tracecmd.NewCmd(format))
 	return root
 }
 
