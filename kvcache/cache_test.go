@@ -608,3 +608,88 @@ func TestDataFollowsPages(t *testing.T) {
 		t.Fatalf("new owner reads %x, %v", v, err)
 	}
 }
+
+func TestActiveSurplusIsReclaimed(t *testing.T) {
+	b := newSim(t, pagesize.Size64K, 1<<32, nil)
+	c := newCache(t, llama3(2, 4096), b)
+	must(t, c.ReservePhysical(6*64*64<<10)) // 6 page indexes
+	i, _ := c.AllocBatchIdx(192)
+	must(t, c.Step(lens(2, i, 192))) // 6 indexes
+	must(t, c.FreeBatchIdx(i))
+	j, _ := c.AllocBatchIdx(10) // reuses slot i and its 6 indexes
+	if j != i {
+		t.Fatalf("slot %d", j)
+	}
+	must(t, c.Step(lens(2, j, 10)))
+	if got := c.FreeIndexes(); got != 5 {
+		t.Fatalf("FreeIndexes = %d, want 5 (all but the one the request uses)", got)
+	}
+	// A second request needs 4 indexes: they come from j's surplus, from
+	// its tail, and no more than needed.
+	k, _ := c.AllocBatchIdx(128)
+	must(t, c.Step(lens(2, j, 10, k, 128)))
+	if s := c.Slots(); s[j].MappedIndex != 2 || s[k].MappedIndex != 4 {
+		t.Fatalf("slots %+v", s)
+	}
+	checkConsistent(t, c, b)
+	// Never below what the request used, plus one token of lookahead.
+	must(t, c.Step(lens(2, j, 33, k, 128)))
+	if s := c.Slots(); s[j].MappedIndex != 2 {
+		t.Fatalf("slot j has %d indexes", s[j].MappedIndex)
+	}
+	l := lens(2, j, 33, k, 160)
+	if err := c.Step(l); !errors.Is(err, ErrOutOfPages) {
+		t.Fatalf("step beyond memory: %v", err)
+	}
+	checkConsistent(t, c, b)
+}
+
+// TestStepAsyncRace runs StepAsync's background mapper against a caller
+// and a Stats reader; run with -race.
+func TestStepAsyncRace(t *testing.T) {
+	b := newSim(t, pagesize.Size64K, 8<<30, nil)
+	cfg := llama3(16, 2048)
+	cfg.TrickleReclaim = true
+	c := newCache(t, cfg, b)
+	must(t, c.ReservePhysical(2<<30))
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				_ = c.Stats()
+				_ = c.Slots()
+				_ = c.FreeIndexes()
+			}
+		}
+	}()
+	l := make([]int, 16)
+	for step := range 400 {
+		if step%7 == 0 {
+			if s, err := c.AllocBatchIdx(step % 300); err == nil {
+				l[s] = step % 300
+			}
+		}
+		if step%11 == 0 {
+			for s := range l {
+				if l[s] > 0 && (l[s]+step)%3 == 0 {
+					must(t, c.FreeBatchIdx(s))
+					l[s] = 0
+				}
+			}
+		}
+		for s := range l {
+			if l[s] > 0 && l[s] < 2048 {
+				l[s]++
+			}
+		}
+		if err := c.StepAsync(l); err != nil && !errors.Is(err, ErrOutOfPages) {
+			t.Fatal(err)
+		}
+	}
+	c.wait()
+	checkConsistent(t, c, b)
+}

@@ -4,6 +4,7 @@
 package simulate
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -168,6 +169,9 @@ func run(cmd *cobra.Command, o *Options) error {
 	rep, err := simulate.Run(cmd.Context(), cfg)
 	if o.Progress != nil {
 		fmt.Fprint(o.Progress, "\r\033[K")
+	}
+	if errors.Is(err, simulate.ErrConfig) {
+		return cli.WithCode(cli.ExitBadArgument, err)
 	}
 	if err != nil {
 		return err
