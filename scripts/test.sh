@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The whole test suite, every tier that can run without a GPU. It installs
+# what the tiers need (Debian packages, Go tools, NVIDIA sources, kernel
+# headers), is safe to re-run, and is what CI (.ci/run) calls.
+#
+#   scripts/test.sh
+#
+# Tiers that need the GPU machine run through scripts/gpu-build.sh and
+# scripts/gpu-run.sh instead (see README.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export PATH="$PATH:$(go env GOPATH)/bin"
+failed=()
+
+tier() { # name, command...
+	local name=$1
+	shift
+	echo
+	echo "=== tier: $name"
+	local start=$SECONDS
+	if "$@"; then
+		echo "=== tier $name passed ($((SECONDS - start))s)"
+	else
+		echo "=== tier $name FAILED ($((SECONDS - start))s)"
+		failed+=("$name")
+	fi
+}
+
+lint() {
+	local bad
+	bad=$(gofmt -l $(git ls-files '*.go'))
+	if [ -n "$bad" ]; then
+		echo "gofmt would change:"
+		echo "$bad"
+		return 1
+	fi
+	go vet ./...
+	if ! command -v staticcheck >/dev/null; then
+		GOFLAGS= go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+	fi
+	staticcheck ./...
+}
+
+deps() {
+	scripts/deps-bpf.sh
+}
+
+# Unit and integration tests of every package; eBPF tests attach for real
+# (CI runs as root). -p 1 keeps tests that build C fixtures or kernel trees
+# from racing for the two cores; the long timeout covers the kernel tiers.
+unit() { go test -count=1 -timeout 60m ./...; }
+
+# -short: the full-trace simulation runs in the unit tier; under the race
+# detector it would take minutes for nothing new.
+race() { go test -count=1 -race -short -timeout 20m ./kvcache/... ./backend/... ./simulate/... ./workload/...; }
+
+# Benchmarks must keep running: one iteration each.
+bench_smoke() { go test -count=1 -run '^$' -bench . -benchtime 1x ./kvcache/... ./backend/... ./workload/...; }
+
+tier deps deps
+tier lint lint
+tier unit unit
+tier race race
+tier bench-smoke bench_smoke
+
+echo
+if [ ${#failed[@]} -ne 0 ]; then
+	echo "FAILED tiers: ${failed[*]}"
+	exit 1
+fi
+echo "all tiers passed"
