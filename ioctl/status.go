@@ -9,7 +9,6 @@ type Status uint32
 // NV_STATUS codes the vattn commands return, with NVIDIA's numbers
 // (common/inc/nvstatuscodes.h; restated in uvm_vattn_ioctl.h as UVM_VATTN_NV_*).
 // Codes from UVM's internals outside this list pass through and print by number.
-//
 const (
 	NV_OK                         Status = 0x00000000
 	NV_ERR_ILLEGAL_ACTION         Status = 0x00000016
