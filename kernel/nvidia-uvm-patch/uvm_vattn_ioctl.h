@@ -53,8 +53,9 @@
  * Handles
  * ---------------------------------------------------------------------------
  * A handle names one physical page allocated by ALLOC through this file. It is an
- * opaque per-file ID (slot and generation), never a physical address: a handle of
- * another file, a freed handle, or a made-up value is NV_ERR_OBJECT_NOT_FOUND.
+ * opaque per-file ID (a tag of the file, a slot and a generation), never a physical
+ * address: a handle of another file, a freed handle, or a made-up value is
+ * NV_ERR_OBJECT_NOT_FOUND.
  * 0 is never a valid handle. Double free is NV_ERR_OBJECT_NOT_FOUND; freeing a
  * mapped page is NV_ERR_IN_USE.
  *
@@ -85,6 +86,7 @@
  * file's vattn state (not by a va_block's gpu_state), and are unmapped and freed
  * when the file is released, before UVM tears down the va_space (see
  * docs/driver-abi.md for the reasoning and the parts not yet implemented).
+ * A virtual address holds at most one vattn page of a file, whatever its GPU.
  * Every file has a limit on pinned bytes (module parameter
  * uvm_vattn_max_pinned_mb; GET_INFO reports it).
  *
