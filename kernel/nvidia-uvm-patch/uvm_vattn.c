@@ -15,6 +15,9 @@
  *   3. state->lock                   our mutex: the handle table and accounting
  *   4. va_block->lock, GPU PMM and push/tracker locks, taken inside UVM calls made
  *      by vattn_os_chunk_alloc/free and vattn_os_map/unmap.
+ * GPU references are dropped (vattn_os_gpu_release, which takes UVM's global lock,
+ * ordered before the va_space lock) only after 3 and 2 are released: account_sub()
+ * queues them and unlock_state() drops them.
  * No user memory is touched with 2 or 3 held: arrays are copied in before and results
  * copied out after, because a user copy can fault into UVM's fault handler, which
  * takes the va_space lock itself. Handles made by ALLOC stay PENDING_ALLOC (unusable)
@@ -85,6 +88,9 @@ struct uvm_vattn_state
     uint32_t pad;
     uint64_t pinned_bytes;
     struct uvm_vattn_gpu_slot gpus[UVM_VATTN_STATE_GPUS];
+    vattn_os_gpu_t *release[UVM_VATTN_STATE_GPUS]; /* GPUs to release after unlocking */
+    uint32_t nrelease;
+    uint32_t pad2;
 };
 
 /* ------------------------------------------------------------------------- */
@@ -370,7 +376,10 @@ static void account_sub(struct uvm_vattn_state *state, int gslot, uint64_t size)
     g->pinned_bytes -= size;
     state->pinned_bytes -= size;
     if (--g->chunks == 0) {
-        vattn_os_gpu_release(g->gpu);
+        /* Queued, not released here (see the lock order). One lock hold empties
+         * a slot at most once (ALLOC fills one slot and may roll it back; FREE,
+         * RELEASE_RANGE and release only remove), so the queue has room. */
+        state->release[state->nrelease++] = g->gpu;
         g->gpu = NULL;
         memset(g->uuid, 0, sizeof(g->uuid));
     }
@@ -421,6 +430,35 @@ static struct uvm_vattn_state *state_get(vattn_os_va_space_t *va_space)
     return state;
 }
 
+/* Locks the va_space and the state, creating the state if needed. */
+static struct uvm_vattn_state *lock_state(vattn_os_va_space_t *va_space)
+{
+    struct uvm_vattn_state *state;
+
+    vattn_os_va_space_lock(va_space);
+    state = state_get(va_space);
+    if (!state) {
+        vattn_os_va_space_unlock(va_space);
+        return NULL;
+    }
+    vattn_os_mutex_lock(&state->lock);
+    return state;
+}
+
+/* Unlocks both, then drops the GPU references account_sub() queued. */
+static void unlock_state(vattn_os_va_space_t *va_space, struct uvm_vattn_state *state)
+{
+    vattn_os_gpu_t *release[UVM_VATTN_STATE_GPUS];
+    uint32_t i, n = state->nrelease;
+
+    memcpy(release, state->release, sizeof(release[0]) * n);
+    state->nrelease = 0;
+    vattn_os_mutex_unlock(&state->lock);
+    vattn_os_va_space_unlock(va_space);
+    for (i = 0; i < n; i++)
+        vattn_os_gpu_release(release[i]);
+}
+
 void uvm_vattn_va_space_destroy(vattn_os_va_space_t *va_space)
 {
     struct uvm_vattn_state **slot = vattn_os_state_slot(va_space);
@@ -450,8 +488,7 @@ void uvm_vattn_va_space_destroy(vattn_os_va_space_t *va_space)
         }
         entry_free(state, i);
     }
-    vattn_os_mutex_unlock(&state->lock);
-    vattn_os_va_space_unlock(va_space);
+    unlock_state(va_space, state);
 
     *slot = NULL;
     vattn_os_free(state->entries);
@@ -486,14 +523,11 @@ static NV_STATUS cmd_get_info(vattn_os_va_space_t *va_space, UVM_VATTN_GET_INFO_
         memset(info, 0, sizeof(*info) * cap);
     }
 
-    vattn_os_va_space_lock(va_space);
-    state = state_get(va_space);
+    state = lock_state(va_space);
     if (!state) {
-        vattn_os_va_space_unlock(va_space);
         vattn_os_free(info);
         return NV_ERR_NO_MEMORY;
     }
-    vattn_os_mutex_lock(&state->lock);
     p->pinnedBytes = state->pinned_bytes;
     n = vattn_os_gpu_list(va_space, info, cap);
     for (i = 0; i < UVM_VATTN_STATE_GPUS; i++) {
@@ -504,8 +538,7 @@ static NV_STATUS cmd_get_info(vattn_os_va_space_t *va_space, UVM_VATTN_GET_INFO_
                 info[k].pinnedBytes = state->gpus[i].pinned_bytes;
         }
     }
-    vattn_os_mutex_unlock(&state->lock);
-    vattn_os_va_space_unlock(va_space);
+    unlock_state(va_space, state);
 
     p->gpuCount = n;
     if (cap && n && vattn_os_copy_to_user(p->gpuInfo, info, sizeof(*info) * (n < cap ? n : cap)))
@@ -541,21 +574,19 @@ static NV_STATUS cmd_alloc(vattn_os_va_space_t *va_space, UVM_VATTN_ALLOC_PARAMS
         goto out_free;
     }
 
-    vattn_os_va_space_lock(va_space);
-    state = state_get(va_space);
+    state = lock_state(va_space);
     if (!state) {
         status = NV_ERR_NO_MEMORY;
-        goto out_unlock_va;
+        goto out_free;
     }
     status = vattn_os_gpu_find(va_space, p->gpuUuid, &gpu, &sizes);
     if (status != NV_OK)
-        goto out_unlock_va;
+        goto out_unlock;
     if (!(sizes & p->pageSize)) {
         status = NV_ERR_NOT_SUPPORTED;
-        goto out_unlock_va;
+        goto out_unlock;
     }
 
-    vattn_os_mutex_lock(&state->lock);
     /* count <= 2^14 and size <= 2^21: cannot overflow, but check like any input. */
     limit = vattn_os_pinned_limit();
     if (!uvm_vattn_mul_ok(p->count, p->pageSize, &need) ||
@@ -595,8 +626,7 @@ static NV_STATUS cmd_alloc(vattn_os_va_space_t *va_space, UVM_VATTN_ALLOC_PARAMS
             entry_free(state, slots[i]);
         made = 0;
     }
-    vattn_os_mutex_unlock(&state->lock);
-    vattn_os_va_space_unlock(va_space);
+    unlock_state(va_space, state);
     if (status != NV_OK)
         goto out_free;
 
@@ -606,6 +636,7 @@ static NV_STATUS cmd_alloc(vattn_os_va_space_t *va_space, UVM_VATTN_ALLOC_PARAMS
         status = NV_ERR_INVALID_ADDRESS;
     }
 
+    /* The state outlives this call: only release, which no ioctl can race, frees it. */
     vattn_os_va_space_lock(va_space);
     vattn_os_mutex_lock(&state->lock);
     for (i = 0; i < made; i++) {
@@ -614,15 +645,12 @@ static NV_STATUS cmd_alloc(vattn_os_va_space_t *va_space, UVM_VATTN_ALLOC_PARAMS
         else
             state->entries[slots[i]].state = VATTN_SLOT_ALLOCATED;
     }
-    vattn_os_mutex_unlock(&state->lock);
-    vattn_os_va_space_unlock(va_space);
+    unlock_state(va_space, state);
     p->done = *err ? 0 : made;
     goto out_free;
 
 out_unlock:
-    vattn_os_mutex_unlock(&state->lock);
-out_unlock_va:
-    vattn_os_va_space_unlock(va_space);
+    unlock_state(va_space, state);
 out_free:
     vattn_os_free(handles);
     vattn_os_free(slots);
@@ -649,26 +677,6 @@ static NV_STATUS copy_in_array(uint64_t user, uint32_t count, size_t elem, void 
     return NV_OK;
 }
 
-/* Locks the va_space and the state, creating the state if needed. */
-static struct uvm_vattn_state *lock_state(vattn_os_va_space_t *va_space)
-{
-    struct uvm_vattn_state *state;
-
-    vattn_os_va_space_lock(va_space);
-    state = state_get(va_space);
-    if (!state) {
-        vattn_os_va_space_unlock(va_space);
-        return NULL;
-    }
-    vattn_os_mutex_lock(&state->lock);
-    return state;
-}
-
-static void unlock_state(vattn_os_va_space_t *va_space, struct uvm_vattn_state *state)
-{
-    vattn_os_mutex_unlock(&state->lock);
-    vattn_os_va_space_unlock(va_space);
-}
 
 /* Fills the trace identity (GPU UUID and size) from the batch's first entry. */
 static void trace_identity(struct uvm_vattn_state *state, uint32_t slot, uint8_t uuid[16], uint64_t *size)

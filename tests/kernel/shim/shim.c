@@ -16,6 +16,9 @@ long shim_fail_copy_from = -1, shim_fail_copy_to = -1;
 uint64_t shim_pinned_limit;
 NV_STATUS shim_global_status = NV_OK;
 long shim_kallocs_live;
+/* va_space locks held: no GPU may be released under one (UVM's global lock, taken by
+ * the real release, is ordered before the va_space lock). */
+static int shim_va_locks_held;
 struct shim_trace shim_last_trace;
 long shim_trace_count;
 
@@ -154,12 +157,14 @@ void vattn_os_va_space_lock(vattn_os_va_space_t *vs)
     if (vs->lock_depth)
         abort(); /* rwsem read recursion can deadlock behind a writer */
     vs->lock_depth = 1;
+    shim_va_locks_held++;
 }
 void vattn_os_va_space_unlock(vattn_os_va_space_t *vs)
 {
     if (!vs->lock_depth)
         abort();
     vs->lock_depth = 0;
+    shim_va_locks_held--;
 }
 
 #define NEED_VA_LOCK(vs) do { if (!(vs)->lock_depth) abort(); } while (0)
@@ -200,7 +205,7 @@ uint32_t vattn_os_gpu_list(vattn_os_va_space_t *vs, UVM_VATTN_GPU_INFO *info, ui
 void vattn_os_gpu_retain(vattn_os_gpu_t *gpu) { gpu->retains++; }
 void vattn_os_gpu_release(vattn_os_gpu_t *gpu)
 {
-    if (gpu->retains <= 0)
+    if (gpu->retains <= 0 || shim_va_locks_held)
         abort();
     gpu->retains--;
 }
