@@ -72,20 +72,21 @@ if True:  # both branches: current bookworm kernels backported the argument
          '#endif\n')
     edit('nvidia/nvidia.Kbuild', 'NV_CONFTEST_TYPE_COMPILE_TESTS += pci_dev_has_ats_enabled\n',
          'NV_CONFTEST_TYPE_COMPILE_TESTS += pci_dev_has_ats_enabled\n'
-         'NV_CONFTEST_FUNCTION_COMPILE_TESTS += pci_resize_resource_has_exclude_bars_arg\n')
+         'NV_CONFTEST_TYPE_COMPILE_TESTS += pci_resize_resource_has_exclude_bars_arg\n')
     edit('conftest.sh', '        pci_dev_has_ats_enabled)\n',
          '        pci_resize_resource_has_exclude_bars_arg)\n'
          '            #\n'
          '            # Determine if pci_resize_resource() takes a fourth argument,\n'
          '            # exclude_bars (vattn build compatibility: Linux 6.1.y and 6.12.y\n'
-         '            # stable kernels backported it).\n'
+         '            # stable kernels backported it). A positive compile test: the\n'
+         '            # four-argument call compiles only against the new prototype.\n'
          '            #\n'
          '            CODE="\n'
          '            #include <linux/pci.h>\n'
          '            int conftest_pci_resize_resource_has_exclude_bars_arg(struct pci_dev *dev) {\n'
          '                return pci_resize_resource(dev, 0, 0, 0);\n'
          '            }"\n\n'
-         '            compile_check_conftest "$CODE" "NV_PCI_RESIZE_RESOURCE_HAS_EXCLUDE_BARS_ARG" "" "functions"\n'
+         '            compile_check_conftest "$CODE" "NV_PCI_RESIZE_RESOURCE_HAS_EXCLUDE_BARS_ARG" "" "types"\n'
          '        ;;\n\n'
          '        pci_dev_has_ats_enabled)\n')
     diff(['conftest.sh', 'nvidia/nvidia.Kbuild', 'nvidia/nv-pci.c'], f'{outdir}/0000-build-compat-pci-resize-resource.patch',
