@@ -26,6 +26,7 @@
 #include "uvm_global.h"
 #include "uvm_gpu.h"
 #include "uvm_hal.h"
+#include "uvm_kvmalloc.h"
 #include "uvm_pmm_gpu.h"
 #include "uvm_push.h"
 #include "uvm_tracker.h"

@@ -63,7 +63,7 @@ edit('nvidia-uvm/nvidia-uvm.Kbuild', '$(call ASSIGN_PER_OBJ_CFLAGS, $(NVIDIA_UVM
 
 os.makedirs(outdir, exist_ok=True)
 series = []
-if True:  # both branches: current bookworm kernels backported the argument
+if branch in ('535', '550'):  # current bookworm kernels backported the argument; 580 handles it
     edit('nvidia/nv-pci.c', '    r = pci_resize_resource(pci_dev, NV_GPU_BAR1, requested_size);\n',
          '#if defined(NV_PCI_RESIZE_RESOURCE_HAS_EXCLUDE_BARS_ARG)\n'
          '    r = pci_resize_resource(pci_dev, NV_GPU_BAR1, requested_size, 0);\n'
