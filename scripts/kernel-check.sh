@@ -113,7 +113,9 @@ check_version() {
                 { touch "$tree.base/$base_key.failed"; break; }
         done
         if [ ! -f "$tree.base/$base_key.failed" ]; then
+            local t0=$SECONDS
             if make_tree "$tree" >"$tree.base/build.log" 2>&1; then
+                echo $((SECONDS - t0)) >"$tree.base/seconds"
                 cp -a "$tree" "$tree.base/tree"      # snapshot, same mtimes, restored in place
                 touch "$tree.base/$base_key.ok"
             else
@@ -122,8 +124,10 @@ check_version() {
         fi
         rm -f "$tree.patched"/*.ok "$tree.patched"/*.failed 2>/dev/null
     fi
+    local base_secs
+    base_secs=$(cat "$tree.base/seconds" 2>/dev/null || true)
     if [ -f "$tree.base/$base_key.ok" ]; then
-        pass "$ver: unpatched tree (with build-compat patches) builds against $KREL"
+        pass "$ver: unpatched tree (with build-compat patches) builds against $KREL${base_secs:+ (${base_secs}s when built)}"
     else
         fail "$ver: unpatched tree does not build; see $tree.base/build.log $tree.base/compat.log"
         return
@@ -146,8 +150,10 @@ check_version() {
         done
         echo "$applied" >"$pd/applied"
         if [ "$applied" = 1 ]; then
+            local t1=$SECONDS
             make_tree "$tree" >"$pd/build.log" 2>&1
             echo $? >"$pd/build.rc"
+            echo $((SECONDS - t1)) >"$pd/seconds"
             # sparse on our files only: touch them and let kbuild re-run just those
             # objects with C=1 (check what is recompiled).
             touch "$tree/nvidia-uvm/uvm_vattn.c" "$tree/nvidia-uvm/uvm_vattn_kernel.c"
@@ -166,7 +172,7 @@ check_version() {
         return
     fi
     if [ "$(cat "$pd/build.rc")" = 0 ] && [ -f "$tree/nvidia-uvm.ko" ] && [ -f "$tree/nvidia.ko" ]; then
-        pass "$ver: patched tree builds nvidia.ko and nvidia-uvm.ko against $KREL"
+        pass "$ver: patched tree builds nvidia.ko and nvidia-uvm.ko against $KREL (incremental $(cat "$pd/seconds" 2>/dev/null)s)"
     else
         fail "$ver: patched build failed; see $pd/build.log"
         return

@@ -10,8 +10,10 @@
  *     memset (zeroing), chunk free, GPU retain/release, tracepoints: implemented.
  *   - Page-table writes (vattn_os_map/vattn_os_unmap): not implemented in this build;
  *     they return NV_ERR_NOT_SUPPORTED, so MAP fails cleanly and nothing is mapped.
- *     Writing PTEs needs a hunk in uvm_va_block.c (the PTE helpers are static) and
- *     a GPU to test on; it is the next step, not a hidden gap.
+ *     The writes themselves would use UVM's page-tree API; what must come first is the
+ *     fence that keeps UVM's fault/migration paths out of blocks we map (else a 2 MiB
+ *     PTE installed by UVM over our 64 KiB table corrupts the page tree). See
+ *     docs/driver-abi.md; it is the next step, not a hidden gap.
  *
  * Isolation from UVM's own paths: our chunks come from uvm_pmm_gpu_alloc_user() and
  * stay TEMP_PINNED for their whole life (they are never unpinned into a va_block),
