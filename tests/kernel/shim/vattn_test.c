@@ -579,6 +579,59 @@ static void test_release_on_close(void)
     teardown();
 }
 
+/* A GPU unregistered and registered again (a new gpu object, same UUID) while the
+ * file still holds chunks of the old one: those stay with the old, retained object;
+ * allocating on the new one is refused until they are freed. */
+static void test_gpu_reregistered(void)
+{
+    static struct shim_gpu again;
+    uint64_t h[2], h2[1];
+    UVM_VATTN_GET_INFO_PARAMS info;
+    UVM_VATTN_GPU_INFO gpus[2];
+
+    setup("gpu_reregistered");
+    CHECK_EQ(do_alloc(vs, &gpu_b, K64, h, 2), NV_OK);
+    again = gpu_b;
+    again.retains = 0;
+    again.live_chunks = 0;
+    again.mem_used = 0;
+    vs->gpus[1] = &again;
+    CHECK_EQ(do_alloc(vs, &again, K64, h2, 1), NV_ERR_INVALID_DEVICE);
+    CHECK_EQ(again.retains, 0);
+    memset(&info, 0, sizeof(info));
+    info.gpuInfo = (uint64_t)(uintptr_t)gpus;
+    info.gpuCapacity = 2;
+    shim_user_register(gpus, sizeof(gpus));
+    CHECK_EQ(run(vs, UVM_VATTN_GET_INFO, &info, sizeof(info)), 0);
+    CHECK_EQ(info.pinnedBytes, 2 * K64);
+    CHECK_EQ(do_free(vs, h, 2, NULL, NULL), NV_OK);
+    CHECK_EQ(gpu_b.retains, 0);
+    CHECK_EQ(gpu_b.live_chunks, 0);
+    CHECK_EQ(do_alloc(vs, &again, K64, h2, 1), NV_OK);
+    CHECK_EQ(again.retains, 1);
+    CHECK_EQ(do_free(vs, h2, 1, NULL, NULL), NV_OK);
+    vs->gpus[1] = &gpu_b;
+    teardown();
+}
+
+/* The pinned limit counts every GPU of the file together. */
+static void test_pinned_limit_all_gpus(void)
+{
+    uint64_t h[4];
+
+    setup("pinned_limit_all_gpus");
+    shim_pinned_limit = 3 * M2;
+    CHECK_EQ(do_alloc(vs, &gpu_a, M2, h, 2), NV_OK);
+    CHECK_EQ(do_alloc(vs, &gpu_b, M2, h + 2, 2), NV_ERR_INSUFFICIENT_RESOURCES);
+    CHECK_EQ(gpu_b.live_chunks, 0);
+    CHECK_EQ(do_alloc(vs, &gpu_b, M2, h + 2, 1), NV_OK);
+    CHECK_EQ(do_alloc(vs, &gpu_a, K64, h + 3, 1), NV_ERR_INSUFFICIENT_RESOURCES);
+    /* another file has its own budget */
+    CHECK_EQ(do_alloc(vs2, &gpu_a, M2, h + 3, 1), NV_OK);
+    shim_pinned_limit = 0;
+    teardown();
+}
+
 /* Growth of the table past several doublings, and generations across reuse. */
 static void test_table_growth(void)
 {
@@ -1089,6 +1142,8 @@ int main(int argc, char **argv)
     test_release_range();
     test_release_on_close();
     test_table_growth();
+    test_gpu_reregistered();
+    test_pinned_limit_all_gpus();
     test_fault_sweep();
     random_test(seed, ops);
 
