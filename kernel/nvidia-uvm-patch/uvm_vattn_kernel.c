@@ -77,12 +77,34 @@ static const NvProcessorUuid *vattn_gpu_uuid(uvm_gpu_t *gpu)
 #endif
 }
 
-/* Sizes ALLOC can serve on this GPU: those UVM's allocator already splits user
- * memory into. vattn never widens that mask (a global change would alter managed
- * memory for every process); 128K and 256K appear only where UVM has them. */
+/*
+ * One vattn page: a single UVM chunk of the page's size when UVM's allocator has that
+ * size, else a run of 64K chunks (128K = 2, 256K = 4). vattn never widens UVM's
+ * chunk-size mask, which would change managed memory for every process. The GPU maps
+ * 64K big pages either way, so a run needs no physical contiguity.
+ */
+#define VATTN_KCHUNK_MAX 4
+
+struct vattn_kchunk
+{
+    uint32_t n;
+    uint32_t pad;
+    uvm_gpu_chunk_t *c[VATTN_KCHUNK_MAX];
+};
+
+static uvm_chunk_sizes_mask_t vattn_user_chunk_sizes(uvm_gpu_t *gpu)
+{
+    return gpu->pmm.chunk_sizes[UVM_PMM_GPU_MEMORY_TYPE_USER];
+}
+
+/* Sizes ALLOC can serve on this GPU (see struct vattn_kchunk). */
 static uint64_t vattn_gpu_page_sizes(uvm_gpu_t *gpu)
 {
-    return (uint64_t)gpu->pmm.chunk_sizes[UVM_PMM_GPU_MEMORY_TYPE_USER] & UVM_VATTN_PAGE_SIZES_ALL;
+    uint64_t sizes = (uint64_t)vattn_user_chunk_sizes(gpu) & UVM_VATTN_PAGE_SIZES_ALL;
+
+    if (sizes & UVM_VATTN_PAGE_SIZE_64K)
+        sizes |= UVM_VATTN_PAGE_SIZE_128K | UVM_VATTN_PAGE_SIZE_256K;
+    return sizes;
 }
 
 void *vattn_os_alloc(size_t bytes)
@@ -218,7 +240,8 @@ NV_STATUS vattn_os_range_check(vattn_os_va_space_t *va_space, uint64_t address, 
     return NV_OK;
 }
 
-NV_STATUS vattn_os_chunk_alloc(vattn_os_gpu_t *gpu, uint64_t size, vattn_os_chunk_t **chunk_out)
+/* Allocates one UVM chunk and zeroes it; the memset is waited for. */
+static NV_STATUS vattn_chunk_alloc_zeroed(uvm_gpu_t *gpu, uvm_chunk_size_t size, uvm_gpu_chunk_t **chunk_out)
 {
     uvm_tracker_t tracker = UVM_TRACKER_INIT();
     uvm_gpu_chunk_t *chunk;
@@ -226,8 +249,7 @@ NV_STATUS vattn_os_chunk_alloc(vattn_os_gpu_t *gpu, uint64_t size, vattn_os_chun
     uvm_push_t push;
     NV_STATUS status;
 
-    status = uvm_pmm_gpu_alloc_user(&gpu->pmm, 1, (uvm_chunk_size_t)size, UVM_PMM_ALLOC_FLAGS_EVICT,
-                                    &chunk, &tracker);
+    status = uvm_pmm_gpu_alloc_user(&gpu->pmm, 1, size, UVM_PMM_ALLOC_FLAGS_EVICT, &chunk, &tracker);
     if (status != NV_OK) {
         uvm_tracker_deinit(&tracker);
         return status;
@@ -236,10 +258,10 @@ NV_STATUS vattn_os_chunk_alloc(vattn_os_gpu_t *gpu, uint64_t size, vattn_os_chun
     /* Zero before anyone can map it; the chunk's previous user may have been another
      * process. The memset waits for the allocator's tracker and is itself waited. */
     status = uvm_push_begin_acquire(gpu->channel_manager, UVM_CHANNEL_TYPE_GPU_INTERNAL, &tracker, &push,
-                                    "vattn: zero %llu KiB chunk", (unsigned long long)(size >> 10));
+                                    "vattn: zero %u KiB chunk", (unsigned)(size >> 10));
     if (status == NV_OK) {
         dst = uvm_gpu_address_copy(gpu, uvm_gpu_phys_address(UVM_APERTURE_VID, chunk->address));
-        gpu->parent->ce_hal->memset_8(&push, dst, 0, (size_t)size);
+        gpu->parent->ce_hal->memset_8(&push, dst, 0, size);
         status = uvm_push_end_and_wait(&push);
     }
     if (status == NV_OK)
@@ -254,10 +276,45 @@ NV_STATUS vattn_os_chunk_alloc(vattn_os_gpu_t *gpu, uint64_t size, vattn_os_chun
     return NV_OK;
 }
 
-void vattn_os_chunk_free(vattn_os_gpu_t *gpu, vattn_os_chunk_t *chunk)
+NV_STATUS vattn_os_chunk_alloc(vattn_os_gpu_t *gpu, uint64_t size, vattn_os_chunk_t **out)
 {
+    struct vattn_kchunk *k;
+    uvm_chunk_size_t piece;
+    NV_STATUS status = NV_OK;
+    uint32_t i;
+
+    /* uvm_vattn.c passed a size from vattn_gpu_page_sizes(); recheck, it is cheap. */
+    if (!(vattn_gpu_page_sizes(gpu) & size))
+        return NV_ERR_NOT_SUPPORTED;
+    piece = (vattn_user_chunk_sizes(gpu) & size) ? (uvm_chunk_size_t)size : UVM_CHUNK_SIZE_64K;
+
+    k = uvm_kvmalloc(sizeof(*k));
+    if (!k)
+        return NV_ERR_NO_MEMORY;
+    memset(k, 0, sizeof(*k));
+    for (k->n = 0; k->n < size / piece; k->n++) {
+        status = vattn_chunk_alloc_zeroed(gpu, piece, &k->c[k->n]);
+        if (status != NV_OK)
+            break;
+    }
+    if (status != NV_OK) {
+        for (i = 0; i < k->n; i++)
+            uvm_pmm_gpu_free(&gpu->pmm, k->c[i], NULL);
+        uvm_kvfree(k);
+        return status;
+    }
+    *out = k;
+    return NV_OK;
+}
+
+void vattn_os_chunk_free(vattn_os_gpu_t *gpu, vattn_os_chunk_t *k)
+{
+    uint32_t i;
+
     /* Unmapped and never written by a push we did not wait for: no tracker. */
-    uvm_pmm_gpu_free(&gpu->pmm, chunk, NULL);
+    for (i = 0; i < k->n; i++)
+        uvm_pmm_gpu_free(&gpu->pmm, k->c[i], NULL);
+    uvm_kvfree(k);
 }
 
 NV_STATUS vattn_os_map(vattn_os_va_space_t *va_space, vattn_os_gpu_t *gpu, uint64_t address,

@@ -27,7 +27,7 @@
 
 typedef struct uvm_va_space_struct vattn_os_va_space_t;
 typedef struct uvm_gpu_struct vattn_os_gpu_t;
-typedef struct uvm_gpu_chunk_struct vattn_os_chunk_t;
+typedef struct vattn_kchunk vattn_os_chunk_t;   /* uvm_vattn_kernel.c */
 typedef struct mutex vattn_os_mutex_t;
 
 #define UVM_VATTN_READ_ONCE(x)          READ_ONCE(x)
