@@ -1,0 +1,207 @@
+package ioctl
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// goStructs lists every params struct of the header with its Go mirror.
+var goStructs = map[string]reflect.Type{
+	"UVM_VATTN_GPU_INFO":             reflect.TypeFor[UVM_VATTN_GPU_INFO](),
+	"UVM_VATTN_GET_INFO_PARAMS":      reflect.TypeFor[UVM_VATTN_GET_INFO_PARAMS](),
+	"UVM_VATTN_ALLOC_PARAMS":         reflect.TypeFor[UVM_VATTN_ALLOC_PARAMS](),
+	"UVM_VATTN_MAP_ENTRY":            reflect.TypeFor[UVM_VATTN_MAP_ENTRY](),
+	"UVM_VATTN_MAP_PARAMS":           reflect.TypeFor[UVM_VATTN_MAP_PARAMS](),
+	"UVM_VATTN_UNMAP_PARAMS":         reflect.TypeFor[UVM_VATTN_UNMAP_PARAMS](),
+	"UVM_VATTN_FREE_PARAMS":          reflect.TypeFor[UVM_VATTN_FREE_PARAMS](),
+	"UVM_VATTN_RELEASE_RANGE_PARAMS": reflect.TypeFor[UVM_VATTN_RELEASE_RANGE_PARAMS](),
+}
+
+// goConsts lists every constant of the header with its Go mirror (by name, so no
+// number is typed twice).
+var goConsts = map[string]uint64{
+	"UVM_VATTN_ABI_VERSION":                   UVM_VATTN_ABI_VERSION,
+	"UVM_VATTN_IOCTL_BASE":                    UVM_VATTN_IOCTL_BASE,
+	"UVM_VATTN_GET_INFO":                      UVM_VATTN_GET_INFO,
+	"UVM_VATTN_ALLOC":                         UVM_VATTN_ALLOC,
+	"UVM_VATTN_MAP":                           UVM_VATTN_MAP,
+	"UVM_VATTN_UNMAP":                         UVM_VATTN_UNMAP,
+	"UVM_VATTN_FREE":                          UVM_VATTN_FREE,
+	"UVM_VATTN_RELEASE_RANGE":                 UVM_VATTN_RELEASE_RANGE,
+	"UVM_VATTN_IOCTL_FIRST":                   UVM_VATTN_IOCTL_FIRST,
+	"UVM_VATTN_IOCTL_LAST":                    UVM_VATTN_IOCTL_LAST,
+	"UVM_VATTN_MAX_BATCH":                     UVM_VATTN_MAX_BATCH,
+	"UVM_VATTN_MAX_GPUS":                      UVM_VATTN_MAX_GPUS,
+	"UVM_VATTN_PAGE_SIZE_64K":                 UVM_VATTN_PAGE_SIZE_64K,
+	"UVM_VATTN_PAGE_SIZE_128K":                UVM_VATTN_PAGE_SIZE_128K,
+	"UVM_VATTN_PAGE_SIZE_256K":                UVM_VATTN_PAGE_SIZE_256K,
+	"UVM_VATTN_PAGE_SIZE_2M":                  UVM_VATTN_PAGE_SIZE_2M,
+	"UVM_VATTN_PAGE_SIZES_ALL":                UVM_VATTN_PAGE_SIZES_ALL,
+	"UVM_VATTN_RELEASE_FREE":                  UVM_VATTN_RELEASE_FREE,
+	"UVM_VATTN_NV_OK":                         uint64(NV_OK),
+	"UVM_VATTN_NV_ERR_ILLEGAL_ACTION":         uint64(NV_ERR_ILLEGAL_ACTION),
+	"UVM_VATTN_NV_ERR_IN_USE":                 uint64(NV_ERR_IN_USE),
+	"UVM_VATTN_NV_ERR_INSUFFICIENT_RESOURCES": uint64(NV_ERR_INSUFFICIENT_RESOURCES),
+	"UVM_VATTN_NV_ERR_INVALID_ADDRESS":        uint64(NV_ERR_INVALID_ADDRESS),
+	"UVM_VATTN_NV_ERR_INVALID_ARGUMENT":       uint64(NV_ERR_INVALID_ARGUMENT),
+	"UVM_VATTN_NV_ERR_INVALID_DEVICE":         uint64(NV_ERR_INVALID_DEVICE),
+	"UVM_VATTN_NV_ERR_INVALID_LIMIT":          uint64(NV_ERR_INVALID_LIMIT),
+	"UVM_VATTN_NV_ERR_INVALID_OFFSET":         uint64(NV_ERR_INVALID_OFFSET),
+	"UVM_VATTN_NV_ERR_NO_MEMORY":              uint64(NV_ERR_NO_MEMORY),
+	"UVM_VATTN_NV_ERR_NOT_SUPPORTED":          uint64(NV_ERR_NOT_SUPPORTED),
+	"UVM_VATTN_NV_ERR_OBJECT_NOT_FOUND":       uint64(NV_ERR_OBJECT_NOT_FOUND),
+	"UVM_VATTN_NV_ERR_UVM_ADDRESS_IN_USE":     uint64(NV_ERR_UVM_ADDRESS_IN_USE),
+}
+
+// runProbe compiles testdata/abi_probe.c against the header and returns its output.
+func runProbe(t *testing.T) []byte {
+	t.Helper()
+	cc, err := exec.LookPath("gcc")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("gcc not found, needed for the ABI probe: %v", err)
+		}
+		t.Skipf("gcc not found; the ABI probe needs it: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "abi_probe")
+	out, err := exec.Command(cc, "-std=c11", "-Wall", "-Wextra", "-Werror",
+		"-I", filepath.Join("..", "kernel", "nvidia-uvm-patch"),
+		"-o", bin, filepath.Join("testdata", "abi_probe.c")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("compile abi_probe: %v\n%s", err, out)
+	}
+	out, err = exec.Command(bin).Output()
+	if err != nil {
+		t.Fatalf("run abi_probe: %v", err)
+	}
+	return out
+}
+
+func TestABIMatchesHeader(t *testing.T) {
+	out := runProbe(t)
+	seenStruct := map[string]bool{}
+	seenConst := map[string]bool{}
+	seenField := map[string]map[string]bool{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		num := func(i int) uint64 {
+			v, err := strconv.ParseUint(f[i], 10, 64)
+			if err != nil {
+				t.Fatalf("probe line %q: %v", sc.Text(), err)
+			}
+			return v
+		}
+		switch {
+		case f[0] == "S" && len(f) == 3:
+			typ, ok := goStructs[f[1]]
+			if !ok {
+				t.Errorf("C struct %s has no Go mirror in goStructs", f[1])
+				continue
+			}
+			seenStruct[f[1]] = true
+			if got := uint64(typ.Size()); got != num(2) {
+				t.Errorf("%s: Go size %d, C size %d", f[1], got, num(2))
+			}
+			if num(2)%8 != 0 {
+				t.Errorf("%s: C size %d is not a multiple of 8", f[1], num(2))
+			}
+		case f[0] == "F" && len(f) == 5:
+			typ, ok := goStructs[f[1]]
+			if !ok {
+				continue // reported on its S line
+			}
+			if seenField[f[1]] == nil {
+				seenField[f[1]] = map[string]bool{}
+			}
+			var gf reflect.StructField
+			found := false
+			for i := range typ.NumField() {
+				if strings.EqualFold(typ.Field(i).Name, f[2]) {
+					gf, found = typ.Field(i), true
+				}
+			}
+			if !found {
+				t.Errorf("%s.%s: no Go field of that name (case-insensitive)", f[1], f[2])
+				continue
+			}
+			seenField[f[1]][gf.Name] = true
+			if uint64(gf.Offset) != num(3) || uint64(gf.Type.Size()) != num(4) {
+				t.Errorf("%s.%s: Go offset %d size %d, C offset %d size %d",
+					f[1], f[2], gf.Offset, gf.Type.Size(), num(3), num(4))
+			}
+		case f[0] == "C" && len(f) == 3:
+			v, ok := goConsts[f[1]]
+			if !ok {
+				t.Errorf("C constant %s has no Go mirror in goConsts", f[1])
+				continue
+			}
+			seenConst[f[1]] = true
+			if v != num(2) {
+				t.Errorf("%s: Go %#x, C %#x", f[1], v, num(2))
+			}
+		default:
+			t.Fatalf("unexpected probe line %q", sc.Text())
+		}
+	}
+	for name, typ := range goStructs {
+		if !seenStruct[name] {
+			t.Errorf("Go struct %s not printed by the probe", name)
+			continue
+		}
+		for i := range typ.NumField() {
+			if !seenField[name][typ.Field(i).Name] {
+				t.Errorf("Go field %s.%s not in the C struct (or not probed)", name, typ.Field(i).Name)
+			}
+		}
+	}
+	for name := range goConsts {
+		if !seenConst[name] {
+			t.Errorf("Go constant %s not printed by the probe", name)
+		}
+	}
+	// Every status the header lists has a name in the Go table.
+	for name, v := range goConsts {
+		if strings.HasPrefix(name, "UVM_VATTN_NV_") && Status(v).Name() != strings.TrimPrefix(name, "UVM_VATTN_") {
+			t.Errorf("%s: Go name %q", name, Status(v).Name())
+		}
+	}
+}
+
+// TestProbeListsEveryHeaderStruct guards the probe itself: a typedef added to the
+// header but not to the probe would otherwise go unchecked.
+func TestProbeListsEveryHeaderStruct(t *testing.T) {
+	hdr, err := os.ReadFile(filepath.Join("..", "kernel", "nvidia-uvm-patch", "uvm_vattn_ioctl.h"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe, err := os.ReadFile(filepath.Join("testdata", "abi_probe.c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(hdr), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "} UVM_VATTN_") {
+			name := strings.TrimSuffix(strings.TrimPrefix(line, "} "), ";")
+			if !strings.Contains(string(probe), "S("+name+")") {
+				t.Errorf("header struct %s is not probed", name)
+			}
+		}
+		if strings.HasPrefix(line, "#define UVM_VATTN_") && !strings.HasPrefix(line, "#define UVM_VATTN_IOCTL_H") {
+			name := strings.Fields(line)[1]
+			if strings.Contains(name, "(") {
+				continue
+			}
+			if !strings.Contains(string(probe), "C("+name+")") {
+				t.Errorf("header constant %s is not probed", name)
+			}
+		}
+	}
+}

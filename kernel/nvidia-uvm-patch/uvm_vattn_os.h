@@ -1,0 +1,117 @@
+/*
+ * uvm_vattn_os.h - the few operations uvm_vattn.c needs from its environment.
+ *
+ * uvm_vattn.c holds all of vattn's logic (handle table, argument checks, batching,
+ * accounting) and reaches UVM and the kernel only through these calls. Two
+ * environments implement them:
+ *   - uvm_vattn_kernel.c + uvm_vattn_kernel.h: the real nvidia-uvm module;
+ *   - tests/kernel/shim: a userspace model of UVM used to run uvm_vattn.c under
+ *     AddressSanitizer/UndefinedBehaviorSanitizer.
+ * The environment header (uvm_vattn_kernel.h or uvm_vattn_shim.h) must be included
+ * first: it provides NV_STATUS and its codes, fixed-width types, bool, errno values,
+ * memset/memcpy/memcmp, UINT32_MAX/UINT64_MAX, UVM_VATTN_READ_ONCE(p) and
+ * UVM_VATTN_CMPXCHG(slot, new) (true when *slot was NULL and now holds new), and the types vattn_os_va_space_t, vattn_os_gpu_t, vattn_os_chunk_t
+ * and vattn_os_mutex_t.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#ifndef _UVM_VATTN_OS_H
+#define _UVM_VATTN_OS_H
+
+#include "uvm_vattn_ioctl.h"
+
+struct uvm_vattn_state;
+
+/* Kernel memory for our tables; may sleep. Returns NULL on failure. */
+void *vattn_os_alloc(size_t bytes);
+void vattn_os_free(void *ptr);
+
+/* User copies; return 0 on success, nonzero when the user range is not accessible.
+ * Never called with any lock held (a copy may fault into UVM's own fault path). */
+int vattn_os_copy_from_user(void *dst, uint64_t user_src, size_t bytes);
+int vattn_os_copy_to_user(uint64_t user_dst, const void *src, size_t bytes);
+
+uint64_t vattn_os_now_ns(void);
+
+/* A new value from a global counter (atomic in the kernel): each file's handle tag. */
+uint32_t vattn_os_next_tag(void);
+
+/* UVM's global state (NV_OK unless the module is in a fatal error state). */
+NV_STATUS vattn_os_global_status(void);
+
+/* The pinned-memory limit per file in bytes, 0 for none (module parameter). */
+uint64_t vattn_os_pinned_limit(void);
+
+/* Our per-va_space state lives in the va_space; this returns its slot. */
+struct uvm_vattn_state **vattn_os_state_slot(vattn_os_va_space_t *va_space);
+
+void vattn_os_mutex_init(vattn_os_mutex_t *mutex);
+void vattn_os_mutex_lock(vattn_os_mutex_t *mutex);
+void vattn_os_mutex_unlock(vattn_os_mutex_t *mutex);
+
+/* The va_space lock, in read mode: the mode UVM's own map/migrate ioctls use. */
+void vattn_os_va_space_lock(vattn_os_va_space_t *va_space);
+void vattn_os_va_space_unlock(vattn_os_va_space_t *va_space);
+
+/*
+ * Finds a GPU registered in this va_space, with a GPU VA space, by UUID. On NV_OK,
+ * *page_sizes is the UVM_VATTN_PAGE_SIZE_* mask this GPU supports for our pages.
+ * Otherwise NV_ERR_INVALID_DEVICE. Caller holds the va_space lock. The gpu pointer
+ * is valid only under that lock unless retained.
+ */
+NV_STATUS vattn_os_gpu_find(vattn_os_va_space_t *va_space, const uint8_t uuid[16],
+                            vattn_os_gpu_t **gpu, uint64_t *page_sizes);
+/*
+ * Lists the GPUs registered in this va_space: fills up to capacity entries (UUID and
+ * page-size mask; pinnedBytes is left to the caller) and returns how many there are.
+ * Caller holds the va_space lock.
+ */
+uint32_t vattn_os_gpu_list(vattn_os_va_space_t *va_space, UVM_VATTN_GPU_INFO *info, uint32_t capacity);
+/* Keeps the GPU (and its memory manager) alive while we hold chunks from it. */
+void vattn_os_gpu_retain(vattn_os_gpu_t *gpu);
+void vattn_os_gpu_release(vattn_os_gpu_t *gpu);
+
+/*
+ * NV_OK when [address, address + size) lies inside one managed range of this
+ * va_space (caller already checked alignment and overflow), NV_ERR_INVALID_ADDRESS
+ * otherwise. Caller holds the va_space lock.
+ */
+NV_STATUS vattn_os_range_check(vattn_os_va_space_t *va_space, uint64_t address, uint64_t size);
+
+/* One pinned, zeroed physical chunk of size bytes on gpu (the zeroing is complete on
+ * return). Caller holds the va_space lock and our state lock. */
+NV_STATUS vattn_os_chunk_alloc(vattn_os_gpu_t *gpu, uint64_t size, vattn_os_chunk_t **chunk);
+/* Returns an unmapped chunk to UVM's allocator. */
+void vattn_os_chunk_free(vattn_os_gpu_t *gpu, vattn_os_chunk_t *chunk);
+
+/* Maps chunk at address in gpu's page tables of this va_space; complete on return.
+ * Caller holds the va_space lock and our state lock, and checked the address. */
+NV_STATUS vattn_os_map(vattn_os_va_space_t *va_space, vattn_os_gpu_t *gpu, uint64_t address,
+                       uint64_t size, vattn_os_chunk_t *chunk);
+/* Clears that mapping; complete (TLB invalidated) on return. */
+NV_STATUS vattn_os_unmap(vattn_os_va_space_t *va_space, vattn_os_gpu_t *gpu, uint64_t address,
+                         uint64_t size, vattn_os_chunk_t *chunk);
+
+/* The tracepoints of the contract in uvm_vattn_ioctl.h. */
+enum vattn_trace_kind
+{
+    VATTN_TRACE_ALLOC,
+    VATTN_TRACE_MAP,
+    VATTN_TRACE_UNMAP,
+    VATTN_TRACE_FREE,
+};
+void vattn_os_trace(enum vattn_trace_kind kind, const uint8_t uuid[16], uint64_t page_size,
+                    uint32_t count, uint32_t done, NV_STATUS status, uint64_t duration_ns);
+
+/* Entry points of uvm_vattn.c. */
+
+/* Runs one vattn command. va_space is NULL when the file is not an initialized
+ * va_space file. Returns 0 or a negative errno (-EFAULT), as the ioctl returns. */
+long uvm_vattn_dispatch(vattn_os_va_space_t *va_space, unsigned int cmd, uint64_t user_arg);
+
+/* Unmaps and frees everything the va_space's vattn state holds and frees the state.
+ * Called once, when the file is released, before UVM tears the va_space down. */
+void uvm_vattn_va_space_destroy(vattn_os_va_space_t *va_space);
+
+#endif /* _UVM_VATTN_OS_H */

@@ -1,0 +1,106 @@
+package kernel
+
+import (
+	"bufio"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+var patchRoot = filepath.Join("..", "..", "kernel", "nvidia-uvm-patch")
+
+// hookFiles are the only NVIDIA files the vattn hooks may touch: routing, the state
+// pointer, the release hook and the build entries. Anything else (uvm_mmu.c's chunk
+// sizes, uvm_va_block.c's fast path, the fault handlers) would change behaviour for
+// processes that never use vattn.
+var hookFiles = []string{
+	"nvidia-uvm/uvm.c", "nvidia-uvm/uvm_va_space.h", "nvidia-uvm/uvm_va_space.c",
+	"nvidia-uvm/nvidia-uvm-sources.Kbuild", "nvidia-uvm/nvidia-uvm.Kbuild",
+}
+
+// compatFiles are what the labelled build-compatibility patches may touch.
+var compatFiles = []string{"conftest.sh", "nvidia/nvidia.Kbuild", "nvidia/nv-pci.c"}
+
+// touchedFiles lists the b/ paths a unified diff modifies.
+func touchedFiles(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var files []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if name, ok := strings.CutPrefix(sc.Text(), "+++ b/"); ok {
+			files = append(files, strings.Fields(name)[0])
+		}
+	}
+	return files
+}
+
+func TestSeriesTouchOnlyHooks(t *testing.T) {
+	dirs, _ := filepath.Glob(filepath.Join(patchRoot, "series", "*"))
+	ports, _ := filepath.Glob(filepath.Join(patchRoot, "ports", "*"))
+	dirs = append(dirs, ports...)
+	if len(dirs) < 2 {
+		t.Fatalf("expected series for 535.261.03 and 550.163.01, found %v", dirs)
+	}
+	for _, dir := range dirs {
+		list, err := os.ReadFile(filepath.Join(dir, "series"))
+		if err != nil {
+			t.Fatalf("%s: %v", dir, err)
+		}
+		listed := strings.Fields(string(list))
+		onDisk, _ := filepath.Glob(filepath.Join(dir, "*.patch"))
+		if len(onDisk) != len(listed) {
+			t.Errorf("%s: series lists %v, folder has %d patches", dir, listed, len(onDisk))
+		}
+		hooks := 0
+		for _, p := range listed {
+			allowed := hookFiles
+			if strings.HasPrefix(p, "0000-build-compat-") {
+				allowed = compatFiles
+			} else {
+				hooks++
+			}
+			files := touchedFiles(t, filepath.Join(dir, p))
+			if len(files) == 0 {
+				t.Errorf("%s/%s: touches nothing", dir, p)
+			}
+			for _, f := range files {
+				if !slices.Contains(allowed, f) {
+					t.Errorf("%s/%s touches %s, outside %v", dir, p, f, allowed)
+				}
+			}
+		}
+		if hooks != 1 {
+			t.Errorf("%s: %d hook patches, want exactly one", dir, hooks)
+		}
+	}
+}
+
+// TestOurFilesAreOurs: every C file of ours carries our licence line and none carries
+// NVIDIA's copyright notice (nothing copied from NVIDIA's sources).
+func TestOurFilesAreOurs(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join(patchRoot, "uvm_vattn*.[ch]"))
+	shim, _ := filepath.Glob(filepath.Join("shim", "*.[ch]"))
+	files = append(files, shim...)
+	if len(files) < 8 {
+		t.Fatalf("found only %v", files)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "SPDX-License-Identifier: MIT") {
+			t.Errorf("%s: no SPDX line", f)
+		}
+		if strings.Contains(string(b), "NVIDIA CORPORATION") {
+			t.Errorf("%s: carries NVIDIA's copyright notice", f)
+		}
+	}
+}

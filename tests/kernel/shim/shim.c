@@ -1,0 +1,352 @@
+/*
+ * shim.c - the userspace model of UVM behind uvm_vattn_os.h (see uvm_vattn_shim.h).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "uvm_vattn_shim.h"
+#include "uvm_vattn_os.h"
+
+long shim_fail_kalloc = -1, shim_fail_chunk = -1, shim_fail_map = -1, shim_fail_unmap = -1;
+long shim_fail_copy_from = -1, shim_fail_copy_to = -1;
+uint64_t shim_pinned_limit;
+NV_STATUS shim_global_status = NV_OK;
+long shim_kallocs_live;
+/* va_space locks held: no GPU may be released under one (UVM's global lock, taken by
+ * the real release, is ordered before the va_space lock). */
+static int shim_va_locks_held;
+struct shim_trace shim_last_trace;
+long shim_trace_count;
+
+#define SHIM_MAX_USER 64
+static struct { uintptr_t p; size_t n; } user_bufs[SHIM_MAX_USER];
+static int nuser;
+
+static int fire(long *countdown)
+{
+    if (*countdown < 0)
+        return 0;
+    if (*countdown == 0) {
+        *countdown = -1;
+        return 1;
+    }
+    (*countdown)--;
+    return 0;
+}
+
+void shim_reset(void)
+{
+    shim_fail_kalloc = shim_fail_chunk = shim_fail_map = shim_fail_unmap = -1;
+    shim_fail_copy_from = shim_fail_copy_to = -1;
+    shim_pinned_limit = 0;
+    shim_global_status = NV_OK;
+    memset(&shim_last_trace, 0, sizeof(shim_last_trace));
+    shim_trace_count = 0;
+    shim_user_reset();
+}
+
+void shim_user_register(const void *p, size_t n)
+{
+    /* The most recent SHIM_MAX_USER buffers count as user memory. */
+    user_bufs[nuser % SHIM_MAX_USER].p = (uintptr_t)p;
+    user_bufs[nuser % SHIM_MAX_USER].n = n;
+    nuser++;
+}
+
+void shim_user_reset(void) { nuser = 0; }
+
+static int user_ok(uint64_t p, size_t n)
+{
+    int i;
+
+    for (i = 0; i < nuser && i < SHIM_MAX_USER; i++) {
+        if (p >= user_bufs[i].p && n <= user_bufs[i].n && p - user_bufs[i].p <= user_bufs[i].n - n)
+            return 1;
+    }
+    return 0;
+}
+
+bool shim_cmpxchg(void **slot, void *val)
+{
+    if (*slot)
+        return false;
+    *slot = val;
+    return true;
+}
+
+void *vattn_os_alloc(size_t bytes)
+{
+    void *p;
+
+    if (fire(&shim_fail_kalloc))
+        return NULL;
+    p = malloc(bytes ? bytes : 1);
+    if (p) {
+        memset(p, 0xA5, bytes); /* like kmalloc: never assume zeroed memory */
+        shim_kallocs_live++;
+    }
+    return p;
+}
+
+void vattn_os_free(void *ptr)
+{
+    if (ptr)
+        shim_kallocs_live--;
+    free(ptr);
+}
+
+int vattn_os_copy_from_user(void *dst, uint64_t user_src, size_t bytes)
+{
+    if (bytes == 0)
+        return 0;
+    if (fire(&shim_fail_copy_from) || !user_ok(user_src, bytes))
+        return 1;
+    memcpy(dst, (const void *)(uintptr_t)user_src, bytes);
+    return 0;
+}
+
+int vattn_os_copy_to_user(uint64_t user_dst, const void *src, size_t bytes)
+{
+    if (bytes == 0)
+        return 0;
+    if (fire(&shim_fail_copy_to) || !user_ok(user_dst, bytes))
+        return 1;
+    memcpy((void *)(uintptr_t)user_dst, src, bytes);
+    return 0;
+}
+
+uint32_t vattn_os_next_tag(void)
+{
+    static uint32_t tag;
+
+    return ++tag;
+}
+
+uint64_t vattn_os_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+NV_STATUS vattn_os_global_status(void) { return shim_global_status; }
+uint64_t vattn_os_pinned_limit(void) { return shim_pinned_limit; }
+struct uvm_vattn_state **vattn_os_state_slot(vattn_os_va_space_t *va_space) { return &va_space->vattn; }
+
+void vattn_os_mutex_init(vattn_os_mutex_t *m) { m->held = 0; }
+void vattn_os_mutex_lock(vattn_os_mutex_t *m)
+{
+    if (m->held)
+        abort(); /* recursive locking: a deadlock in the kernel */
+    m->held = 1;
+}
+void vattn_os_mutex_unlock(vattn_os_mutex_t *m)
+{
+    if (!m->held)
+        abort();
+    m->held = 0;
+}
+
+void vattn_os_va_space_lock(vattn_os_va_space_t *vs)
+{
+    if (vs->lock_depth)
+        abort(); /* rwsem read recursion can deadlock behind a writer */
+    vs->lock_depth = 1;
+    shim_va_locks_held++;
+}
+void vattn_os_va_space_unlock(vattn_os_va_space_t *vs)
+{
+    if (!vs->lock_depth)
+        abort();
+    vs->lock_depth = 0;
+    shim_va_locks_held--;
+}
+
+#define NEED_VA_LOCK(vs) do { if (!(vs)->lock_depth) abort(); } while (0)
+
+NV_STATUS vattn_os_gpu_find(vattn_os_va_space_t *vs, const uint8_t uuid[16], vattn_os_gpu_t **gpu, uint64_t *page_sizes)
+{
+    int i;
+
+    NEED_VA_LOCK(vs);
+    for (i = 0; i < SHIM_MAX_GPUS; i++) {
+        if (vs->gpus[i] && memcmp(vs->gpus[i]->uuid, uuid, 16) == 0) {
+            *gpu = vs->gpus[i];
+            *page_sizes = vs->gpus[i]->page_sizes;
+            return NV_OK;
+        }
+    }
+    return NV_ERR_INVALID_DEVICE;
+}
+
+uint32_t vattn_os_gpu_list(vattn_os_va_space_t *vs, UVM_VATTN_GPU_INFO *info, uint32_t capacity)
+{
+    uint32_t n = 0;
+    int i;
+
+    NEED_VA_LOCK(vs);
+    for (i = 0; i < SHIM_MAX_GPUS; i++) {
+        if (!vs->gpus[i])
+            continue;
+        if (n < capacity) {
+            memcpy(info[n].gpuUuid, vs->gpus[i]->uuid, 16);
+            info[n].pageSizes = vs->gpus[i]->page_sizes;
+        }
+        n++;
+    }
+    return n;
+}
+
+void vattn_os_gpu_retain(vattn_os_gpu_t *gpu) { gpu->retains++; }
+void vattn_os_gpu_release(vattn_os_gpu_t *gpu)
+{
+    if (gpu->retains <= 0 || shim_va_locks_held)
+        abort();
+    gpu->retains--;
+}
+
+NV_STATUS vattn_os_range_check(vattn_os_va_space_t *vs, uint64_t address, uint64_t size)
+{
+    int i;
+
+    NEED_VA_LOCK(vs);
+    if (address + size < address)
+        abort(); /* the caller promised no overflow */
+    for (i = 0; i < vs->nranges; i++) {
+        if (address >= vs->ranges[i].start && address + size <= vs->ranges[i].end)
+            return NV_OK;
+    }
+    return NV_ERR_INVALID_ADDRESS;
+}
+
+NV_STATUS vattn_os_chunk_alloc(vattn_os_gpu_t *gpu, uint64_t size, vattn_os_chunk_t **chunk)
+{
+    struct shim_chunk *c;
+
+    if (fire(&shim_fail_chunk) || gpu->mem_used + size > gpu->mem_capacity)
+        return NV_ERR_NO_MEMORY;
+    c = malloc(sizeof(*c));
+    if (!c)
+        return NV_ERR_NO_MEMORY;
+    c->gpu = gpu;
+    c->size = size;
+    c->mapped = 0;
+    c->zeroed = 1;
+    c->data = 0;
+    gpu->mem_used += size;
+    gpu->live_chunks++;
+    *chunk = c;
+    return NV_OK;
+}
+
+void vattn_os_chunk_free(vattn_os_gpu_t *gpu, vattn_os_chunk_t *chunk)
+{
+    if (chunk->gpu != gpu || chunk->mapped || gpu->retains <= 0)
+        abort(); /* wrong GPU, freed under a live mapping, or GPU not retained */
+    gpu->mem_used -= chunk->size;
+    gpu->live_chunks--;
+    memset(chunk, 0x5A, sizeof(*chunk));
+    free(chunk);
+}
+
+struct shim_pte *shim_pte_at(vattn_os_va_space_t *vs, uint64_t address)
+{
+    int i;
+
+    for (i = 0; i < vs->nptes; i++) {
+        if (vs->ptes[i].address == address)
+            return &vs->ptes[i];
+    }
+    return NULL;
+}
+
+NV_STATUS vattn_os_map(vattn_os_va_space_t *vs, vattn_os_gpu_t *gpu, uint64_t address, uint64_t size, vattn_os_chunk_t *chunk)
+{
+    int i;
+
+    NEED_VA_LOCK(vs);
+    if (chunk->gpu != gpu || chunk->size != size || (address & (size - 1)) ||
+        vattn_os_range_check(vs, address, size) != NV_OK)
+        abort(); /* the logic must never ask for this */
+    for (i = 0; i < vs->nptes; i++) {
+        struct shim_pte *p = &vs->ptes[i];
+
+        if (p->gpu == gpu && address < p->address + p->size && p->address < address + size)
+            abort(); /* overlapping mapping: would overwrite live PTEs */
+    }
+    if (fire(&shim_fail_map) || vs->nptes == SHIM_MAX_PTES)
+        return NV_ERR_NO_MEMORY;
+    vs->ptes[vs->nptes].gpu = gpu;
+    vs->ptes[vs->nptes].address = address;
+    vs->ptes[vs->nptes].size = size;
+    vs->ptes[vs->nptes].chunk = chunk;
+    vs->nptes++;
+    chunk->mapped++;
+    return NV_OK;
+}
+
+NV_STATUS vattn_os_unmap(vattn_os_va_space_t *vs, vattn_os_gpu_t *gpu, uint64_t address, uint64_t size, vattn_os_chunk_t *chunk)
+{
+    struct shim_pte *p;
+
+    NEED_VA_LOCK(vs);
+    p = shim_pte_at(vs, address);
+    if (!p || p->gpu != gpu || p->size != size || p->chunk != chunk)
+        abort(); /* unmapping something we did not map */
+    if (fire(&shim_fail_unmap))
+        return NV_ERR_GENERIC;
+    chunk->mapped--;
+    *p = vs->ptes[--vs->nptes];
+    return NV_OK;
+}
+
+void vattn_os_trace(enum vattn_trace_kind kind, const uint8_t uuid[16], uint64_t page_size,
+                    uint32_t count, uint32_t done, NV_STATUS status, uint64_t duration_ns)
+{
+    shim_last_trace.kind = (int)kind;
+    memcpy(shim_last_trace.uuid, uuid, 16);
+    shim_last_trace.page_size = page_size;
+    shim_last_trace.count = count;
+    shim_last_trace.done = done;
+    shim_last_trace.status = status;
+    shim_last_trace.duration_ns = duration_ns;
+    shim_trace_count++;
+}
+
+int shim_check_invariants(vattn_os_va_space_t *vs, const char **why)
+{
+    int i, j;
+
+    if (vs->lock_depth) {
+        *why = "va_space lock left held";
+        return 0;
+    }
+    for (i = 0; i < vs->nptes; i++) {
+        if (vs->ptes[i].chunk->mapped != 1) {
+            *why = "chunk mapped more than once";
+            return 0;
+        }
+        for (j = i + 1; j < vs->nptes; j++) {
+            if (vs->ptes[i].gpu == vs->ptes[j].gpu &&
+                vs->ptes[i].address < vs->ptes[j].address + vs->ptes[j].size &&
+                vs->ptes[j].address < vs->ptes[i].address + vs->ptes[i].size) {
+                *why = "overlapping PTEs";
+                return 0;
+            }
+        }
+    }
+    for (i = 0; i < SHIM_MAX_GPUS; i++) {
+        struct shim_gpu *g = vs->gpus[i];
+
+        if (g && (g->live_chunks > 0) != (g->retains > 0)) {
+            *why = "GPU retained iff it has chunks";
+            return 0;
+        }
+    }
+    return 1;
+}
