@@ -1,0 +1,492 @@
+// Package cudavmm is the Backend on the stock NVIDIA driver's virtual memory
+// management API: physical pages are cuMemCreate allocations of 2 MiB of
+// pinned device memory, mapping is cuMemMap plus cuMemSetAccess into ranges
+// from cuMemAddressReserve, and the fence is CUDA events recorded on the
+// caller's stream.
+//
+// The driver does not wait for running kernels when a page is unmapped
+// (a 128 MB unmap was measured returning while a kernel read it), so the
+// backend refuses to unmap pages whose fence epoch has not completed.
+package cudavmm
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/vattn/vattn/backend"
+	"github.com/vattn/vattn/cuda"
+	"github.com/vattn/vattn/pagesize"
+)
+
+// AccessMode says how Map sets access on newly mapped pages.
+type AccessMode int
+
+const (
+	// AccessPerRun calls cuMemSetAccess once per run of contiguous pages in
+	// a batch. Measured on an H100 it is the faster mode (docs/results.md),
+	// so it is the default.
+	AccessPerRun AccessMode = iota
+	// AccessPerPage calls cuMemSetAccess once per page, as vAttention does.
+	AccessPerPage
+)
+
+func (m AccessMode) String() string {
+	if m == AccessPerPage {
+		return "page"
+	}
+	return "run"
+}
+
+// Options configure a backend.
+type Options struct {
+	// Device is the GPU: an index or UUID as nvidia-smi's -i takes; "" is GPU 0.
+	Device string
+	// PageSize must be 2 MiB (the default when zero): the stock driver maps
+	// nothing smaller.
+	PageSize pagesize.Size
+	// Stream is the stream whose work the fence tracks. 0 is the legacy
+	// default stream, which orders after work on every blocking stream of
+	// the context, so a fence recorded there covers all such work.
+	Stream cuda.Stream
+	// Access chooses how access is set; AccessPerRun by default.
+	Access AccessMode
+	// Lib is the driver to use; nil loads libcuda (tests pass a fake).
+	Lib *cuda.Lib
+}
+
+type page struct {
+	handle cuda.MemHandle
+	addr   uint64 // where it is mapped; 0 when unmapped
+}
+
+// Backend implements backend.Backend on the CUDA VMM API.
+type Backend struct {
+	mu       sync.Mutex
+	lib      *cuda.Lib
+	ctx      *cuda.Ctx
+	dev      cuda.DeviceInfo
+	size     uint64
+	prop     cuda.AllocationProp
+	access   cuda.AccessDesc
+	mode     AccessMode
+	regions  []backend.Region // sorted by address
+	pages    map[backend.PageID]*page
+	mapped   map[uint64]backend.PageID
+	nextPage backend.PageID
+	fence    *eventFence
+	closed   bool
+}
+
+var _ backend.Backend = (*Backend)(nil)
+
+// New opens the GPU, retains its primary context and checks that it can map
+// pages of the asked-for size. Errors match backend.ErrUnavailable when the
+// machine cannot run it (no libcuda, no GPU, no VMM support), and
+// cuda.ErrDeviceNotFound for a GPU that does not exist.
+func New(opts Options) (_ *Backend, err error) {
+	lib := opts.Lib
+	if lib == nil {
+		if lib, err = cuda.Load(); err != nil {
+			return nil, fmt.Errorf("cudavmm: %w", err)
+		}
+	}
+	dev, err := lib.SelectDevice(opts.Device)
+	if err != nil {
+		return nil, fmt.Errorf("cudavmm: %w", err)
+	}
+	if !dev.VMM {
+		return nil, fmt.Errorf("cudavmm: GPU %d (%s) does not support virtual memory management: %w", dev.Index, dev.Name, backend.ErrUnavailable)
+	}
+	size := opts.PageSize
+	if size == 0 {
+		size = pagesize.Size2M
+	}
+	b := &Backend{
+		lib:      lib,
+		dev:      dev,
+		size:     size.Bytes(),
+		prop:     cuda.DeviceProp(dev.Device),
+		mode:     opts.Access,
+		pages:    map[backend.PageID]*page{},
+		mapped:   map[uint64]backend.PageID{},
+		nextPage: 1,
+	}
+	b.access = cuda.AccessDesc{Location: b.prop.Location, Flags: cuda.CU_MEM_ACCESS_FLAGS_PROT_READWRITE}
+	if b.ctx, err = lib.Retain(dev); err != nil {
+		return nil, fmt.Errorf("cudavmm: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, b.ctx.Release())
+		}
+	}()
+	var gran uint64
+	err = b.ctx.Do(func(bd cuda.Bound) error {
+		var err error
+		gran, err = bd.Granularity(&b.prop, cuda.CU_MEM_ALLOC_GRANULARITY_MINIMUM)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cudavmm: allocation granularity: %w", err)
+	}
+	if size.Bytes() != gran {
+		return nil, fmt.Errorf("cudavmm: page size %s on GPU %d: the CUDA VMM API maps %s pages (its granularity); smaller pages need the patched driver (uvm backend): %w",
+			size, dev.Index, pagesize.Size(gran), pagesize.ErrUnsupported)
+	}
+	b.fence = &eventFence{ctx: b.ctx, stream: opts.Stream}
+	return b, nil
+}
+
+// Name implements backend.Backend.
+func (b *Backend) Name() string { return "cudavmm" }
+
+// PageSize implements backend.Backend.
+func (b *Backend) PageSize() pagesize.Size { return pagesize.Size(b.size) }
+
+// Device returns the GPU the backend maps on.
+func (b *Backend) Device() cuda.DeviceInfo { return b.dev }
+
+// Context returns the retained primary context, for launching work on the
+// mapped memory.
+func (b *Backend) Context() *cuda.Ctx { return b.ctx }
+
+// Access returns how Map sets access.
+func (b *Backend) Access() AccessMode { return b.mode }
+
+// Fence implements backend.Backend.
+func (b *Backend) Fence() backend.Fence { return b.fence }
+
+// Reserve implements backend.Backend.
+func (b *Backend) Reserve(size uint64) (backend.Region, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return backend.Region{}, backend.ErrClosed
+	}
+	if size == 0 {
+		return backend.Region{}, fmt.Errorf("reserve 0 bytes: %w", backend.ErrBadArgument)
+	}
+	if size%b.size != 0 {
+		return backend.Region{}, fmt.Errorf("reserve %d bytes: %w (page size %s)", size, backend.ErrMisaligned, pagesize.Size(b.size))
+	}
+	var p cuda.DevicePtr
+	err := b.ctx.Do(func(bd cuda.Bound) error {
+		var err error
+		p, err = bd.AddressReserve(size, b.size)
+		return err
+	})
+	if err != nil {
+		return backend.Region{}, fmt.Errorf("reserve %d bytes: %w", size, err)
+	}
+	r := backend.Region{Addr: uint64(p), Size: size}
+	i, _ := slices.BinarySearchFunc(b.regions, r.Addr, func(x backend.Region, a uint64) int { return cmpU64(x.Addr, a) })
+	b.regions = slices.Insert(b.regions, i, r)
+	return r, nil
+}
+
+// Release implements backend.Backend.
+func (b *Backend) Release(r backend.Region) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return backend.ErrClosed
+	}
+	i, found := slices.BinarySearchFunc(b.regions, r.Addr, func(x backend.Region, a uint64) int { return cmpU64(x.Addr, a) })
+	if !found || b.regions[i] != r {
+		return fmt.Errorf("release region %#x+%#x: %w", r.Addr, r.Size, backend.ErrOutOfRange)
+	}
+	for a := range b.mapped {
+		if r.Contains(a, b.size) {
+			return fmt.Errorf("release region %#x+%#x: %w", r.Addr, r.Size, backend.ErrRegionInUse)
+		}
+	}
+	err := b.ctx.Do(func(bd cuda.Bound) error { return bd.AddressFree(cuda.DevicePtr(r.Addr), r.Size) })
+	if err != nil {
+		return fmt.Errorf("release region %#x+%#x: %w", r.Addr, r.Size, err)
+	}
+	b.regions = slices.Delete(b.regions, i, i+1)
+	return nil
+}
+
+// AllocPages implements backend.Backend: n cuMemCreate calls, all undone if
+// one fails.
+func (b *Backend) AllocPages(n int) ([]backend.PageID, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, backend.ErrClosed
+	}
+	if n <= 0 {
+		return nil, fmt.Errorf("allocate %d pages: %w", n, backend.ErrBadArgument)
+	}
+	handles := make([]cuda.MemHandle, 0, n)
+	err := b.ctx.Do(func(bd cuda.Bound) error {
+		for range n {
+			h, err := bd.MemCreate(b.size, &b.prop)
+			if err != nil {
+				var undo []error
+				for _, h := range handles {
+					undo = append(undo, bd.MemRelease(h))
+				}
+				return errors.Join(append([]error{err}, undo...)...)
+			}
+			handles = append(handles, h)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("allocate %d pages of %s: %w", n, pagesize.Size(b.size), err)
+	}
+	ids := make([]backend.PageID, n)
+	for i, h := range handles {
+		ids[i] = b.nextPage
+		b.pages[b.nextPage] = &page{handle: h}
+		b.nextPage++
+	}
+	return ids, nil
+}
+
+// FreePages implements backend.Backend. Every page is checked first; a bad
+// one frees nothing.
+func (b *Backend) FreePages(ids []backend.PageID) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return backend.ErrClosed
+	}
+	seen := make(map[backend.PageID]bool, len(ids))
+	for _, id := range ids {
+		p, ok := b.pages[id]
+		switch {
+		case !ok || seen[id]:
+			return fmt.Errorf("free page %d: %w", id, backend.ErrUnknownPage)
+		case p.addr != 0:
+			return fmt.Errorf("free page %d: %w at %#x", id, backend.ErrPageMapped, p.addr)
+		}
+		seen[id] = true
+	}
+	var errs []error
+	err := b.ctx.Do(func(bd cuda.Bound) error {
+		for _, id := range ids {
+			if err := bd.MemRelease(b.pages[id].handle); err != nil {
+				errs = append(errs, fmt.Errorf("free page %d: %w", id, err))
+				continue
+			}
+			delete(b.pages, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("free pages: %w", err)
+	}
+	return errors.Join(errs...)
+}
+
+// regionOf returns the region holding [addr, addr+size).
+func (b *Backend) regionOf(addr uint64) (backend.Region, bool) {
+	i, found := slices.BinarySearchFunc(b.regions, addr, func(x backend.Region, a uint64) int { return cmpU64(x.Addr, a) })
+	if !found {
+		i--
+	}
+	if i < 0 || i >= len(b.regions) || !b.regions[i].Contains(addr, b.size) {
+		return backend.Region{}, false
+	}
+	return b.regions[i], true
+}
+
+// Map implements backend.Backend. The batch is checked in full before the
+// driver is called; if a driver call fails, every mapping the batch made is
+// undone.
+func (b *Backend) Map(maps []backend.Mapping) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return backend.ErrClosed
+	}
+	if len(maps) == 0 {
+		return nil
+	}
+	sorted := make([]backend.Mapping, len(maps))
+	copy(sorted, maps)
+	slices.SortFunc(sorted, func(x, y backend.Mapping) int { return cmpU64(x.Addr, y.Addr) })
+	regionOf := make([]uint64, len(sorted)) // region start of each, to split runs at region ends
+	pagesSeen := make(map[backend.PageID]bool, len(sorted))
+	for i, m := range sorted {
+		if m.Addr%b.size != 0 {
+			return fmt.Errorf("map page %d at %#x: %w", m.Page, m.Addr, backend.ErrMisaligned)
+		}
+		r, ok := b.regionOf(m.Addr)
+		if !ok {
+			return fmt.Errorf("map page %d at %#x: %w", m.Page, m.Addr, backend.ErrOutOfRange)
+		}
+		regionOf[i] = r.Addr
+		if _, busy := b.mapped[m.Addr]; busy || (i > 0 && sorted[i-1].Addr == m.Addr) {
+			return fmt.Errorf("map page %d at %#x: address %w", m.Page, m.Addr, backend.ErrAlreadyMapped)
+		}
+		p, ok := b.pages[m.Page]
+		if !ok {
+			return fmt.Errorf("map page %d at %#x: %w", m.Page, m.Addr, backend.ErrUnknownPage)
+		}
+		if p.addr != 0 || pagesSeen[m.Page] {
+			return fmt.Errorf("map page %d at %#x: page %w", m.Page, m.Addr, backend.ErrAlreadyMapped)
+		}
+		pagesSeen[m.Page] = true
+	}
+	done := 0 // sorted[:done] are mapped in the driver
+	err := b.ctx.Do(func(bd cuda.Bound) error {
+		for start := 0; start < len(sorted); {
+			end := start + 1
+			if b.mode == AccessPerRun {
+				for end < len(sorted) && sorted[end].Addr == sorted[end-1].Addr+b.size && regionOf[end] == regionOf[start] {
+					end++
+				}
+			}
+			for i := start; i < end; i++ {
+				m := sorted[i]
+				if err := bd.MemMap(cuda.DevicePtr(m.Addr), b.size, b.pages[m.Page].handle); err != nil {
+					return fmt.Errorf("map page %d at %#x: %w", m.Page, m.Addr, err)
+				}
+				done++
+			}
+			first := sorted[start].Addr
+			if err := bd.SetAccess(cuda.DevicePtr(first), uint64(end-start)*b.size, &b.access); err != nil {
+				return fmt.Errorf("set access on %d pages at %#x: %w", end-start, first, err)
+			}
+			start = end
+		}
+		return nil
+	})
+	if err != nil {
+		undoErr := b.ctx.Do(func(bd cuda.Bound) error {
+			var errs []error
+			for _, m := range sorted[:done] {
+				errs = append(errs, bd.MemUnmap(cuda.DevicePtr(m.Addr), b.size))
+			}
+			return errors.Join(errs...)
+		})
+		if undoErr != nil {
+			// The driver kept mappings we could not undo: record them so
+			// Close still unmaps them, and say so.
+			for _, m := range sorted[:done] {
+				b.mapped[m.Addr] = m.Page
+				b.pages[m.Page].addr = m.Addr
+			}
+			return fmt.Errorf("%w (undoing the batch also failed: %v)", err, undoErr)
+		}
+		return err
+	}
+	for _, m := range sorted {
+		b.mapped[m.Addr] = m.Page
+		b.pages[m.Page].addr = m.Addr
+	}
+	return nil
+}
+
+// Unmap implements backend.Backend.
+func (b *Backend) Unmap(addrs []uint64, fence backend.Epoch) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return backend.ErrClosed
+	}
+	if fence != 0 {
+		if c := b.fence.Completed(); c < fence {
+			return fmt.Errorf("unmap %d pages: epoch %d, completed %d: %w", len(addrs), fence, c, backend.ErrFenceNotReached)
+		}
+	}
+	seen := make(map[uint64]bool, len(addrs))
+	for _, a := range addrs {
+		if a%b.size != 0 {
+			return fmt.Errorf("unmap %#x: %w", a, backend.ErrMisaligned)
+		}
+		if _, ok := b.mapped[a]; !ok || seen[a] {
+			return fmt.Errorf("unmap %#x: %w", a, backend.ErrNotMapped)
+		}
+		seen[a] = true
+	}
+	var errs []error
+	err := b.ctx.Do(func(bd cuda.Bound) error {
+		for _, a := range addrs {
+			if err := bd.MemUnmap(cuda.DevicePtr(a), b.size); err != nil {
+				errs = append(errs, fmt.Errorf("unmap %#x: %w", a, err))
+				continue
+			}
+			b.pages[b.mapped[a]].addr = 0
+			delete(b.mapped, a)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("unmap: %w", err)
+	}
+	return errors.Join(errs...)
+}
+
+// MemInfo implements backend.Backend.
+func (b *Backend) MemInfo() (backend.MemInfo, error) {
+	var mi backend.MemInfo
+	err := b.ctx.Do(func(bd cuda.Bound) error {
+		var err error
+		mi.Free, mi.Total, err = bd.MemGetInfo()
+		return err
+	})
+	if err != nil {
+		return mi, fmt.Errorf("memory info: %w", err)
+	}
+	return mi, nil
+}
+
+// Held counts what the backend holds: reserved regions, pages, mapped pages.
+func (b *Backend) Held() (regions, pages, mapped int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.regions), len(b.pages), len(b.mapped)
+}
+
+// Close implements backend.Backend: it unmaps every page, releases every
+// page and region, destroys the fence's events and drops the context. It
+// does not wait for GPU work; the caller must have finished using the
+// memory. Every step is tried even when an earlier one fails.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	var errs []error
+	err := b.ctx.Do(func(bd cuda.Bound) error {
+		for a := range b.mapped {
+			if err := bd.MemUnmap(cuda.DevicePtr(a), b.size); err != nil {
+				errs = append(errs, fmt.Errorf("close: unmap %#x: %w", a, err))
+			}
+		}
+		for id, p := range b.pages {
+			if err := bd.MemRelease(p.handle); err != nil {
+				errs = append(errs, fmt.Errorf("close: free page %d: %w", id, err))
+			}
+		}
+		for _, r := range b.regions {
+			if err := bd.AddressFree(cuda.DevicePtr(r.Addr), r.Size); err != nil {
+				errs = append(errs, fmt.Errorf("close: release region %#x: %w", r.Addr, err))
+			}
+		}
+		errs = append(errs, b.fence.destroy(bd))
+		return nil
+	})
+	errs = append(errs, err, b.ctx.Release())
+	b.mapped, b.pages, b.regions = nil, nil, nil
+	return errors.Join(errs...)
+}
+
+func cmpU64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
