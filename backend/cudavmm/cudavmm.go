@@ -76,6 +76,7 @@ type Backend struct {
 	mapped   map[uint64]backend.PageID
 	nextPage backend.PageID
 	fence    *eventFence
+	kernels  *cuda.Kernels // verification kernels, loaded on first use
 	closed   bool
 }
 
@@ -458,6 +459,11 @@ func (b *Backend) Close() error {
 	b.closed = true
 	var errs []error
 	err := b.ctx.Do(func(bd cuda.Bound) error {
+		if b.kernels != nil {
+			if err := b.kernels.Close(bd); err != nil {
+				errs = append(errs, fmt.Errorf("close: verification kernels: %w", err))
+			}
+		}
 		for a := range b.mapped {
 			if err := bd.MemUnmap(cuda.DevicePtr(a), b.size); err != nil {
 				errs = append(errs, fmt.Errorf("close: unmap %#x: %w", a, err))

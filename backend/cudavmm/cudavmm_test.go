@@ -547,3 +547,36 @@ func TestConcurrentFence(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+func TestPatternOnFake(t *testing.T) {
+	b, f := newFake(t, Options{})
+	r, _ := b.Reserve(4 * mib2)
+	ids, _ := b.AllocPages(2)
+	if err := b.Fill(r.Addr, 2*mib2, 1); !errors.Is(err, backend.ErrNotMapped) {
+		t.Errorf("fill unmapped: %v", err)
+	}
+	if _, err := b.Check(r.Addr+4096, mib2, 1); !errors.Is(err, backend.ErrMisaligned) {
+		t.Errorf("check misaligned: %v", err)
+	}
+	if err := b.Map([]backend.Mapping{{Addr: r.Addr, Page: ids[0]}, {Addr: r.Addr + mib2, Page: ids[1]}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Fill(r.Addr, 2*mib2, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Spin(100); err != nil {
+		t.Fatal(err)
+	}
+	// The fake holds no memory: host reads come back zero, so the check
+	// must report mismatches (it is not vacuous).
+	res, err := b.Check(r.Addr, 2*mib2, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Pages != 2 || res.HostSampled != 2*2*hostSampleWords || res.HostMismatches == 0 || res.OK() {
+		t.Errorf("check on the fake: %+v", res)
+	}
+	if f.Launches() != 3 {
+		t.Errorf("%d launches", f.Launches())
+	}
+}
