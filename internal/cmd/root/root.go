@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vattn/vattn/internal/cli"
+	"github.com/vattn/vattn/internal/cmd/mapcmd"
 	"github.com/vattn/vattn/internal/cmd/version"
 )
 
@@ -35,6 +36,7 @@ latency with eBPF, and installs the patched nvidia-uvm driver.`,
 	})
 	root.AddCommand(
 		version.NewCmd(format),
+		mapcmd.NewCmd(format),
 	)
 	return root
 }

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Run on the GPU machine what scripts/gpu-build.sh put in this folder: the
+# device tests, "vattnctl map --verify", and the benchmark of vattnctl map
+# against the raw driver API (bench/cvmm/vmmbench.c, built here with gcc).
+# Outputs go to $OUT (default ./gpu-out).
+#   bash .gpubin/gpu-run.sh [tests] [map] [bench]   (default: all three)
+set -uo pipefail
+bin=$(cd "$(dirname "$0")" && pwd)
+out=${OUT:-./gpu-out}
+mkdir -p "$out"
+sections=${*:-tests map bench}
+status=0
+
+{
+	date -u
+	nvidia-smi --query-gpu=index,name,uuid,driver_version,memory.total,memory.used --format=csv
+	uname -r
+} >"$out/device.txt" 2>&1
+cat "$out/device.txt"
+
+if [[ " $sections " == *" tests "* ]]; then
+	for t in "$bin"/*.test; do
+		echo "== $(basename "$t")"
+		(cd "$bin" && "$t" -test.v -test.count=1 -test.timeout=240s) 2>&1 | tee -a "$out/tests.log" | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' || true
+		[[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
+	done
+fi
+
+if [[ " $sections " == *" map "* ]]; then
+	echo "== vattnctl map --backend cudavmm --pages 1024 --verify"
+	"$bin/vattnctl" map --backend cudavmm --pages 1024 --verify 2>&1 | tee "$out/map.txt" || status=1
+	"$bin/vattnctl" map --backend cudavmm --pages 1024 --verify -o json >"$out/map.json" 2>&1 || status=1
+	echo "exit codes: no such GPU: $("$bin/vattnctl" map -i 7 >/dev/null 2>&1; echo $?), 64k pages: $("$bin/vattnctl" map --page-size 64k >/dev/null 2>&1; echo $?)" | tee -a "$out/map.txt"
+fi
+
+if [[ " $sections " == *" bench "* ]]; then
+	gcc -O2 -Wall -o "$bin/vmmbench" "$bin/vmmbench.c" -l:libcuda.so.1 2>/dev/null ||
+		gcc -O2 -Wall -o "$bin/vmmbench" "$bin/vmmbench.c" -lcuda || { echo "cannot build vmmbench"; exit 1; }
+	: >"$out/bench.jsonl"
+	rounds=${ROUNDS:-7}
+	# Same machine, same process shape, alternating raw C and Go each round.
+	for cfg in "page 1" "page 64" "run 64" "run 1024"; do
+		set -- $cfg
+		for r in $(seq "$rounds"); do
+			"$bin/vmmbench" --pages 1024 --batch "$2" --access "$1" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps(d))' >>"$out/bench.jsonl" || status=1
+			"$bin/vattnctl" map --backend cudavmm --pages 1024 --batch "$2" --access "$1" -o json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps(d))' >>"$out/bench.jsonl" || status=1
+		done
+	done
+	python3 "$bin/summarize.py" "$out/bench.jsonl" | tee "$out/summary.txt"
+fi
+exit $status
