@@ -37,13 +37,20 @@ if [[ " $sections " == *" bench "* ]]; then
 	gcc -O2 -Wall -o "$bin/vmmbench" "$bin/vmmbench.c" -l:libcuda.so.1 2>/dev/null ||
 		gcc -O2 -Wall -o "$bin/vmmbench" "$bin/vmmbench.c" -lcuda || { echo "cannot build vmmbench"; exit 1; }
 	: >"$out/bench.jsonl"
-	rounds=${ROUNDS:-7}
-	# Same machine, same process shape, alternating raw C and Go each round.
+	rounds=${ROUNDS:-9}
+	# Both pinned to the same two cores: unpinned runs of either swing by
+	# 50% from run to run (on the machine measured), depending on where the
+	# scheduler puts them.
+	pin=""
+	command -v taskset >/dev/null && pin="taskset -c ${PIN_CPUS:-4,5}"
+	oneline() { python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)))'; }
+	raw() { $pin "$bin/vmmbench" --pages 1024 --batch "$2" --access "$1" | oneline >>"$out/bench.jsonl" || status=1; }
+	gov() { $pin "$bin/vattnctl" map --backend cudavmm --pages 1024 --batch "$2" --access "$1" -o json | oneline >>"$out/bench.jsonl" || status=1; }
+	# Same machine, same process shape; raw C and Go alternate, and which
+	# goes first alternates too.
 	for cfg in "page 1" "page 64" "run 64" "run 1024"; do
-		set -- $cfg
 		for r in $(seq "$rounds"); do
-			"$bin/vmmbench" --pages 1024 --batch "$2" --access "$1" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps(d))' >>"$out/bench.jsonl" || status=1
-			"$bin/vattnctl" map --backend cudavmm --pages 1024 --batch "$2" --access "$1" -o json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps(d))' >>"$out/bench.jsonl" || status=1
+			if ((r % 2)); then raw $cfg; gov $cfg; else gov $cfg; raw $cfg; fi
 		done
 	done
 	python3 "$bin/summarize.py" "$out/bench.jsonl" | tee "$out/summary.txt"

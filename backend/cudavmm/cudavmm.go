@@ -59,6 +59,7 @@ type Options struct {
 type page struct {
 	handle cuda.MemHandle
 	addr   uint64 // where it is mapped; 0 when unmapped
+	mark   uint64 // Map's generation that last saw it in a batch
 }
 
 // Backend implements backend.Backend on the CUDA VMM API.
@@ -78,6 +79,11 @@ type Backend struct {
 	fence    *eventFence
 	kernels  *cuda.Kernels // verification kernels, loaded on first use
 	closed   bool
+
+	gen           uint64 // Map calls so far, for page marks
+	scratch       []backend.Mapping
+	scratchRegion []uint64
+	scratchPages  []*page
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -309,11 +315,20 @@ func (b *Backend) Map(maps []backend.Mapping) error {
 	if len(maps) == 0 {
 		return nil
 	}
-	sorted := make([]backend.Mapping, len(maps))
-	copy(sorted, maps)
-	slices.SortFunc(sorted, func(x, y backend.Mapping) int { return cmpU64(x.Addr, y.Addr) })
-	regionOf := make([]uint64, len(sorted)) // region start of each, to split runs at region ends
-	pagesSeen := make(map[backend.PageID]bool, len(sorted))
+	// Scratch space and page marks are reused across calls so that the hot
+	// path (one page per call, as vAttention maps) allocates nothing.
+	b.gen++
+	sorted := append(b.scratch[:0], maps...)
+	if !slices.IsSortedFunc(sorted, func(x, y backend.Mapping) int { return cmpU64(x.Addr, y.Addr) }) {
+		slices.SortFunc(sorted, func(x, y backend.Mapping) int { return cmpU64(x.Addr, y.Addr) })
+	}
+	b.scratch = sorted
+	if cap(b.scratchRegion) < len(sorted) {
+		b.scratchRegion = make([]uint64, len(sorted))
+		b.scratchPages = make([]*page, len(sorted))
+	}
+	regionOf := b.scratchRegion[:len(sorted)] // region start of each: runs end at region ends
+	pages := b.scratchPages[:len(sorted)]
 	for i, m := range sorted {
 		if m.Addr%b.size != 0 {
 			return fmt.Errorf("map page %d at %#x: %w", m.Page, m.Addr, backend.ErrMisaligned)
@@ -330,10 +345,11 @@ func (b *Backend) Map(maps []backend.Mapping) error {
 		if !ok {
 			return fmt.Errorf("map page %d at %#x: %w", m.Page, m.Addr, backend.ErrUnknownPage)
 		}
-		if p.addr != 0 || pagesSeen[m.Page] {
+		if p.addr != 0 || p.mark == b.gen {
 			return fmt.Errorf("map page %d at %#x: page %w", m.Page, m.Addr, backend.ErrAlreadyMapped)
 		}
-		pagesSeen[m.Page] = true
+		p.mark = b.gen
+		pages[i] = p
 	}
 	done := 0 // sorted[:done] are mapped in the driver
 	err := b.ctx.Do(func(bd cuda.Bound) error {
@@ -346,7 +362,7 @@ func (b *Backend) Map(maps []backend.Mapping) error {
 			}
 			for i := start; i < end; i++ {
 				m := sorted[i]
-				if err := bd.MemMap(cuda.DevicePtr(m.Addr), b.size, b.pages[m.Page].handle); err != nil {
+				if err := bd.MemMap(cuda.DevicePtr(m.Addr), b.size, pages[i].handle); err != nil {
 					return fmt.Errorf("map page %d at %#x: %w", m.Page, m.Addr, err)
 				}
 				done++
@@ -370,17 +386,17 @@ func (b *Backend) Map(maps []backend.Mapping) error {
 		if undoErr != nil {
 			// The driver kept mappings we could not undo: record them so
 			// Close still unmaps them, and say so.
-			for _, m := range sorted[:done] {
+			for i, m := range sorted[:done] {
 				b.mapped[m.Addr] = m.Page
-				b.pages[m.Page].addr = m.Addr
+				pages[i].addr = m.Addr
 			}
 			return fmt.Errorf("%w (undoing the batch also failed: %v)", err, undoErr)
 		}
 		return err
 	}
-	for _, m := range sorted {
+	for i, m := range sorted {
 		b.mapped[m.Addr] = m.Page
-		b.pages[m.Page].addr = m.Addr
+		pages[i].addr = m.Addr
 	}
 	return nil
 }
@@ -397,15 +413,16 @@ func (b *Backend) Unmap(addrs []uint64, fence backend.Epoch) error {
 			return fmt.Errorf("unmap %d pages: epoch %d, completed %d: %w", len(addrs), fence, c, backend.ErrFenceNotReached)
 		}
 	}
-	seen := make(map[uint64]bool, len(addrs))
+	b.gen++
 	for _, a := range addrs {
 		if a%b.size != 0 {
 			return fmt.Errorf("unmap %#x: %w", a, backend.ErrMisaligned)
 		}
-		if _, ok := b.mapped[a]; !ok || seen[a] {
+		id, ok := b.mapped[a]
+		if !ok || b.pages[id].mark == b.gen {
 			return fmt.Errorf("unmap %#x: %w", a, backend.ErrNotMapped)
 		}
-		seen[a] = true
+		b.pages[id].mark = b.gen
 	}
 	var errs []error
 	err := b.ctx.Do(func(bd cuda.Bound) error {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/vattn/vattn/backend"
 	"github.com/vattn/vattn/cuda"
@@ -313,4 +314,25 @@ func TestDeviceMegacache(t *testing.T) {
 	if after := p.free(t); after != before {
 		t.Errorf("device free memory %d before, %d after", before, after)
 	}
+}
+
+// TestDeviceCallOverhead logs what the binding adds per call (no assertion:
+// timings are for docs/results.md, not for pass/fail).
+func TestDeviceCallOverhead(t *testing.T) {
+	b := newDevice(t, Options{})
+	defer b.Close()
+	d := b.ctx.Lib().Driver()
+	const n = 20000
+	var v int32
+	start := time.Now()
+	for range n {
+		d.DriverGetVersion(&v)
+	}
+	raw := time.Since(start) / n
+	start = time.Now()
+	for range n {
+		_ = b.ctx.Do(func(cuda.Bound) error { return nil })
+	}
+	do := time.Since(start) / n
+	t.Logf("per call: cuDriverGetVersion through purego %v; Context.Do (lock thread + cuCtxSetCurrent) %v", raw, do)
 }
