@@ -8,6 +8,7 @@ package cudavmm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -316,8 +317,9 @@ func TestDeviceMegacache(t *testing.T) {
 	}
 }
 
-// TestDeviceCallOverhead logs what the binding adds per call (no assertion:
-// timings are for docs/results.md, not for pass/fail).
+// TestDeviceCallOverhead logs what the binding and the backend add per call
+// (no assertion: timings are for docs/results-cudavmm.md, not pass/fail).
+// All in one process, so process placement does not enter the comparison.
 func TestDeviceCallOverhead(t *testing.T) {
 	b := newDevice(t, Options{})
 	defer b.Close()
@@ -335,4 +337,91 @@ func TestDeviceCallOverhead(t *testing.T) {
 	}
 	do := time.Since(start) / n
 	t.Logf("per call: cuDriverGetVersion through purego %v; Context.Do (lock thread + cuCtxSetCurrent) %v", raw, do)
+
+	const pages = 512
+	r, err := b.Reserve(pages * mib2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 3 {
+		// The raw driver entry points, one Do around everything.
+		var tCreate, tMap, tUnmap, tRelease time.Duration
+		err := b.ctx.Do(func(bd cuda.Bound) error {
+			hs := make([]cuda.MemHandle, pages)
+			prop := cuda.DeviceProp(b.dev.Device)
+			access := cuda.AccessDesc{Location: prop.Location, Flags: cuda.CU_MEM_ACCESS_FLAGS_PROT_READWRITE}
+			s := time.Now()
+			for i := range hs {
+				if r := d.MemCreate(&hs[i], mib2, &prop, 0); r != 0 {
+					return fmt.Errorf("cuMemCreate %d", r)
+				}
+			}
+			tCreate = time.Since(s)
+			s = time.Now()
+			for i, h := range hs {
+				p := cuda.DevicePtr(r.Addr + uint64(i)*mib2)
+				if r := d.MemMap(p, mib2, 0, h, 0); r != 0 {
+					return fmt.Errorf("cuMemMap %d", r)
+				}
+				if r := d.MemSetAccess(p, mib2, &access, 1); r != 0 {
+					return fmt.Errorf("cuMemSetAccess %d", r)
+				}
+			}
+			tMap = time.Since(s)
+			s = time.Now()
+			for i := range hs {
+				if r := d.MemUnmap(cuda.DevicePtr(r.Addr+uint64(i)*mib2), mib2); r != 0 {
+					return fmt.Errorf("cuMemUnmap %d", r)
+				}
+			}
+			tUnmap = time.Since(s)
+			s = time.Now()
+			for _, h := range hs {
+				if r := d.MemRelease(h); r != 0 {
+					return fmt.Errorf("cuMemRelease %d", r)
+				}
+			}
+			tRelease = time.Since(s)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The backend, one page per call.
+		var bCreate, bMap, bUnmap, bRelease time.Duration
+		ids := make([]backend.PageID, 0, pages)
+		s := time.Now()
+		for range pages {
+			id, err := b.AllocPages(1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id...)
+		}
+		bCreate = time.Since(s)
+				s = time.Now()
+		for i, id := range ids {
+			if err := b.Map([]backend.Mapping{{Addr: r.Addr + uint64(i)*mib2, Page: id}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		bMap = time.Since(s)
+		s = time.Now()
+		for i := range ids {
+			if err := b.Unmap([]uint64{r.Addr + uint64(i)*mib2}, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		bUnmap = time.Since(s)
+		s = time.Now()
+		for _, id := range ids {
+			if err := b.FreePages([]backend.PageID{id}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		bRelease = time.Since(s)
+		per := func(d time.Duration) float64 { return float64(d) / pages / 1e3 }
+		t.Logf("round %d, µs/page, raw purego vs backend (1 page per call): create %.2f vs %.2f, map+access %.2f vs %.2f, unmap %.2f vs %.2f, release %.2f vs %.2f",
+			round, per(tCreate), per(bCreate), per(tMap), per(bMap), per(tUnmap), per(bUnmap), per(tRelease), per(bRelease))
+	}
 }
