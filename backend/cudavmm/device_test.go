@@ -399,7 +399,7 @@ func TestDeviceCallOverhead(t *testing.T) {
 			ids = append(ids, id...)
 		}
 		bCreate = time.Since(s)
-				s = time.Now()
+		s = time.Now()
 		for i, id := range ids {
 			if err := b.Map([]backend.Mapping{{Addr: r.Addr + uint64(i)*mib2, Page: id}}); err != nil {
 				t.Fatal(err)
