@@ -36,23 +36,26 @@ fi
 if [[ " $sections " == *" bench "* ]]; then
 	gcc -O2 -Wall -o "$bin/vmmbench" "$bin/vmmbench.c" -l:libcuda.so.1 2>/dev/null ||
 		gcc -O2 -Wall -o "$bin/vmmbench" "$bin/vmmbench.c" -lcuda || { echo "cannot build vmmbench"; exit 1; }
-	: >"$out/bench.jsonl"
+	tag=${BENCH_TAG:-}
+	jsonl="$out/bench$tag.jsonl"
+	: >"$jsonl"
 	rounds=${ROUNDS:-9}
 	# Both pinned to the same two cores: unpinned runs of either swing by
 	# 50% from run to run (on the machine measured), depending on where the
 	# scheduler puts them.
 	pin=""
-	command -v taskset >/dev/null && pin="taskset -c ${PIN_CPUS:-4,5}"
+	[[ ${PIN_CPUS-4,5} != none ]] && command -v taskset >/dev/null && pin="taskset -c ${PIN_CPUS:-4,5}"
 	oneline() { python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)))'; }
-	raw() { $pin "$bin/vmmbench" --pages 1024 --batch "$2" --access "$1" | oneline >>"$out/bench.jsonl" || status=1; }
-	gov() { $pin "$bin/vattnctl" map --backend cudavmm --pages 1024 --batch "$2" --access "$1" -o json | oneline >>"$out/bench.jsonl" || status=1; }
+	raw() { $pin "$bin/vmmbench" --pages 1024 --batch "$2" --access "$1" | oneline >>"$jsonl" || status=1; }
+	gov() { $pin "$bin/vattnctl" map --backend cudavmm --pages 1024 --batch "$2" --access "$1" -o json | oneline >>"$jsonl" || status=1; }
 	# Same machine, same process shape; raw C and Go alternate, and which
 	# goes first alternates too.
-	for cfg in "page 1" "page 64" "run 64" "run 1024"; do
+	IFS=, read -ra cfgs <<<"${CONFIGS:-page 1,page 64,run 64,run 1024}"
+	for cfg in "${cfgs[@]}"; do
 		for r in $(seq "$rounds"); do
 			if ((r % 2)); then raw $cfg; gov $cfg; else gov $cfg; raw $cfg; fi
 		done
 	done
-	python3 "$bin/summarize.py" "$out/bench.jsonl" | tee "$out/summary.txt"
+	python3 "$bin/summarize.py" "$jsonl" | tee "$out/summary$tag.txt"
 fi
 exit $status

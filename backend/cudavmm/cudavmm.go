@@ -263,16 +263,16 @@ func (b *Backend) FreePages(ids []backend.PageID) error {
 	if b.closed {
 		return backend.ErrClosed
 	}
-	seen := make(map[backend.PageID]bool, len(ids))
+	b.gen++
 	for _, id := range ids {
 		p, ok := b.pages[id]
 		switch {
-		case !ok || seen[id]:
+		case !ok || p.mark == b.gen:
 			return fmt.Errorf("free page %d: %w", id, backend.ErrUnknownPage)
 		case p.addr != 0:
 			return fmt.Errorf("free page %d: %w at %#x", id, backend.ErrPageMapped, p.addr)
 		}
-		seen[id] = true
+		p.mark = b.gen
 	}
 	var errs []error
 	err := b.ctx.Do(func(bd cuda.Bound) error {
