@@ -14,6 +14,7 @@ import (
 
 	"github.com/vattn/vattn/internal/cli"
 	"github.com/vattn/vattn/internal/cmd/mapcmd"
+	"github.com/vattn/vattn/internal/cmd/simulate"
 	"github.com/vattn/vattn/internal/cmd/version"
 )
 
@@ -35,6 +36,7 @@ latency with eBPF, and installs the patched nvidia-uvm driver.`,
 		return cli.WithCode(cli.ExitBadArgument, err)
 	})
 	root.AddCommand(
+		simulate.NewCmd(format),
 		version.NewCmd(format),
 		mapcmd.NewCmd(format),
 	)

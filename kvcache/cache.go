@@ -1,0 +1,680 @@
+// Package kvcache is vattn's KV-cache allocator, with vAttention's semantics
+// over any backend.Backend.
+//
+// Every layer's K and V cache is one contiguous virtual range (or, with the
+// megacache layout, one K and one V range for all layers), reserved up front
+// for MaxBatch slots of MaxContext tokens. Physical pages are mapped under a
+// slot only as its sequence grows. A page index j of a slot is backed by one
+// page in every range, so growing a slot by one page index maps
+// Layout.PagesPerIndex pages in one batched backend call.
+//
+// Finished requests keep their pages mapped (deferred reclamation): a new
+// request that fits in an idle slot's pages needs no mapping at all, which is
+// why AllocBatchIdx prefers the best-fitting idle slot. Idle pages go back to
+// the pool when a step needs them (oldest idle slot first, from its tail), or
+// one page index per step with TrickleReclaim, or as soon as the GPU is done
+// with them with EagerReclaim.
+//
+// Pages are only unmapped or handed to a new request once the GPU work that
+// may read them has completed: FreeBatchIdx records an epoch on the backend's
+// Fence, and reuse waits for it.
+//
+// A Cache is used by one goroutine (the serving loop) plus the cache's own
+// background mapper, which StepAsync feeds; every call first waits for the
+// background work to finish. Stats and Slots may be called from any goroutine.
+package kvcache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/vattn/vattn/backend"
+)
+
+type slot struct {
+	active   bool
+	length   int              // tokens at the last step
+	mapped   int              // page indexes [0, mapped) are mapped
+	covered  int              // tokens the mapped indexes hold
+	pages    []backend.PageID // index j's pages at [j*PagesPerIndex, (j+1)*PagesPerIndex), in range order
+	released backend.Epoch    // recorded when the slot was freed
+	freedAt  uint64           // free order, for oldest-first reclaim
+}
+
+// Cache is a KV cache over one backend. Create it with New.
+type Cache struct {
+	cfg    Config
+	b      backend.Backend
+	fence  backend.Fence
+	layout Layout
+	ranges []backend.Region // K ranges first, then V ranges
+
+	mu       sync.Mutex
+	slots    []slot
+	pool     []backend.PageID // physical pages the cache holds, unmapped
+	reserved int              // pages the cache holds, mapped or not
+	freed    uint64           // count of FreeBatchIdx calls
+	closed   bool
+	st       counters
+
+	// scratch, reused so steps do not allocate
+	grow  []growth
+	maps  []backend.Mapping
+	addrs []uint64
+
+	// the background mapper
+	ctx      context.Context
+	cancel   context.CancelFunc
+	jobs     chan []int
+	jobDone  chan struct{}
+	busy     bool  // a job is in flight (touched by the caller's goroutine only)
+	nextLens []int // the job's input, reused
+}
+
+type growth struct{ slot, to int }
+
+// New reserves the virtual ranges for cfg on b and returns an empty cache:
+// no physical memory yet (see ReservePhysical). The cache uses b but does not
+// own it: Close releases what the cache holds, and the caller closes b.
+func New(cfg Config, b backend.Backend) (*Cache, error) {
+	if b == nil {
+		return nil, fmt.Errorf("%w: nil backend", ErrBadConfig)
+	}
+	ps := b.PageSize()
+	if err := cfg.validate(ps); err != nil {
+		return nil, err
+	}
+	c := &Cache{cfg: cfg, b: b, fence: b.Fence(), layout: cfg.layout(ps)}
+	size := c.layout.SlotBytes * uint64(cfg.MaxBatch)
+	for range c.layout.Ranges {
+		r, err := b.Reserve(size)
+		if err != nil {
+			err = fmt.Errorf("%w: reserve %d bytes: %w", ErrBackend, size, err)
+			for _, got := range c.ranges {
+				if rerr := b.Release(got); rerr != nil {
+					err = errors.Join(err, fmt.Errorf("release after failed reserve: %w", rerr))
+				}
+			}
+			return nil, err
+		}
+		c.ranges = append(c.ranges, r)
+	}
+	c.slots = make([]slot, cfg.MaxBatch)
+	c.nextLens = make([]int, cfg.MaxBatch)
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.jobs = make(chan []int)
+	c.jobDone = make(chan struct{})
+	go c.mapper()
+	return c, nil
+}
+
+// Layout describes where K and V live and how pages back them.
+func (c *Cache) Layout() Layout { return c.layout }
+
+// Config returns the configuration the cache was built with (defaults filled).
+func (c *Cache) Config() Config { return c.cfg }
+
+// K returns the device address of layer's K tensor. See Layout for strides.
+func (c *Cache) K(layer int) uint64 { return c.tensor(0, layer) }
+
+// V returns the device address of layer's V tensor. See Layout for strides.
+func (c *Cache) V(layer int) uint64 { return c.tensor(1, layer) }
+
+func (c *Cache) tensor(kv, layer int) uint64 {
+	if layer < 0 || layer >= c.cfg.Layers {
+		return 0
+	}
+	if c.cfg.Megacache {
+		return c.ranges[kv].Addr + uint64(layer)*c.layout.LayerBytes
+	}
+	return c.ranges[kv*c.cfg.Layers+layer].Addr
+}
+
+// Ranges returns the reserved virtual ranges: K ranges in layer order, then
+// V ranges (one of each with Megacache).
+func (c *Cache) Ranges() []backend.Region { return slices.Clone(c.ranges) }
+
+// addr returns the device address of page index j of slot s in range r.
+func (c *Cache) addr(r, s, j int) uint64 {
+	return c.ranges[r].Addr + uint64(s)*c.layout.SlotBytes + uint64(j)*c.layout.PageSize.Bytes()
+}
+
+// enter waits for background work and takes the lock. Every caller-side
+// method starts with it.
+func (c *Cache) enter() error {
+	c.wait()
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+// wait blocks until the background mapper is idle.
+func (c *Cache) wait() {
+	if c.busy {
+		<-c.jobDone
+		c.busy = false
+	}
+}
+
+// ReservePhysical allocates physical pages worth bytes (rounded up to whole
+// pages) into the pool, so steps only map. It may be called again to grow
+// the pool. On error the pool is unchanged.
+func (c *Cache) ReservePhysical(bytes uint64) error {
+	if err := c.enter(); err != nil {
+		return err
+	}
+	defer c.mu.Unlock()
+	if bytes == 0 {
+		return fmt.Errorf("reserve physical: %w: zero bytes", ErrBadLength)
+	}
+	n := c.layout.PageSize.Pages(bytes)
+	if n > 1<<40 {
+		return fmt.Errorf("reserve physical: %w: %d bytes", ErrBadLength, bytes)
+	}
+	return c.allocPages(int(n))
+}
+
+func (c *Cache) allocPages(n int) error {
+	start := time.Now()
+	pages, err := c.b.AllocPages(n)
+	c.st.alloc.add(1, n, time.Since(start))
+	if err != nil {
+		if errors.Is(err, backend.ErrOutOfMemory) {
+			return fmt.Errorf("%w: allocate %d pages: %w", ErrOutOfPages, n, err)
+		}
+		return fmt.Errorf("%w: allocate %d pages: %w", ErrBackend, n, err)
+	}
+	c.pool = append(c.pool, pages...)
+	c.reserved += len(pages)
+	return nil
+}
+
+// Trim returns every unmapped page in the pool to the backend and reports
+// how many it freed.
+func (c *Cache) Trim() (int, error) {
+	if err := c.enter(); err != nil {
+		return 0, err
+	}
+	defer c.mu.Unlock()
+	n := len(c.pool)
+	if n == 0 {
+		return 0, nil
+	}
+	if err := c.b.FreePages(c.pool); err != nil {
+		return 0, fmt.Errorf("%w: free %d pages: %w", ErrBackend, n, err)
+	}
+	c.st.freePages += uint64(n)
+	c.pool = c.pool[:0]
+	c.reserved -= n
+	return n, nil
+}
+
+// AllocBatchIdx activates a free slot for a request of seqLen tokens and
+// returns its index. It prefers an idle slot whose still-mapped pages already
+// hold seqLen tokens (the tightest such fit), else the idle slot with the
+// most pages mapped, so the next Step maps as little as possible. Pages are
+// mapped by the next Step, not here. If the chosen slot's pages may still be
+// read by GPU work, AllocBatchIdx waits for that work first.
+func (c *Cache) AllocBatchIdx(seqLen int) (int, error) {
+	if err := c.enter(); err != nil {
+		return -1, err
+	}
+	defer c.mu.Unlock()
+	if seqLen < 0 {
+		return -1, fmt.Errorf("alloc batch idx: %w: %d", ErrBadLength, seqLen)
+	}
+	if seqLen > c.cfg.MaxContext {
+		return -1, fmt.Errorf("alloc batch idx: %w: %d > %d", ErrContextTooLong, seqLen, c.cfg.MaxContext)
+	}
+	need := c.layout.indexesFor(seqLen)
+	done := c.fence.Completed()
+	best, bestReady := -1, false
+	for i := range c.slots {
+		s := &c.slots[i]
+		if s.active {
+			continue
+		}
+		ready := s.mapped == 0 || s.released <= done
+		if best < 0 || (ready && !bestReady) || (ready == bestReady && fitsBetter(s.mapped, c.slots[best].mapped, need)) {
+			best, bestReady = i, ready
+		}
+	}
+	if best < 0 {
+		return -1, fmt.Errorf("alloc batch idx: %w: all %d slots active", ErrNoFreeSlot, c.cfg.MaxBatch)
+	}
+	s := &c.slots[best]
+	if !bestReady {
+		c.st.fenceWaits++
+		if err := c.fence.Wait(c.ctx, s.released); err != nil {
+			return -1, fmt.Errorf("alloc batch idx: wait for slot %d's last readers: %w: %w", best, ErrBackend, err)
+		}
+	}
+	s.active = true
+	s.length = 0
+	return best, nil
+}
+
+// fitsBetter reports whether a slot with a mapped indexes suits a request
+// needing need indexes better than one with b: covering beats not covering;
+// among covering slots the smaller wins, among the others the larger.
+func fitsBetter(a, b, need int) bool {
+	ac, bc := a >= need, b >= need
+	switch {
+	case ac != bc:
+		return ac
+	case ac:
+		return a < b
+	default:
+		return a > b
+	}
+}
+
+// FreeBatchIdx ends the request in slot i. Its pages stay mapped for reuse
+// until reclaimed; they are not reused before the GPU work submitted so far
+// has completed.
+func (c *Cache) FreeBatchIdx(i int) error {
+	if err := c.enter(); err != nil {
+		return err
+	}
+	defer c.mu.Unlock()
+	if i < 0 || i >= len(c.slots) {
+		return fmt.Errorf("free batch idx %d: %w (max batch %d)", i, ErrSlotRange, len(c.slots))
+	}
+	s := &c.slots[i]
+	if !s.active {
+		return fmt.Errorf("free batch idx %d: %w (double free?)", i, ErrSlotInactive)
+	}
+	e, err := c.fence.Record()
+	if err != nil {
+		return fmt.Errorf("free batch idx %d: record fence: %w: %w", i, ErrBackend, err)
+	}
+	c.freed++
+	s.active, s.length, s.released, s.freedAt = false, 0, e, c.freed
+	return nil
+}
+
+// Step makes sure every active slot i has pages for seqLens[i] tokens before
+// a forward pass. seqLens has one entry per slot (shorter slices mean zero
+// for the rest); inactive slots must have 0. Step is all or nothing: on error
+// no slot gained pages.
+func (c *Cache) Step(seqLens []int) error {
+	if err := c.enter(); err != nil {
+		return err
+	}
+	defer c.mu.Unlock()
+	if err := c.step(seqLens, &c.st.fg); err != nil {
+		return fmt.Errorf("step: %w", err)
+	}
+	c.afterStep(&c.st.fg)
+	return nil
+}
+
+// StepAsync is Step for the current lengths (the prefill part, which the
+// forward pass needs now), and then maps the pages the next decode step will
+// need (every active slot one token longer) in the background while the GPU
+// computes. The next call on the cache waits for that work. A background
+// failure is not an error of this call: the next Step maps what is missing
+// itself and reports its own errors; Stats counts background failures.
+func (c *Cache) StepAsync(seqLens []int) error {
+	if err := c.enter(); err != nil {
+		return err
+	}
+	if err := c.step(seqLens, &c.st.fg); err != nil {
+		c.mu.Unlock()
+		return fmt.Errorf("step async: %w", err)
+	}
+	next := c.nextLens
+	for i := range next {
+		next[i] = 0
+		if i < len(seqLens) && c.slots[i].active && seqLens[i] > 0 {
+			next[i] = min(seqLens[i]+1, c.cfg.MaxContext)
+		}
+	}
+	c.mu.Unlock()
+	c.busy = true
+	c.jobs <- next
+	return nil
+}
+
+// mapper is the long-lived background goroutine behind StepAsync.
+func (c *Cache) mapper() {
+	for lens := range c.jobs {
+		c.mu.Lock()
+		if !c.closed {
+			if err := c.ensure(lens, &c.st.bg); err != nil {
+				c.st.bgErrors++
+				c.st.bgLastError = err.Error()
+			}
+			c.afterStep(&c.st.bg)
+		}
+		c.mu.Unlock()
+		c.jobDone <- struct{}{}
+	}
+}
+
+// step validates seqLens, maps what is missing and records the lengths.
+func (c *Cache) step(seqLens []int, ph *phase) error {
+	if len(seqLens) > len(c.slots) {
+		return fmt.Errorf("%w: %d lengths for %d slots", ErrSlotRange, len(seqLens), len(c.slots))
+	}
+	for i, n := range seqLens {
+		switch {
+		case n < 0:
+			return fmt.Errorf("slot %d: %w: %d", i, ErrBadLength, n)
+		case n > c.cfg.MaxContext:
+			return fmt.Errorf("slot %d: %w: %d > %d", i, ErrContextTooLong, n, c.cfg.MaxContext)
+		case n > 0 && !c.slots[i].active:
+			return fmt.Errorf("slot %d: %w", i, ErrSlotInactive)
+		}
+	}
+	if err := c.ensure(seqLens, ph); err != nil {
+		return err
+	}
+	for i := range c.slots {
+		s := &c.slots[i]
+		if !s.active {
+			continue
+		}
+		s.length = 0
+		if i < len(seqLens) {
+			s.length = seqLens[i]
+		}
+	}
+	return nil
+}
+
+// ensure maps page indexes so every slot i holds lens[i] tokens. It changes
+// no slot unless it succeeds; pages it takes from idle slots stay in the pool.
+func (c *Cache) ensure(lens []int, ph *phase) error {
+	grow := c.grow[:0]
+	indexes := 0
+	for i, n := range lens {
+		s := &c.slots[i]
+		if n <= s.covered {
+			continue
+		}
+		if need := c.layout.indexesFor(n); need > s.mapped {
+			grow = append(grow, growth{i, need})
+			indexes += need - s.mapped
+		}
+	}
+	c.grow = grow
+	if indexes == 0 {
+		return nil
+	}
+	ppi := c.layout.PagesPerIndex
+	pages, err := c.take(indexes*ppi, ph)
+	if err != nil {
+		return err
+	}
+	// Build the mappings, index-major per slot, in range order within an
+	// index, so the pages of slot s index j are pages[k:k+ppi].
+	maps := c.maps[:0]
+	k := 0
+	for _, g := range grow {
+		for j := c.slots[g.slot].mapped; j < g.to; j++ {
+			for r := range ppi {
+				maps = append(maps, backend.Mapping{Addr: c.addr(r, g.slot, j), Page: pages[k]})
+				k++
+			}
+		}
+	}
+	c.maps = maps
+	for done := 0; done < len(maps); {
+		end := min(done+c.cfg.MaxMapBatch, len(maps))
+		start := time.Now()
+		err := c.b.Map(maps[done:end])
+		took := time.Since(start)
+		ph.maps.add(1, end-done, took)
+		c.st.mapLatency.observe(took)
+		if err != nil {
+			err = fmt.Errorf("%w: map %d pages: %w", ErrBackend, end-done, err)
+			if done > 0 {
+				// Undo this step's earlier batches. No GPU work was given
+				// these pages yet, so there is nothing to wait for.
+				if uerr := c.unmap(maps[:done], 0, ph); uerr != nil {
+					c.broken(uerr)
+					return errors.Join(err, fmt.Errorf("undo %d mappings: %w", done, uerr))
+				}
+			}
+			c.pool = append(c.pool, pages...)
+			return err
+		}
+		done = end
+	}
+	k = 0
+	for _, g := range grow {
+		s := &c.slots[g.slot]
+		n := (g.to - s.mapped) * ppi
+		s.pages = append(s.pages, pages[k:k+n]...)
+		k += n
+		s.mapped = g.to
+		s.covered = min(c.layout.tokensIn(g.to), c.cfg.MaxContext)
+	}
+	return nil
+}
+
+// broken records an unmap that failed while undoing a failed step: the
+// backend holds mappings the cache no longer describes. Nothing is retried;
+// Close still releases the regions and the backend's Close the rest.
+func (c *Cache) broken(err error) {
+	c.st.inconsistencies++
+	c.st.bgLastError = err.Error()
+}
+
+func (c *Cache) unmap(maps []backend.Mapping, fence backend.Epoch, ph *phase) error {
+	addrs := c.addrs[:0]
+	for _, m := range maps {
+		addrs = append(addrs, m.Addr)
+	}
+	c.addrs = addrs
+	start := time.Now()
+	err := c.b.Unmap(addrs, fence)
+	ph.unmaps.add(1, len(addrs), time.Since(start))
+	return err
+}
+
+// take removes n pages from the pool, reclaiming idle slots' pages and, with
+// GrowPool, allocating when the pool runs dry. On error nothing was taken.
+func (c *Cache) take(n int, ph *phase) ([]backend.PageID, error) {
+	if len(c.pool) < n {
+		idle := 0
+		for i := range c.slots {
+			if !c.slots[i].active {
+				idle += c.slots[i].mapped
+			}
+		}
+		idle *= c.layout.PagesPerIndex
+		if len(c.pool)+idle < n && !c.cfg.GrowPool {
+			return nil, fmt.Errorf("%w: need %d pages, pool has %d and idle slots %d (reserve more physical memory or free requests)",
+				ErrOutOfPages, n, len(c.pool), idle)
+		}
+		if err := c.reclaim(n-len(c.pool), true, ph); err != nil {
+			return nil, err
+		}
+		if short := n - len(c.pool); short > 0 {
+			if err := c.allocPages(short); err != nil {
+				return nil, err
+			}
+		}
+	}
+	pages := slices.Clone(c.pool[len(c.pool)-n:])
+	c.pool = c.pool[:len(c.pool)-n]
+	return pages, nil
+}
+
+// reclaim unmaps idle slots' pages, oldest-freed slot first and from the
+// tail of each, until at least n pages are back in the pool or nothing idle
+// is left. With wait it waits for GPU work still reading idle pages;
+// without, it takes only pages whose readers are done.
+func (c *Cache) reclaim(n int, wait bool, ph *phase) error {
+	ppi := c.layout.PagesPerIndex
+	for n > 0 {
+		victims := c.idleSlots()
+		if len(victims) == 0 {
+			return nil
+		}
+		done := c.fence.Completed()
+		var fence backend.Epoch
+		maps := c.maps[:0]
+		type cut struct{ slot, to int }
+		var cuts []cut
+		got := 0
+		for _, v := range victims {
+			s := &c.slots[v]
+			if s.released > done {
+				continue
+			}
+			k := min(s.mapped, (n-got+ppi-1)/ppi)
+			for j := s.mapped - k; j < s.mapped; j++ {
+				for r := range ppi {
+					maps = append(maps, backend.Mapping{Addr: c.addr(r, v, j), Page: s.pages[j*ppi+r]})
+				}
+			}
+			fence = max(fence, s.released)
+			cuts = append(cuts, cut{v, s.mapped - k})
+			got += k * ppi
+			if got >= n {
+				break
+			}
+		}
+		c.maps = maps
+		if got == 0 {
+			if !wait {
+				return nil
+			}
+			// Every idle page may still be read: wait for the oldest.
+			oldest := victims[0]
+			for _, v := range victims {
+				if c.slots[v].released < c.slots[oldest].released {
+					oldest = v
+				}
+			}
+			c.st.fenceWaits++
+			if err := c.fence.Wait(c.ctx, c.slots[oldest].released); err != nil {
+				return fmt.Errorf("%w: wait for idle slot %d's last readers: %w", ErrBackend, oldest, err)
+			}
+			continue
+		}
+		if err := c.unmap(maps, fence, ph); err != nil {
+			return fmt.Errorf("%w: reclaim %d pages: %w", ErrBackend, len(maps), err)
+		}
+		for _, m := range maps {
+			c.pool = append(c.pool, m.Page)
+		}
+		for _, ct := range cuts {
+			s := &c.slots[ct.slot]
+			s.pages = s.pages[:ct.to*ppi]
+			s.mapped = ct.to
+			s.covered = min(c.layout.tokensIn(ct.to), c.cfg.MaxContext)
+		}
+		c.st.reclaimed += uint64(got)
+		n -= got
+	}
+	return nil
+}
+
+// idleSlots lists inactive slots that hold pages, oldest-freed first.
+func (c *Cache) idleSlots() []int {
+	var v []int
+	for i := range c.slots {
+		if !c.slots[i].active && c.slots[i].mapped > 0 {
+			v = append(v, i)
+		}
+	}
+	slices.SortFunc(v, func(a, b int) int { return int(c.slots[a].freedAt - c.slots[b].freedAt) })
+	return v
+}
+
+// afterStep applies the optional reclaim policies, never waiting for the GPU.
+// A failure here is counted, not returned: the step itself succeeded.
+func (c *Cache) afterStep(ph *phase) {
+	var err error
+	switch {
+	case c.cfg.EagerReclaim:
+		err = c.reclaim(math.MaxInt32, false, ph)
+	case c.cfg.TrickleReclaim:
+		err = c.reclaim(1, false, ph)
+	}
+	if err != nil {
+		c.st.bgErrors++
+		c.st.bgLastError = err.Error()
+	}
+}
+
+// Close waits for background work, waits for the GPU work submitted so far,
+// unmaps every page, frees every page the cache holds and releases its
+// ranges. It reports every failure and keeps going, so as little as
+// possible is left. Calls after Close return ErrClosed.
+func (c *Cache) Close() error {
+	c.wait()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	close(c.jobs)
+	defer c.cancel()
+
+	var errs []error
+	var maps []backend.Mapping
+	var pages []backend.PageID
+	ppi := c.layout.PagesPerIndex
+	for i := range c.slots {
+		s := &c.slots[i]
+		for j := range s.mapped {
+			for r := range ppi {
+				maps = append(maps, backend.Mapping{Addr: c.addr(r, i, j), Page: s.pages[j*ppi+r]})
+			}
+		}
+	}
+	if len(maps) > 0 {
+		fence, err := c.fence.Record()
+		if err == nil {
+			err = c.fence.Wait(c.ctx, fence)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("close: wait for the GPU: %w", err))
+		}
+		for start := 0; start < len(maps); start += c.cfg.MaxMapBatch {
+			batch := maps[start:min(start+c.cfg.MaxMapBatch, len(maps))]
+			if err := c.unmap(batch, fence, &c.st.fg); err != nil {
+				errs = append(errs, fmt.Errorf("close: unmap %d pages: %w", len(batch), err))
+				continue
+			}
+			for _, m := range batch {
+				pages = append(pages, m.Page)
+			}
+		}
+	}
+	for i := range c.slots {
+		c.slots[i] = slot{}
+	}
+	pages = append(pages, c.pool...)
+	c.pool = nil
+	if len(pages) > 0 {
+		if err := c.b.FreePages(pages); err != nil {
+			errs = append(errs, fmt.Errorf("close: free %d pages: %w", len(pages), err))
+		} else {
+			c.reserved -= len(pages)
+		}
+	}
+	for _, r := range c.ranges {
+		if err := c.b.Release(r); err != nil {
+			errs = append(errs, fmt.Errorf("close: release range %#x: %w", r.Addr, err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrBackend, errors.Join(errs...))
+	}
+	return nil
+}

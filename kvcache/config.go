@@ -1,0 +1,146 @@
+package kvcache
+
+import (
+	"fmt"
+
+	"github.com/vattn/vattn/pagesize"
+)
+
+// Config describes the KV cache of one model shard.
+type Config struct {
+	Layers     int // transformer layers
+	KVHeads    int // key/value heads on this GPU (after tensor parallelism)
+	HeadDim    int // elements per head
+	DTypeBytes int // bytes per element: 2 for fp16/bf16, 1 for fp8
+	MaxBatch   int // request slots
+	MaxContext int // tokens a request may grow to
+
+	// Megacache lays K (and V) out as one range for all layers,
+	// [batch, ctx, layers, heads, dim], instead of one range per layer:
+	// 2 mappings per page index instead of 2×Layers, and a page holds
+	// Layers times fewer tokens.
+	Megacache bool
+
+	// EagerReclaim unmaps a freed slot's pages as soon as the GPU is done
+	// with them, instead of keeping them for the next request (vAttention's
+	// deferred reclamation, the default).
+	EagerReclaim bool
+	// TrickleReclaim returns one page index of one idle slot to the pool at
+	// every step, so idle memory drains slowly while the pool is not dry.
+	TrickleReclaim bool
+	// GrowPool lets a step allocate physical pages from the backend when the
+	// pool and every reclaimable page are exhausted. Without it, a step that
+	// needs more than ReservePhysical gave fails with ErrOutOfPages.
+	GrowPool bool
+	// MaxMapBatch bounds the mappings passed to one Backend.Map call
+	// (default 4096). A step that needs more makes several calls and, if a
+	// later one fails, undoes the earlier ones.
+	MaxMapBatch int
+}
+
+// Layout tells kernels where a token's K or V vectors live.
+//
+// The K tensor of layer l starts at Cache.K(l); the element (slot b, token t,
+// head h, dim d) is at K(l) + b*SlotBytes + t*TokenBytes + h*HeadBytes +
+// d*DTypeBytes. The same holds for V. With Megacache, all layers share one
+// range and K(l) is offset by l*LayerBytes within each token's row.
+type Layout struct {
+	PageSize   pagesize.Size `json:"page_size"`
+	Megacache  bool          `json:"megacache"`
+	Ranges     int           `json:"ranges"`      // virtual ranges: 2×Layers, or 2 with Megacache
+	SlotBytes  uint64        `json:"slot_bytes"`  // stride between request slots (page-aligned)
+	TokenBytes uint64        `json:"token_bytes"` // stride between tokens of one slot
+	LayerBytes uint64        `json:"layer_bytes"` // K or V of one token in one layer
+	HeadBytes  uint64        `json:"head_bytes"`  // one head's vector
+	// PagesPerIndex is the number of physical pages that back one page
+	// index of a slot: one in every range.
+	PagesPerIndex int `json:"pages_per_index"`
+	// IndexesPerSlot is the number of page indexes a full slot uses.
+	IndexesPerSlot int `json:"indexes_per_slot"`
+	// TokensPerPage is how many tokens one page holds (0 when one token
+	// spans several pages).
+	TokensPerPage int `json:"tokens_per_page"`
+}
+
+func (cfg *Config) validate(ps pagesize.Size) error {
+	positive := []struct {
+		name string
+		v    int
+	}{
+		{"layers", cfg.Layers}, {"kv heads", cfg.KVHeads}, {"head dim", cfg.HeadDim},
+		{"dtype bytes", cfg.DTypeBytes}, {"max batch", cfg.MaxBatch}, {"max context", cfg.MaxContext},
+	}
+	for _, p := range positive {
+		if p.v <= 0 {
+			return fmt.Errorf("%w: %s must be positive, got %d", ErrBadConfig, p.name, p.v)
+		}
+	}
+	if !ps.Valid() {
+		return fmt.Errorf("%w: backend page size %s: %w", ErrBadConfig, ps, pagesize.ErrUnsupported)
+	}
+	if cfg.MaxMapBatch < 0 {
+		return fmt.Errorf("%w: max map batch must not be negative", ErrBadConfig)
+	}
+	if cfg.MaxMapBatch == 0 {
+		cfg.MaxMapBatch = 4096
+	}
+	// Guard the size arithmetic: the whole reservation must fit in 2^56
+	// bytes, far beyond any GPU's address space, so nothing overflows.
+	const limit = uint64(1) << 56
+	layer := uint64(cfg.KVHeads) * uint64(cfg.HeadDim) * uint64(cfg.DTypeBytes)
+	if layer >= limit || uint64(cfg.Layers) >= limit/layer {
+		return fmt.Errorf("%w: per-token size overflows", ErrBadConfig)
+	}
+	token := layer
+	if cfg.Megacache {
+		token *= uint64(cfg.Layers)
+	}
+	p := ps.Bytes()
+	if p%token != 0 && token%p != 0 {
+		return fmt.Errorf("%w: one token takes %d bytes per range, which does not tile %s pages "+
+			"(a page must hold a whole number of tokens, or a token a whole number of pages)",
+			ErrBadConfig, token, ps)
+	}
+	if uint64(cfg.MaxContext) >= limit/token {
+		return fmt.Errorf("%w: max context %d overflows the address space", ErrBadConfig, cfg.MaxContext)
+	}
+	slot := ps.RoundUp(uint64(cfg.MaxContext) * token)
+	ranges := uint64(2 * cfg.Layers)
+	if cfg.Megacache {
+		ranges = 2
+	}
+	if uint64(cfg.MaxBatch) >= limit/slot/ranges {
+		return fmt.Errorf("%w: %d slots of %d bytes in %d ranges overflow the address space",
+			ErrBadConfig, cfg.MaxBatch, slot, ranges)
+	}
+	return nil
+}
+
+func (cfg *Config) layout(ps pagesize.Size) Layout {
+	l := Layout{PageSize: ps, Megacache: cfg.Megacache}
+	l.HeadBytes = uint64(cfg.HeadDim) * uint64(cfg.DTypeBytes)
+	l.LayerBytes = l.HeadBytes * uint64(cfg.KVHeads)
+	l.TokenBytes = l.LayerBytes
+	l.Ranges = 2 * cfg.Layers
+	if cfg.Megacache {
+		l.TokenBytes *= uint64(cfg.Layers)
+		l.Ranges = 2
+	}
+	l.PagesPerIndex = l.Ranges
+	l.SlotBytes = ps.RoundUp(uint64(cfg.MaxContext) * l.TokenBytes)
+	l.IndexesPerSlot = int(l.SlotBytes / ps.Bytes())
+	if ps.Bytes() >= l.TokenBytes {
+		l.TokensPerPage = int(ps.Bytes() / l.TokenBytes)
+	}
+	return l
+}
+
+// indexesFor returns the page indexes a slot needs to hold n tokens.
+func (l *Layout) indexesFor(n int) int {
+	return int(l.PageSize.Pages(uint64(n) * l.TokenBytes))
+}
+
+// tokensIn returns how many whole tokens k page indexes hold.
+func (l *Layout) tokensIn(k int) int {
+	return int(uint64(k) * l.PageSize.Bytes() / l.TokenBytes)
+}
