@@ -81,8 +81,11 @@ func write(w io.Writer, format cli.Format, rep *Report) error {
 		if !v.OK {
 			status = "FAILED"
 		}
-		fmt.Fprintf(w, "verify: %s: %d pages, %d words differ on the GPU, %d of %d words sampled from the host differ\n",
-			status, v.Pages, v.GPUMismatchedWords, v.HostMismatched, v.HostSampledWords)
+		fmt.Fprintf(w, "verify: %s: %d pages", status, v.Pages)
+		if v.GPUCheckedWords > 0 {
+			fmt.Fprintf(w, ", %d of %d words differ on the GPU", v.GPUMismatchedWords, v.GPUCheckedWords)
+		}
+		fmt.Fprintf(w, ", %d of %d words read back by the host differ\n", v.HostMismatched, v.HostSampledWords)
 	}
 	if rep.Leftover != "" {
 		_, err := fmt.Fprintf(w, "left allocated: %s\n", rep.Leftover)

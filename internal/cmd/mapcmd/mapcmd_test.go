@@ -188,3 +188,20 @@ func TestNoLibcuda(t *testing.T) {
 		}
 	}
 }
+
+func TestMapSim(t *testing.T) {
+	for _, ps := range []string{"64k", "2m"} {
+		code, out, errOut := run(t, "--backend", "sim", "--page-size", ps, "--pages", "100", "--batch", "10", "--verify")
+		if code != 0 {
+			t.Fatalf("sim %s: code %d: %s", ps, code, errOut)
+		}
+		for _, want := range []string{"backend sim", "simulated GPU", "100 pages", "verify: ok: 100 pages", "left allocated: nothing"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("sim %s output lacks %q:\n%s", ps, want, out)
+			}
+		}
+	}
+	if code, _, _ := run(t, "--backend", "sim", "-i", "0"); code != cli.ExitNotFound {
+		t.Errorf("sim -i 0: code %d", code)
+	}
+}

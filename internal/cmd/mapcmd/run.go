@@ -30,6 +30,7 @@ type Options struct {
 // VerifyResult is what a backend's pattern check found.
 type VerifyResult struct {
 	Pages              int    `json:"pages"`
+	GPUCheckedWords    uint64 `json:"gpu_checked_words"`
 	GPUMismatchedWords uint64 `json:"gpu_mismatched_words"`
 	HostSampledWords   int    `json:"host_sampled_words"`
 	HostMismatched     int    `json:"host_mismatched_words"`
@@ -89,7 +90,7 @@ func openCUDAVMM(o Options) (*Opened, error) {
 	d := b.Device()
 	check := func(addr, size uint64, tag uint32) (VerifyResult, error) {
 		r, err := b.Check(addr, size, tag)
-		return VerifyResult{r.Pages, r.GPUMismatches, r.HostSampled, r.HostMismatches, r.OK()}, err
+		return VerifyResult{r.Pages, size / 4, r.GPUMismatches, r.HostSampled, r.HostMismatches, r.OK()}, err
 	}
 	return &Opened{
 		Backend: b,
