@@ -336,7 +336,39 @@ func TestDeviceCallOverhead(t *testing.T) {
 		_ = b.ctx.Do(func(cuda.Bound) error { return nil })
 	}
 	do := time.Since(start) / n
-	t.Logf("per call: cuDriverGetVersion through purego %v; Context.Do (lock thread + cuCtxSetCurrent) %v", raw, do)
+	t.Logf("per call: cuDriverGetVersion through purego %v; Context.Do (lock thread, context already current) %v", raw, do)
+
+	// Does setting the (same) context before each call slow the call down?
+	err := b.ctx.Do(func(bd cuda.Bound) error {
+		prop := cuda.DeviceProp(b.dev.Device)
+		for round := range 3 {
+			var with, without time.Duration
+			for i := range 2000 {
+				set := i%2 == 0
+				if set {
+					d.CtxSetCurrent(b.ctx.Handle())
+				}
+				var h cuda.MemHandle
+				s := time.Now()
+				if r := d.MemCreate(&h, mib2, &prop, 0); r != 0 {
+					return fmt.Errorf("cuMemCreate %d", r)
+				}
+				if set {
+					with += time.Since(s)
+				} else {
+					without += time.Since(s)
+				}
+				if r := d.MemRelease(h); r != 0 {
+					return fmt.Errorf("cuMemRelease %d", r)
+				}
+			}
+			t.Logf("round %d: cuMemCreate right after cuCtxSetCurrent %v, without %v", round, with/1000, without/1000)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	const pages = 512
 	r, err := b.Reserve(pages * mib2)
