@@ -19,7 +19,6 @@ type Driver struct {
 	DevicePrimaryCtxRetain      func(ctx *Context, dev Device) Result
 	DevicePrimaryCtxRelease     func(dev Device) Result
 	CtxSetCurrent               func(ctx Context) Result
-	CtxGetCurrent               func(ctx *Context) Result
 	CtxSynchronize              func() Result
 	MemGetInfo                  func(free, total *uint64) Result
 	MemGetAllocationGranularity func(granularity *uint64, prop *AllocationProp, option int32) Result
@@ -67,7 +66,6 @@ var Symbols = map[string]string{
 	"DevicePrimaryCtxRetain":      "cuDevicePrimaryCtxRetain",
 	"DevicePrimaryCtxRelease":     "cuDevicePrimaryCtxRelease_v2",
 	"CtxSetCurrent":               "cuCtxSetCurrent",
-	"CtxGetCurrent":               "cuCtxGetCurrent",
 	"CtxSynchronize":              "cuCtxSynchronize",
 	"MemGetInfo":                  "cuMemGetInfo_v2",
 	"MemGetAllocationGranularity": "cuMemGetAllocationGranularity",

@@ -92,10 +92,6 @@ func bindDriver(lookup func(name string) (uintptr, error)) (*Driver, error) {
 		d.CtxSetCurrent = func(c Context) Result { r1, _, _ := call(f, uintptr(c)); return r(r1) }
 	}
 	{
-		f := addr["CtxGetCurrent"]
-		d.CtxGetCurrent = func(c *Context) Result { r1, _, _ := call(f, uintptr(unsafe.Pointer(c))); return r(r1) }
-	}
-	{
 		f := addr["CtxSynchronize"]
 		d.CtxSynchronize = func() Result { r1, _, _ := call(f); return r(r1) }
 	}

@@ -247,31 +247,3 @@ func TestKernelsOnFake(t *testing.T) {
 		t.Error("pattern")
 	}
 }
-
-// TestDoSetsContextOnce: on a thread that already has the context, Do does
-// not set it again.
-func TestDoSetsContextOnce(t *testing.T) {
-	f := cudafake.New()
-	lib := newLib(t, f)
-	dev, _ := lib.SelectDevice("0")
-	ctx, err := lib.Retain(dev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ctx.Release()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	for range 5 {
-		if err := ctx.Do(func(cuda.Bound) error { return nil }); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n := f.Calls("cuCtxSetCurrent"); n != 1 {
-		t.Errorf("cuCtxSetCurrent called %d times for 5 Do calls on one thread", n)
-	}
-	// A failing cuCtxGetCurrent makes Do set the context rather than trust it.
-	f.Inject("cuCtxGetCurrent", 1, cuda.CUDA_ERROR_UNKNOWN)
-	if err := ctx.Do(func(cuda.Bound) error { return nil }); err != nil || f.Calls("cuCtxSetCurrent") != 2 {
-		t.Errorf("after a failed get: %v, %d sets", err, f.Calls("cuCtxSetCurrent"))
-	}
-}

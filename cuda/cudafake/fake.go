@@ -367,17 +367,6 @@ func (f *Fake) Driver() *cuda.Driver {
 			f.current[syscall.Gettid()] = c
 			return ok
 		},
-		CtxGetCurrent: func(c *cuda.Context) cuda.Result {
-			defer lock()()
-			if r, bad := f.enter("cuCtxGetCurrent"); bad {
-				return r
-			}
-			if !f.initialized {
-				return cuda.CUDA_ERROR_NOT_INITIALIZED
-			}
-			*c = f.current[syscall.Gettid()]
-			return ok
-		},
 		CtxSynchronize: func() cuda.Result {
 			defer lock()()
 			if r, bad := f.bound("cuCtxSynchronize"); bad {
