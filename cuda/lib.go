@@ -189,17 +189,34 @@ var ErrContextReleased = errors.New("CUDA context released")
 // Do runs f with the context current on a locked OS thread. f must not keep
 // b or start goroutines that use it.
 func (c *Ctx) Do(f func(b Bound) error) error {
+	b, err := c.Enter()
+	if err != nil {
+		return err
+	}
+	defer c.Exit()
+	return f(b)
+}
+
+// Enter is Do without the closure, for hot paths: it locks the goroutine to
+// its OS thread and makes the context current there. Every successful Enter
+// must be followed by Exit on the same goroutine; the Bound is valid in
+// between.
+func (c *Ctx) Enter() (Bound, error) {
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	if c.closed.Load() {
-		return ErrContextReleased
+		runtime.UnlockOSThread()
+		return Bound{}, ErrContextReleased
 	}
 	d := c.lib.d
 	if err := d.check("cuCtxSetCurrent", d.CtxSetCurrent(c.h)); err != nil {
-		return err
+		runtime.UnlockOSThread()
+		return Bound{}, err
 	}
-	return f(Bound{d: d})
+	return Bound{d: d}, nil
 }
+
+// Exit ends what Enter started.
+func (c *Ctx) Exit() { runtime.UnlockOSThread() }
 
 // Release drops the retain. The context is unusable afterwards; a second
 // Release does nothing.
@@ -257,6 +274,13 @@ func (b Bound) MemCreate(size uint64, prop *AllocationProp) (MemHandle, error) {
 	var h MemHandle
 	err := b.d.check("cuMemCreate", b.d.MemCreate(&h, size, prop, 0))
 	return h, err
+}
+
+// MemCreateAt is MemCreate writing the handle to *h, which must not be on
+// the stack of a hot loop's frame: a slice element is right. It saves the
+// allocation MemCreate makes for its result.
+func (b Bound) MemCreateAt(h *MemHandle, size uint64, prop *AllocationProp) error {
+	return b.d.check("cuMemCreate", b.d.MemCreate(h, size, prop, 0))
 }
 
 // MemRelease releases a physical allocation handle.

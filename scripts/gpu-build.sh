@@ -8,6 +8,7 @@ set -euo pipefail
 dest=${1:-./.gpubin}
 mkdir -p "$dest"
 dest=$(cd "$dest" && pwd)
+rm -f "$dest"/*.test "$dest"/vattnctl "$dest"/vmmbench
 cd "$(dirname "$0")/.."
 export CGO_ENABLED=0
 go build -trimpath -ldflags='-s -w' -o "$dest/vattnctl" ./cmd/vattnctl

@@ -56,34 +56,28 @@ type Options struct {
 	Lib *cuda.Lib
 }
 
-type page struct {
-	handle cuda.MemHandle
-	addr   uint64 // where it is mapped; 0 when unmapped
-	mark   uint64 // Map's generation that last saw it in a batch
-}
-
 // Backend implements backend.Backend on the CUDA VMM API.
 type Backend struct {
-	mu       sync.Mutex
-	lib      *cuda.Lib
-	ctx      *cuda.Ctx
-	dev      cuda.DeviceInfo
-	size     uint64
-	prop     cuda.AllocationProp
-	access   cuda.AccessDesc
-	mode     AccessMode
-	regions  []backend.Region // sorted by address
-	pages    map[backend.PageID]*page
-	mapped   map[uint64]backend.PageID
-	nextPage backend.PageID
-	fence    *eventFence
-	kernels  *cuda.Kernels // verification kernels, loaded on first use
-	closed   bool
+	mu      sync.Mutex
+	lib     *cuda.Lib
+	ctx     *cuda.Ctx
+	dev     cuda.DeviceInfo
+	size    uint64
+	prop    cuda.AllocationProp
+	access  cuda.AccessDesc
+	mode    AccessMode
+	regions []backend.Region // sorted by address
+	pages   pageTable
+	mapped  map[uint64]backend.PageID
+	fence   *eventFence
+	kernels *cuda.Kernels // verification kernels, loaded on first use
+	closed  bool
 
 	gen           uint64 // Map calls so far, for page marks
 	scratch       []backend.Mapping
 	scratchRegion []uint64
 	scratchPages  []*page
+	handles       []cuda.MemHandle
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -111,14 +105,12 @@ func New(opts Options) (_ *Backend, err error) {
 		size = pagesize.Size2M
 	}
 	b := &Backend{
-		lib:      lib,
-		dev:      dev,
-		size:     size.Bytes(),
-		prop:     cuda.DeviceProp(dev.Device),
-		mode:     opts.Access,
-		pages:    map[backend.PageID]*page{},
-		mapped:   map[uint64]backend.PageID{},
-		nextPage: 1,
+		lib:    lib,
+		dev:    dev,
+		size:   size.Bytes(),
+		prop:   cuda.DeviceProp(dev.Device),
+		mode:   opts.Access,
+		mapped: map[uint64]backend.PageID{},
 	}
 	b.access = cuda.AccessDesc{Location: b.prop.Location, Flags: cuda.CU_MEM_ACCESS_FLAGS_PROT_READWRITE}
 	if b.ctx, err = lib.Retain(dev); err != nil {
@@ -228,29 +220,28 @@ func (b *Backend) AllocPages(n int) ([]backend.PageID, error) {
 	if n <= 0 {
 		return nil, fmt.Errorf("allocate %d pages: %w", n, backend.ErrBadArgument)
 	}
-	handles := make([]cuda.MemHandle, 0, n)
-	err := b.ctx.Do(func(bd cuda.Bound) error {
-		for range n {
-			h, err := bd.MemCreate(b.size, &b.prop)
-			if err != nil {
-				var undo []error
-				for _, h := range handles {
-					undo = append(undo, bd.MemRelease(h))
-				}
-				return errors.Join(append([]error{err}, undo...)...)
-			}
-			handles = append(handles, h)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("allocate %d pages of %s: %w", n, pagesize.Size(b.size), err)
+	if cap(b.handles) < n {
+		b.handles = make([]cuda.MemHandle, n)
 	}
+	handles := b.handles[:n]
+	bd, err := b.ctx.Enter()
+	if err != nil {
+		return nil, fmt.Errorf("allocate %d pages: %w", n, err)
+	}
+	for i := range handles {
+		if err := bd.MemCreateAt(&handles[i], b.size, &b.prop); err != nil {
+			undo := []error{err}
+			for _, h := range handles[:i] {
+				undo = append(undo, bd.MemRelease(h))
+			}
+			b.ctx.Exit()
+			return nil, fmt.Errorf("allocate %d pages of %s: %w", n, pagesize.Size(b.size), errors.Join(undo...))
+		}
+	}
+	b.ctx.Exit()
 	ids := make([]backend.PageID, n)
 	for i, h := range handles {
-		ids[i] = b.nextPage
-		b.pages[b.nextPage] = &page{handle: h}
-		b.nextPage++
+		ids[i] = b.pages.add(h)
 	}
 	return ids, nil
 }
@@ -265,28 +256,27 @@ func (b *Backend) FreePages(ids []backend.PageID) error {
 	}
 	b.gen++
 	for _, id := range ids {
-		p, ok := b.pages[id]
+		p := b.pages.get(id)
 		switch {
-		case !ok || p.mark == b.gen:
+		case p == nil || p.mark == b.gen:
 			return fmt.Errorf("free page %d: %w", id, backend.ErrUnknownPage)
 		case p.addr != 0:
 			return fmt.Errorf("free page %d: %w at %#x", id, backend.ErrPageMapped, p.addr)
 		}
 		p.mark = b.gen
 	}
-	var errs []error
-	err := b.ctx.Do(func(bd cuda.Bound) error {
-		for _, id := range ids {
-			if err := bd.MemRelease(b.pages[id].handle); err != nil {
-				errs = append(errs, fmt.Errorf("free page %d: %w", id, err))
-				continue
-			}
-			delete(b.pages, id)
-		}
-		return nil
-	})
+	bd, err := b.ctx.Enter()
 	if err != nil {
 		return fmt.Errorf("free pages: %w", err)
+	}
+	defer b.ctx.Exit()
+	var errs []error
+	for _, id := range ids {
+		if err := bd.MemRelease(b.pages.get(id).handle); err != nil {
+			errs = append(errs, fmt.Errorf("free page %d: %w", id, err))
+			continue
+		}
+		b.pages.remove(id)
 	}
 	return errors.Join(errs...)
 }
@@ -341,8 +331,8 @@ func (b *Backend) Map(maps []backend.Mapping) error {
 		if _, busy := b.mapped[m.Addr]; busy || (i > 0 && sorted[i-1].Addr == m.Addr) {
 			return fmt.Errorf("map page %d at %#x: address %w", m.Page, m.Addr, backend.ErrAlreadyMapped)
 		}
-		p, ok := b.pages[m.Page]
-		if !ok {
+		p := b.pages.get(m.Page)
+		if p == nil {
 			return fmt.Errorf("map page %d at %#x: %w", m.Page, m.Addr, backend.ErrUnknownPage)
 		}
 		if p.addr != 0 || p.mark == b.gen {
@@ -351,39 +341,18 @@ func (b *Backend) Map(maps []backend.Mapping) error {
 		p.mark = b.gen
 		pages[i] = p
 	}
-	done := 0 // sorted[:done] are mapped in the driver
-	err := b.ctx.Do(func(bd cuda.Bound) error {
-		for start := 0; start < len(sorted); {
-			end := start + 1
-			if b.mode == AccessPerRun {
-				for end < len(sorted) && sorted[end].Addr == sorted[end-1].Addr+b.size && regionOf[end] == regionOf[start] {
-					end++
-				}
-			}
-			for i := start; i < end; i++ {
-				m := sorted[i]
-				if err := bd.MemMap(cuda.DevicePtr(m.Addr), b.size, pages[i].handle); err != nil {
-					return fmt.Errorf("map page %d at %#x: %w", m.Page, m.Addr, err)
-				}
-				done++
-			}
-			first := sorted[start].Addr
-			if err := bd.SetAccess(cuda.DevicePtr(first), uint64(end-start)*b.size, &b.access); err != nil {
-				return fmt.Errorf("set access on %d pages at %#x: %w", end-start, first, err)
-			}
-			start = end
-		}
-		return nil
-	})
+	bd, err := b.ctx.Enter()
 	if err != nil {
-		undoErr := b.ctx.Do(func(bd cuda.Bound) error {
-			var errs []error
-			for _, m := range sorted[:done] {
-				errs = append(errs, bd.MemUnmap(cuda.DevicePtr(m.Addr), b.size))
-			}
-			return errors.Join(errs...)
-		})
-		if undoErr != nil {
+		return fmt.Errorf("map %d pages: %w", len(maps), err)
+	}
+	defer b.ctx.Exit()
+	done, err := b.mapRuns(bd, sorted, regionOf, pages) // sorted[:done] are mapped in the driver
+	if err != nil {
+		var undo []error
+		for _, m := range sorted[:done] {
+			undo = append(undo, bd.MemUnmap(cuda.DevicePtr(m.Addr), b.size))
+		}
+		if undoErr := errors.Join(undo...); undoErr != nil {
 			// The driver kept mappings we could not undo: record them so
 			// Close still unmaps them, and say so.
 			for i, m := range sorted[:done] {
@@ -399,6 +368,33 @@ func (b *Backend) Map(maps []backend.Mapping) error {
 		pages[i].addr = m.Addr
 	}
 	return nil
+}
+
+// mapRuns maps sorted (checked by Map) and sets access once per run of
+// contiguous pages in one region (AccessPerRun) or once per page. It
+// returns how many pages it mapped, for undoing.
+func (b *Backend) mapRuns(bd cuda.Bound, sorted []backend.Mapping, regionOf []uint64, pages []*page) (done int, err error) {
+	for start := 0; start < len(sorted); {
+		end := start + 1
+		if b.mode == AccessPerRun {
+			for end < len(sorted) && sorted[end].Addr == sorted[end-1].Addr+b.size && regionOf[end] == regionOf[start] {
+				end++
+			}
+		}
+		for i := start; i < end; i++ {
+			m := sorted[i]
+			if err := bd.MemMap(cuda.DevicePtr(m.Addr), b.size, pages[i].handle); err != nil {
+				return done, fmt.Errorf("map page %d at %#x: %w", m.Page, m.Addr, err)
+			}
+			done++
+		}
+		first := sorted[start].Addr
+		if err := bd.SetAccess(cuda.DevicePtr(first), uint64(end-start)*b.size, &b.access); err != nil {
+			return done, fmt.Errorf("set access on %d pages at %#x: %w", end-start, first, err)
+		}
+		start = end
+	}
+	return done, nil
 }
 
 // Unmap implements backend.Backend.
@@ -419,25 +415,24 @@ func (b *Backend) Unmap(addrs []uint64, fence backend.Epoch) error {
 			return fmt.Errorf("unmap %#x: %w", a, backend.ErrMisaligned)
 		}
 		id, ok := b.mapped[a]
-		if !ok || b.pages[id].mark == b.gen {
+		if !ok || b.pages.get(id).mark == b.gen {
 			return fmt.Errorf("unmap %#x: %w", a, backend.ErrNotMapped)
 		}
-		b.pages[id].mark = b.gen
+		b.pages.get(id).mark = b.gen
 	}
-	var errs []error
-	err := b.ctx.Do(func(bd cuda.Bound) error {
-		for _, a := range addrs {
-			if err := bd.MemUnmap(cuda.DevicePtr(a), b.size); err != nil {
-				errs = append(errs, fmt.Errorf("unmap %#x: %w", a, err))
-				continue
-			}
-			b.pages[b.mapped[a]].addr = 0
-			delete(b.mapped, a)
-		}
-		return nil
-	})
+	bd, err := b.ctx.Enter()
 	if err != nil {
 		return fmt.Errorf("unmap: %w", err)
+	}
+	defer b.ctx.Exit()
+	var errs []error
+	for _, a := range addrs {
+		if err := bd.MemUnmap(cuda.DevicePtr(a), b.size); err != nil {
+			errs = append(errs, fmt.Errorf("unmap %#x: %w", a, err))
+			continue
+		}
+		b.pages.get(b.mapped[a]).addr = 0
+		delete(b.mapped, a)
 	}
 	return errors.Join(errs...)
 }
@@ -460,7 +455,7 @@ func (b *Backend) MemInfo() (backend.MemInfo, error) {
 func (b *Backend) Held() (regions, pages, mapped int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return len(b.regions), len(b.pages), len(b.mapped)
+	return len(b.regions), b.pages.live, len(b.mapped)
 }
 
 // Close implements backend.Backend: it unmaps every page, releases every
@@ -486,11 +481,11 @@ func (b *Backend) Close() error {
 				errs = append(errs, fmt.Errorf("close: unmap %#x: %w", a, err))
 			}
 		}
-		for id, p := range b.pages {
+		b.pages.each(func(id backend.PageID, p *page) {
 			if err := bd.MemRelease(p.handle); err != nil {
 				errs = append(errs, fmt.Errorf("close: free page %d: %w", id, err))
 			}
-		}
+		})
 		for _, r := range b.regions {
 			if err := bd.AddressFree(cuda.DevicePtr(r.Addr), r.Size); err != nil {
 				errs = append(errs, fmt.Errorf("close: release region %#x: %w", r.Addr, err))
@@ -500,7 +495,7 @@ func (b *Backend) Close() error {
 		return nil
 	})
 	errs = append(errs, err, b.ctx.Release())
-	b.mapped, b.pages, b.regions = nil, nil, nil
+	b.mapped, b.pages, b.regions = nil, pageTable{}, nil
 	return errors.Join(errs...)
 }
 

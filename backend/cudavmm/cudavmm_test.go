@@ -580,3 +580,31 @@ func TestPatternOnFake(t *testing.T) {
 		t.Errorf("%d launches", f.Launches())
 	}
 }
+
+// TestStalePageID: an ID freed and whose slot a new page took names nothing.
+func TestStalePageID(t *testing.T) {
+	b, _ := newFake(t, Options{})
+	old, _ := b.AllocPages(1)
+	if err := b.FreePages(old); err != nil {
+		t.Fatal(err)
+	}
+	fresh, _ := b.AllocPages(1)
+	if fresh[0] == old[0] {
+		t.Fatal("a freed ID was handed out again")
+	}
+	r, _ := b.Reserve(mib2)
+	if err := b.Map([]backend.Mapping{{Addr: r.Addr, Page: old[0]}}); !errors.Is(err, backend.ErrUnknownPage) {
+		t.Errorf("map a stale ID: %v", err)
+	}
+	if err := b.FreePages(old); !errors.Is(err, backend.ErrUnknownPage) {
+		t.Errorf("free a stale ID: %v", err)
+	}
+	for _, bad := range []backend.PageID{0, 1 << 32, 99} {
+		if err := b.FreePages([]backend.PageID{bad}); !errors.Is(err, backend.ErrUnknownPage) {
+			t.Errorf("free ID %#x: %v", bad, err)
+		}
+	}
+	if err := b.FreePages(fresh); err != nil {
+		t.Fatal(err)
+	}
+}
