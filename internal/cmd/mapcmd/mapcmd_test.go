@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -203,5 +206,37 @@ func TestMapSim(t *testing.T) {
 	}
 	if code, _, _ := run(t, "--backend", "sim", "-i", "0"); code != cli.ExitNotFound {
 		t.Errorf("sim -i 0: code %d", code)
+	}
+}
+
+// TestBinaryWithoutLibcuda builds vattnctl as it ships (CGO_ENABLED=0) and
+// runs "map --backend cudavmm" on a machine without libcuda: exit code 12,
+// a message naming the library, no panic.
+func TestBinaryWithoutLibcuda(t *testing.T) {
+	if _, err := cuda.Load(); !errors.Is(err, cuda.ErrLibraryMissing) {
+		t.Skipf("libcuda loads here (%v): this test is for machines without it", err)
+	}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go tool to build vattnctl with")
+	}
+	bin := filepath.Join(t.TempDir(), "vattnctl")
+	build := exec.Command(goTool, "build", "-o", bin, "github.com/vattn/vattn/cmd/vattnctl")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build vattnctl: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "map", "--backend", "cudavmm", "--pages", "4")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != cli.ExitLibraryMissing {
+		t.Fatalf("exit: %v, stderr %s", err, stderr.String())
+	}
+	msg := stderr.String()
+	if !strings.HasPrefix(msg, "vattnctl: map: open cudavmm backend: load CUDA driver library: libcuda.so.1 not found") ||
+		strings.Contains(msg, "panic") || strings.Count(msg, "\n") != 1 {
+		t.Errorf("stderr: %q", msg)
 	}
 }
