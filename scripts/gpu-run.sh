@@ -21,8 +21,11 @@ cat "$out/device.txt"
 if [[ " $sections " == *" tests "* ]]; then
 	for t in "$bin"/*.test; do
 		echo "== $(basename "$t")"
-		(cd "$bin" && "$t" -test.v -test.count=1 -test.timeout=240s) 2>&1 | tee -a "$out/tests.log" | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' || true
-		[[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
+		log=$(mktemp)
+		(cd "$bin" && "$t" -test.v -test.count=1 -test.timeout=240s) >"$log" 2>&1 || { status=1; echo "FAILED: $(basename "$t")"; }
+		cat "$log" >>"$out/tests.log"
+		grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' "$log" || true
+		rm -f "$log"
 	done
 fi
 
