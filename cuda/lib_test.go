@@ -247,3 +247,64 @@ func TestKernelsOnFake(t *testing.T) {
 		t.Error("pattern")
 	}
 }
+
+// TestBoundErrors makes each bound call fail in the driver and checks the
+// error names the C function that failed and carries its code.
+func TestBoundErrors(t *testing.T) {
+	f := cudafake.New()
+	lib := newLib(t, f)
+	dev, _ := lib.SelectDevice("0")
+	ctx, err := lib.Retain(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctx.Release()
+	prop := cuda.DeviceProp(dev.Device)
+	access := cuda.AccessDesc{Location: prop.Location, Flags: cuda.CU_MEM_ACCESS_FLAGS_PROT_READWRITE}
+	buf := make([]byte, 8)
+	calls := []struct {
+		sym string
+		do  func(b cuda.Bound) error
+	}{
+		{"cuMemGetInfo_v2", func(b cuda.Bound) error { _, _, err := b.MemGetInfo(); return err }},
+		{"cuMemGetAllocationGranularity", func(b cuda.Bound) error { _, err := b.Granularity(&prop, 0); return err }},
+		{"cuMemAddressReserve", func(b cuda.Bound) error { _, err := b.AddressReserve(2<<20, 0); return err }},
+		{"cuMemAddressFree", func(b cuda.Bound) error { return b.AddressFree(1<<40, 2<<20) }},
+		{"cuMemCreate", func(b cuda.Bound) error { _, err := b.MemCreate(2<<20, &prop); return err }},
+		{"cuMemCreate", func(b cuda.Bound) error { var h cuda.MemHandle; return b.MemCreateAt(&h, 2<<20, &prop) }},
+		{"cuMemRelease", func(b cuda.Bound) error { return b.MemRelease(1) }},
+		{"cuMemMap", func(b cuda.Bound) error { return b.MemMap(1<<40, 2<<20, 1) }},
+		{"cuMemUnmap", func(b cuda.Bound) error { return b.MemUnmap(1<<40, 2<<20) }},
+		{"cuMemSetAccess", func(b cuda.Bound) error { return b.SetAccess(1<<40, 2<<20, &access) }},
+		{"cuMemsetD32_v2", func(b cuda.Bound) error { return b.MemsetD32(1<<40, 0, 1) }},
+		{"cuMemcpyDtoH_v2", func(b cuda.Bound) error { return b.CopyDtoH(buf, 1<<40) }},
+		{"cuMemcpyHtoD_v2", func(b cuda.Bound) error { return b.CopyHtoD(1<<40, buf) }},
+		{"cuStreamCreate", func(b cuda.Bound) error { _, err := b.StreamCreate(0); return err }},
+		{"cuStreamDestroy_v2", func(b cuda.Bound) error { return b.StreamDestroy(1) }},
+		{"cuStreamSynchronize", func(b cuda.Bound) error { return b.StreamSynchronize(0) }},
+		{"cuCtxSynchronize", func(b cuda.Bound) error { return b.Synchronize() }},
+		{"cuEventCreate", func(b cuda.Bound) error { _, err := b.EventCreate(0); return err }},
+		{"cuEventRecord", func(b cuda.Bound) error { return b.EventRecord(1, 0) }},
+		{"cuEventQuery", func(b cuda.Bound) error { _, err := b.EventQuery(1); return err }},
+		{"cuEventSynchronize", func(b cuda.Bound) error { return b.EventSynchronize(1) }},
+		{"cuEventDestroy_v2", func(b cuda.Bound) error { return b.EventDestroy(1) }},
+		{"cuModuleLoadData", func(b cuda.Bound) error { _, err := b.ModuleLoadData([]byte("x")); return err }},
+		{"cuModuleUnload", func(b cuda.Bound) error { return b.ModuleUnload(1) }},
+		{"cuModuleGetFunction", func(b cuda.Bound) error { _, err := b.ModuleGetFunction(1, "f"); return err }},
+		{"cuLaunchKernel", func(b cuda.Bound) error { return b.Launch(1, 1, 1, 0, 7) }},
+	}
+	for _, c := range calls {
+		f.Inject(c.sym, 1, cuda.CUDA_ERROR_UNKNOWN)
+		err := ctx.Do(c.do)
+		var ce *cuda.Error
+		if !errors.As(err, &ce) || ce.Call != c.sym || ce.Code != cuda.CUDA_ERROR_UNKNOWN || ce.Name != "CUDA_ERROR_UNKNOWN" {
+			t.Errorf("%s failing: %v", c.sym, err)
+		}
+	}
+	// Empty copies do not reach the driver.
+	if err := ctx.Do(func(b cuda.Bound) error {
+		return errors.Join(b.CopyDtoH(nil, 1<<40), b.CopyHtoD(1<<40, nil))
+	}); err != nil || f.Calls("cuMemcpyDtoH_v2") != 1 || f.Calls("cuMemcpyHtoD_v2") != 1 {
+		t.Errorf("empty copies: %v", err)
+	}
+}

@@ -608,3 +608,63 @@ func TestStalePageID(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCloseReportsEventFailures: a failing cuEventDestroy is reported and
+// the rest is still released.
+func TestCloseReportsEventFailures(t *testing.T) {
+	f := cudafake.New()
+	lib, _ := cuda.NewLib(f.Driver(), "fake")
+	b, err := New(Options{Lib: lib})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Fence().Record(); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := b.Reserve(mib2)
+	ids, _ := b.AllocPages(1)
+	if err := b.Map([]backend.Mapping{{Addr: r.Addr, Page: ids[0]}}); err != nil {
+		t.Fatal(err)
+	}
+	f.Inject("cuEventDestroy_v2", 1, cuda.CUDA_ERROR_INVALID_HANDLE)
+	if err := b.Close(); !errors.Is(err, cuda.ErrInvalidHandle) || !strings.Contains(err.Error(), "destroy events") {
+		t.Fatalf("close: %v", err)
+	}
+	live := f.Live()
+	if live.Events != 1 || live.Mappings+live.Handles+live.Reservations+live.Retains != 0 {
+		t.Errorf("after close: %v", live)
+	}
+}
+
+// TestContextFailures: when the context cannot be made current, every call
+// fails with the driver's error and changes nothing.
+func TestContextFailures(t *testing.T) {
+	b, f := newFake(t, Options{})
+	r, _ := b.Reserve(2 * mib2)
+	empty, _ := b.Reserve(mib2)
+	ids, _ := b.AllocPages(2)
+	if err := b.Map([]backend.Mapping{{Addr: r.Addr, Page: ids[0]}}); err != nil {
+		t.Fatal(err)
+	}
+	calls := map[string]func() error{
+		"reserve": func() error { _, err := b.Reserve(mib2); return err },
+		"release": func() error { return b.Release(empty) },
+		"alloc":   func() error { _, err := b.AllocPages(1); return err },
+		"free":    func() error { return b.FreePages(ids[1:]) },
+		"map":     func() error { return b.Map([]backend.Mapping{{Addr: r.Addr + mib2, Page: ids[1]}}) },
+		"unmap":   func() error { return b.Unmap([]uint64{r.Addr}, 0) },
+		"meminfo": func() error { _, err := b.MemInfo(); return err },
+		"record":  func() error { _, err := b.Fence().Record(); return err },
+		"fill":    func() error { return b.Fill(r.Addr, mib2, 1) },
+		"spin":    func() error { return b.Spin(1) },
+	}
+	for name, call := range calls {
+		f.Inject("cuCtxSetCurrent", 1, cuda.CUDA_ERROR_INVALID_CONTEXT)
+		if err := call(); err == nil || !strings.Contains(err.Error(), "cuCtxSetCurrent") {
+			t.Errorf("%s with no context: %v", name, err)
+		}
+	}
+	if regions, pages, mapped := b.Held(); regions != 2 || pages != 2 || mapped != 1 {
+		t.Errorf("failed calls changed the books: %d regions, %d pages, %d mapped", regions, pages, mapped)
+	}
+}
