@@ -240,3 +240,23 @@ func TestBinaryWithoutLibcuda(t *testing.T) {
 		t.Errorf("stderr: %q", msg)
 	}
 }
+
+// TestLeftoverIsChecked: a backend that keeps something after the run's own
+// frees is reported, not declared clean.
+func TestLeftoverIsChecked(t *testing.T) {
+	withFake(t)
+	old := Backends["cudavmm"]
+	defer func() { Backends["cudavmm"] = old }()
+	Backends["cudavmm"] = func(o Options) (*Opened, error) {
+		op, err := old(o)
+		if err != nil {
+			return nil, err
+		}
+		op.Held = func() (int, int, int) { return 0, 1, 0 }
+		return op, nil
+	}
+	rep, err := Run(context.Background(), Options{Backend: "cudavmm", Pages: 2})
+	if err == nil || rep == nil || !strings.Contains(rep.Leftover, "1 pages") {
+		t.Fatalf("leftover went unnoticed: %v %+v", err, rep)
+	}
+}

@@ -48,6 +48,8 @@ type Opened struct {
 	// Check reads it back. Nil when the backend cannot.
 	Fill  func(addr, size uint64, tag uint32) error
 	Check func(addr, size uint64, tag uint32) (VerifyResult, error)
+	// Held counts what the backend still holds, for the closing check.
+	Held func() (regions, pages, mapped int)
 }
 
 // Opener opens one kind of backend.
@@ -99,6 +101,7 @@ func openCUDAVMM(o Options) (*Opened, error) {
 		Access:  mode.String(),
 		Fill:    b.Fill,
 		Check:   check,
+		Held:    b.Held,
 	}, nil
 }
 
@@ -337,6 +340,12 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		rep.Ops = append(rep.Ops, t.stats(size))
 	}
 	rep.Leftover = "nothing"
+	if opened.Held != nil {
+		if r, p, m := opened.Held(); r+p+m != 0 {
+			rep.Leftover = fmt.Sprintf("%d regions, %d pages, %d mappings (Close releases them)", r, p, m)
+			return rep, fmt.Errorf("map: the backend still holds %s", rep.Leftover)
+		}
+	}
 	return rep, nil
 }
 

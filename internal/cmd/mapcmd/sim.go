@@ -44,5 +44,9 @@ func openSim(o Options) (*Opened, error) {
 		res.OK = res.HostMismatched == 0
 		return res, nil
 	}
-	return &Opened{Backend: b, Device: "simulated GPU (80 GiB)", Fill: fill, Check: check}, nil
+	held := func() (int, int, int) {
+		st := b.Stats()
+		return st.Regions, st.PagesAllocated, st.PagesMapped
+	}
+	return &Opened{Backend: b, Device: "simulated GPU (80 GiB)", Fill: fill, Check: check, Held: held}, nil
 }
