@@ -32,7 +32,15 @@ func newCache(t testing.TB, cfg Config, b backend.Backend) *Cache {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = c.Close() })
+	t.Cleanup(func() {
+		// A manual fence finishes GPU work only when told: play the GPU
+		// so Close, which waits for it, ends even after a failed test.
+		if f, ok := b.Fence().(*backend.ManualFence); ok {
+			closeWithGPU(t, c, f)
+		} else {
+			_ = c.Close()
+		}
+	})
 	return c
 }
 
@@ -262,7 +270,7 @@ func TestBestFit(t *testing.T) {
 func TestArgumentErrors(t *testing.T) {
 	b := newSim(t, pagesize.Size64K, 1<<32, nil)
 	c := newCache(t, llama3(2, 1000), b)
-	must(t, c.ReservePhysical(16<<20))
+	must(t, c.ReservePhysical(128<<20))
 	if _, err := c.AllocBatchIdx(-1); !errors.Is(err, ErrBadLength) {
 		t.Error(err)
 	}
@@ -353,7 +361,7 @@ func TestBackendFailureRollsBack(t *testing.T) {
 	must(t, c.ReservePhysical(64<<20))
 	i, _ := c.AllocBatchIdx(10)
 	must(t, c.Step(lens(2, i, 10)))
-	before := b.Stats().Calls[sim.OpMap]
+	before := b.Stats().Ops[sim.OpMap].Calls
 	for nth := 1; nth <= 2; nth++ {
 		b.InjectFault(sim.OpMap, nth)
 		if err := c.Step(lens(2, i, 96)); !errors.Is(err, ErrBackend) || !errors.Is(err, backend.ErrInjected) {
@@ -364,7 +372,7 @@ func TestBackendFailureRollsBack(t *testing.T) {
 		}
 		checkConsistent(t, c, b)
 	}
-	if b.Stats().Calls[sim.OpMap] == before {
+	if b.Stats().Ops[sim.OpMap].Calls == before {
 		t.Fatal("no map was attempted")
 	}
 	must(t, c.Step(lens(2, i, 96)))
@@ -433,6 +441,25 @@ func TestFenceOrdersReuse(t *testing.T) {
 	must(t, <-done)
 }
 
+// closeWithGPU closes c while playing the GPU: Close waits for the work
+// submitted so far, which a manual fence only finishes when told.
+func closeWithGPU(t testing.TB, c *Cache, f *backend.ManualFence) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- c.Close() }()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("close: %v", err)
+			}
+			return
+		case <-time.After(time.Millisecond):
+			f.CompleteAll()
+		}
+	}
+}
+
 func TestCloseReleasesEverything(t *testing.T) {
 	for _, mega := range []bool{false, true} {
 		b := newSim(t, pagesize.Size64K, 1<<32, nil)
@@ -464,7 +491,7 @@ func TestCloseReleasesEverything(t *testing.T) {
 func TestCloseReportsBackendFailure(t *testing.T) {
 	b := newSim(t, pagesize.Size64K, 1<<32, nil)
 	c := newCache(t, llama3(2, 1024), b)
-	must(t, c.ReservePhysical(8<<20))
+	must(t, c.ReservePhysical(16<<20))
 	i, _ := c.AllocBatchIdx(100)
 	must(t, c.Step(lens(2, i, 100)))
 	b.InjectFault(sim.OpUnmap, 1)
@@ -481,7 +508,7 @@ func TestStepAsyncMapsAhead(t *testing.T) {
 	c := newCache(t, llama3(8, 4096), b)
 	must(t, c.ReservePhysical(256<<20))
 	l := make([]int, 8)
-	for i := range 8 {
+	for range 8 {
 		s, _ := c.AllocBatchIdx(32)
 		l[s] = 32 // exactly one index full: the next token needs a new one
 	}

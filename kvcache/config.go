@@ -2,6 +2,7 @@ package kvcache
 
 import (
 	"fmt"
+	"math/bits"
 
 	"github.com/vattn/vattn/pagesize"
 )
@@ -84,16 +85,18 @@ func (cfg *Config) validate(ps pagesize.Size) error {
 	if cfg.MaxMapBatch == 0 {
 		cfg.MaxMapBatch = 4096
 	}
-	// Guard the size arithmetic: the whole reservation must fit in 2^56
-	// bytes, far beyond any GPU's address space, so nothing overflows.
-	const limit = uint64(1) << 56
-	layer := uint64(cfg.KVHeads) * uint64(cfg.HeadDim) * uint64(cfg.DTypeBytes)
-	if layer >= limit || uint64(cfg.Layers) >= limit/layer {
-		return fmt.Errorf("%w: per-token size overflows", ErrBadConfig)
-	}
-	token := layer
+	// Guard the size arithmetic: the whole reservation must stay below
+	// 2^56 bytes, far beyond any GPU's address space, so nothing overflows.
+	ranges := uint64(2 * cfg.Layers)
 	if cfg.Megacache {
-		token *= uint64(cfg.Layers)
+		ranges = 2
+	}
+	token, ok := mulLimit(uint64(cfg.KVHeads), uint64(cfg.HeadDim), uint64(cfg.DTypeBytes))
+	if cfg.Megacache && ok {
+		token, ok = mulLimit(token, uint64(cfg.Layers))
+	}
+	if !ok {
+		return fmt.Errorf("%w: the per-token size overflows", ErrBadConfig)
 	}
 	p := ps.Bytes()
 	if p%token != 0 && token%p != 0 {
@@ -101,17 +104,13 @@ func (cfg *Config) validate(ps pagesize.Size) error {
 			"(a page must hold a whole number of tokens, or a token a whole number of pages)",
 			ErrBadConfig, token, ps)
 	}
-	if uint64(cfg.MaxContext) >= limit/token {
-		return fmt.Errorf("%w: max context %d overflows the address space", ErrBadConfig, cfg.MaxContext)
+	slot, ok := mulLimit(token, uint64(cfg.MaxContext))
+	if ok {
+		_, ok = mulLimit(ps.RoundUp(slot), uint64(cfg.MaxBatch), ranges)
 	}
-	slot := ps.RoundUp(uint64(cfg.MaxContext) * token)
-	ranges := uint64(2 * cfg.Layers)
-	if cfg.Megacache {
-		ranges = 2
-	}
-	if uint64(cfg.MaxBatch) >= limit/slot/ranges {
-		return fmt.Errorf("%w: %d slots of %d bytes in %d ranges overflow the address space",
-			ErrBadConfig, cfg.MaxBatch, slot, ranges)
+	if !ok {
+		return fmt.Errorf("%w: %d slots of %d tokens of %d bytes in %d ranges overflow the address space",
+			ErrBadConfig, cfg.MaxBatch, cfg.MaxContext, token, ranges)
 	}
 	return nil
 }
@@ -143,4 +142,19 @@ func (l *Layout) indexesFor(n int) int {
 // tokensIn returns how many whole tokens k page indexes hold.
 func (l *Layout) tokensIn(k int) int {
 	return int(uint64(k) * l.PageSize.Bytes() / l.TokenBytes)
+}
+
+// mulLimit multiplies positive factors and reports whether the product
+// stays below 2^56.
+func mulLimit(factors ...uint64) (uint64, bool) {
+	const limit = uint64(1) << 56
+	p := uint64(1)
+	for _, f := range factors {
+		hi, lo := bits.Mul64(p, f)
+		if hi != 0 || lo >= limit {
+			return 0, false
+		}
+		p = lo
+	}
+	return p, true
 }

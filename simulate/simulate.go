@@ -38,8 +38,7 @@ func (s Shape) TokenBytes() uint64 {
 // Config is one simulation: a model, a trace, and the memory managers to
 // compare.
 type Config struct {
-	Model      workload.Model // already sharded for tensor parallelism
-	TP         int            // the tensor-parallel degree the model was sharded with (for weights)
+	Model      workload.Model // already sharded for tensor parallelism (Model.ShardTP)
 	Trace      workload.Trace
 	DTypeBytes int // default 2
 	MaxBatch   int // default 256
@@ -125,9 +124,6 @@ func (cfg *Config) defaults() error {
 	if cfg.DTypeBytes == 0 {
 		cfg.DTypeBytes = 2
 	}
-	if cfg.TP == 0 {
-		cfg.TP = 1
-	}
 	if cfg.MaxBatch == 0 {
 		cfg.MaxBatch = 256
 	}
@@ -181,14 +177,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	start := time.Now()
 	shape := Shape{Layers: cfg.Model.Layers, KVHeads: cfg.Model.KVHeads, HeadDim: cfg.Model.HeadDim,
 		DTypeBytes: cfg.DTypeBytes, MaxBatch: cfg.MaxBatch, MaxContext: cfg.MaxContext}
-	weights := cfg.Model.WeightBytes(cfg.DTypeBytes) / uint64(cfg.TP)
+	weights := cfg.Model.WeightBytes(cfg.DTypeBytes) // one rank's share
 	usable := uint64(float64(cfg.GPUMemory) * cfg.MemUtil)
 	if weights >= usable {
 		return nil, fmt.Errorf("%w: %s weights (%d GiB per GPU at tp %d) leave no room for KV in %d GiB × %.2f",
-			ErrConfig, cfg.Model.Name, weights>>30, cfg.TP, cfg.GPUMemory>>30, cfg.MemUtil)
+			ErrConfig, cfg.Model.Name, weights>>30, cfg.Model.TP, cfg.GPUMemory>>30, cfg.MemUtil)
 	}
 	rep := &Report{
-		Model: cfg.Model.Name, TP: cfg.TP, Trace: cfg.Trace.Name, Requests: len(cfg.Trace.Requests),
+		Model: cfg.Model.Name, TP: cfg.Model.TP, Trace: cfg.Trace.Name, Requests: len(cfg.Trace.Requests),
 		MaxBatch: cfg.MaxBatch, MaxContext: cfg.MaxContext, GPUMemory: cfg.GPUMemory,
 		KVBudget: usable - weights, TokenBytes: shape.TokenBytes(),
 	}

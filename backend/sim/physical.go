@@ -47,7 +47,8 @@ type physical struct {
 	claimed    int
 	// partial[k] lists the claimed chunks holding k pages, 0 < k < perChunk.
 	partial     [32][]uint32
-	partialFree int // free page slots in partly used chunks
+	nonEmpty    uint32 // bit k set: partial[k] is not empty
+	partialFree int    // free page slots in partly used chunks
 	livePages   int
 	peakClaimed int
 }
@@ -70,6 +71,7 @@ func (p *physical) bucketAdd(c uint32) {
 	}
 	ch.pos = int32(len(p.partial[k]))
 	p.partial[k] = append(p.partial[k], c)
+	p.nonEmpty |= 1 << k
 	p.partialFree += p.perChunk - int(k)
 }
 
@@ -84,20 +86,20 @@ func (p *physical) bucketRemove(c uint32) {
 	b[ch.pos] = last
 	p.chunks[last].pos = ch.pos
 	p.partial[k] = b[:len(b)-1]
+	if len(b) == 1 {
+		p.nonEmpty &^= 1 << k
+	}
 	ch.pos = -1
 	p.partialFree -= p.perChunk - int(k)
 }
 
 // takeSlot finds room for one page; the caller has checked room() > 0.
 func (p *physical) takeSlot() (chunk uint32, slot uint8) {
-	c := ^uint32(0)
-	for k := p.perChunk - 1; k > 0; k-- {
-		if b := p.partial[k]; len(b) > 0 {
-			c = b[len(b)-1]
-			break
-		}
-	}
-	if c == ^uint32(0) {
+	var c uint32
+	if p.nonEmpty != 0 {
+		b := p.partial[bits.Len32(p.nonEmpty)-1] // the fullest chunks
+		c = b[len(b)-1]
+	} else {
 		if n := len(p.freeChunks); n > 0 {
 			c = p.freeChunks[n-1]
 			p.freeChunks = p.freeChunks[:n-1]

@@ -164,7 +164,17 @@ func (b *Backend) InjectFault(op Op, nth int) {
 	b.faults[op] = append(b.faults[op], b.entered[op]+uint64(nth))
 }
 
+// ClearFaults drops every pending injected fault.
+func (b *Backend) ClearFaults() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.faults = [NumOps][]uint64{}
+}
+
 // enter counts a call of op and reports whether it must fail; b.mu is held.
+// Every operation takes b.mu with a deferred unlock, so that a panic in a
+// caller's test cannot leave it locked, and waits out its modelled time
+// after the unlock.
 func (b *Backend) enter(op Op) error {
 	if b.closed {
 		return fmt.Errorf("sim %s: %w", op, backend.ErrClosed)
@@ -253,14 +263,14 @@ func (b *Backend) Close() error {
 // Reserve implements backend.Backend. Regions start on 2 MiB boundaries at
 // the lowest free address from 0x7f0000000000; they never overlap.
 func (b *Backend) Reserve(size uint64) (backend.Region, error) {
-	b.mu.Lock()
 	r, d, err := b.reserve(size)
-	b.mu.Unlock()
 	wait(d)
 	return r, err
 }
 
 func (b *Backend) reserve(size uint64) (backend.Region, time.Duration, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if err := b.enter(OpReserve); err != nil {
 		return backend.Region{}, 0, err
 	}
@@ -284,14 +294,14 @@ func (b *Backend) reserve(size uint64) (backend.Region, time.Duration, error) {
 // Release implements backend.Backend: the region must be one Reserve
 // returned, exactly, with nothing mapped in it.
 func (b *Backend) Release(r backend.Region) error {
-	b.mu.Lock()
 	d, err := b.release(r)
-	b.mu.Unlock()
 	wait(d)
 	return err
 }
 
 func (b *Backend) release(r backend.Region) (time.Duration, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if err := b.enter(OpRelease); err != nil {
 		return 0, err
 	}
@@ -311,14 +321,14 @@ func (b *Backend) release(r backend.Region) (time.Duration, error) {
 // AllocPages implements backend.Backend. Pages come zeroed. When the GPU
 // cannot hold them all, none is made and the error says how many would fit.
 func (b *Backend) AllocPages(n int) ([]backend.PageID, error) {
-	b.mu.Lock()
 	ids, d, err := b.allocPages(n)
-	b.mu.Unlock()
 	wait(d)
 	return ids, err
 }
 
 func (b *Backend) allocPages(n int) ([]backend.PageID, time.Duration, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if err := b.enter(OpAlloc); err != nil {
 		return nil, 0, err
 	}
@@ -339,14 +349,14 @@ func (b *Backend) allocPages(n int) ([]backend.PageID, time.Duration, error) {
 // FreePages implements backend.Backend. The whole batch is checked first:
 // one unknown, freed, repeated or mapped page and nothing is freed.
 func (b *Backend) FreePages(pages []backend.PageID) error {
-	b.mu.Lock()
 	d, err := b.freePages(pages)
-	b.mu.Unlock()
 	wait(d)
 	return err
 }
 
 func (b *Backend) freePages(pages []backend.PageID) (time.Duration, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.closed {
 		return 0, fmt.Errorf("sim free: %w", backend.ErrClosed)
 	}
@@ -379,14 +389,14 @@ func (b *Backend) freePages(pages []backend.PageID) (time.Duration, error) {
 // turn; the first bad one undoes those before it, so a failed batch leaves
 // nothing mapped.
 func (b *Backend) Map(maps []backend.Mapping) error {
-	b.mu.Lock()
 	d, err := b.mapBatch(maps)
-	b.mu.Unlock()
 	wait(d)
 	return err
 }
 
 func (b *Backend) mapBatch(maps []backend.Mapping) (time.Duration, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.closed {
 		return 0, fmt.Errorf("sim map: %w", backend.ErrClosed)
 	}
@@ -453,14 +463,14 @@ func (b *Backend) undoMaps(maps []backend.Mapping) {
 // Unmap implements backend.Backend. The fence and every address are checked
 // before anything is unmapped.
 func (b *Backend) Unmap(addrs []uint64, fence backend.Epoch) error {
-	b.mu.Lock()
 	d, err := b.unmap(addrs, fence)
-	b.mu.Unlock()
 	wait(d)
 	return err
 }
 
 func (b *Backend) unmap(addrs []uint64, fence backend.Epoch) (time.Duration, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.closed {
 		return 0, fmt.Errorf("sim unmap: %w", backend.ErrClosed)
 	}

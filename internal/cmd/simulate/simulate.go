@@ -150,7 +150,7 @@ func (o *Options) config() (simulate.Config, error) {
 		}
 	}
 	return simulate.Config{
-		Model: sharded, TP: o.TP, Trace: trace, MaxBatch: o.MaxBatch, MaxContext: o.MaxContext,
+		Model: sharded, Trace: trace, MaxBatch: o.MaxBatch, MaxContext: o.MaxContext,
 		GPUMemory: gpu, MemUtil: o.MemUtil, PageSizes: sizes, Layouts: layouts, PagedBlock: blocks,
 	}, nil
 }
