@@ -15,6 +15,7 @@ import (
 	"github.com/vattn/vattn/internal/cli"
 	"github.com/vattn/vattn/internal/cmd/mapcmd"
 	"github.com/vattn/vattn/internal/cmd/simulate"
+	tracecmd "github.com/vattn/vattn/internal/cmd/trace"
 	"github.com/vattn/vattn/internal/cmd/version"
 )
 
@@ -40,6 +41,7 @@ latency with eBPF, and installs the patched nvidia-uvm driver.`,
 		version.NewCmd(format),
 		mapcmd.NewCmd(format),
 	)
+	root.AddCommand(tracecmd.NewCmd(format))
 	return root
 }
 
