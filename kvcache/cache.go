@@ -25,6 +25,7 @@
 package kvcache
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -39,6 +40,7 @@ import (
 type slot struct {
 	active   bool
 	length   int              // tokens at the last step
+	maxLen   int              // the longest length of the current request
 	mapped   int              // page indexes [0, mapped) are mapped
 	covered  int              // tokens the mapped indexes hold
 	pages    []backend.PageID // index j's pages at [j*PagesPerIndex, (j+1)*PagesPerIndex), in range order
@@ -64,6 +66,7 @@ type Cache struct {
 
 	// scratch, reused so steps do not allocate
 	grow  []growth
+	cuts  []victim
 	maps  []backend.Mapping
 	addrs []uint64
 
@@ -257,8 +260,7 @@ func (c *Cache) AllocBatchIdx(seqLen int) (int, error) {
 			return -1, fmt.Errorf("alloc batch idx: wait for slot %d's last readers: %w: %w", best, ErrBackend, err)
 		}
 	}
-	s.active = true
-	s.length = 0
+	s.active, s.length, s.maxLen = true, 0, 0
 	return best, nil
 }
 
@@ -297,7 +299,7 @@ func (c *Cache) FreeBatchIdx(i int) error {
 		return fmt.Errorf("free batch idx %d: record fence: %w: %w", i, ErrBackend, err)
 	}
 	c.freed++
-	s.active, s.length, s.released, s.freedAt = false, 0, e, c.freed
+	s.active, s.length, s.maxLen, s.released, s.freedAt = false, 0, 0, e, c.freed
 	return nil
 }
 
@@ -387,6 +389,7 @@ func (c *Cache) step(seqLens []int, ph *phase) error {
 		if i < len(seqLens) {
 			s.length = seqLens[i]
 		}
+		s.maxLen = max(s.maxLen, s.length)
 	}
 	return nil
 }
@@ -411,7 +414,7 @@ func (c *Cache) ensure(lens []int, ph *phase) error {
 		return nil
 	}
 	ppi := c.layout.PagesPerIndex
-	pages, err := c.take(indexes*ppi, ph)
+	pages, err := c.take(indexes*ppi, lens, ph)
 	if err != nil {
 		return err
 	}
@@ -482,22 +485,20 @@ func (c *Cache) unmap(maps []backend.Mapping, fence backend.Epoch, ph *phase) er
 	return err
 }
 
-// take removes n pages from the pool, reclaiming idle slots' pages and, with
-// GrowPool, allocating when the pool runs dry. On error nothing was taken.
-func (c *Cache) take(n int, ph *phase) ([]backend.PageID, error) {
+// take removes n pages from the pool for a step to lens, reclaiming idle
+// and surplus pages and, with GrowPool, allocating when the pool runs dry.
+// On error nothing was taken.
+func (c *Cache) take(n int, lens []int, ph *phase) ([]backend.PageID, error) {
 	if len(c.pool) < n {
-		idle := 0
-		for i := range c.slots {
-			if !c.slots[i].active {
-				idle += c.slots[i].mapped
-			}
+		spare := 0
+		for _, v := range c.victims(lens) {
+			spare += (c.slots[v.slot].mapped - v.keep) * c.layout.PagesPerIndex
 		}
-		idle *= c.layout.PagesPerIndex
-		if len(c.pool)+idle < n && !c.cfg.GrowPool {
+		if len(c.pool)+spare < n && !c.cfg.GrowPool {
 			return nil, fmt.Errorf("%w: need %d pages, pool has %d and idle slots %d (reserve more physical memory or free requests)",
-				ErrOutOfPages, n, len(c.pool), idle)
+				ErrOutOfPages, n, len(c.pool), spare)
 		}
-		if err := c.reclaim(n-len(c.pool), true, ph); err != nil {
+		if err := c.reclaim(n-len(c.pool), true, lens, ph); err != nil {
 			return nil, err
 		}
 		if short := n - len(c.pool); short > 0 {
@@ -511,56 +512,87 @@ func (c *Cache) take(n int, ph *phase) ([]backend.PageID, error) {
 	return pages, nil
 }
 
-// reclaim unmaps idle slots' pages, oldest-freed slot first and from the
-// tail of each, until at least n pages are back in the pool or nothing idle
-// is left. With wait it waits for GPU work still reading idle pages;
-// without, it takes only pages whose readers are done.
-func (c *Cache) reclaim(n int, wait bool, ph *phase) error {
+// victim is a slot holding pages it does not need: all of an idle slot's,
+// or an active slot's beyond keep page indexes.
+type victim struct{ slot, keep int }
+
+// victims lists the slots pages can be reclaimed from: idle slots,
+// oldest-freed first, then active slots mapped beyond what they have used
+// and what lens asks (plus one token of lookahead). An active slot gets
+// such surplus when it reuses a bigger idle slot's pages.
+func (c *Cache) victims(lens []int) []victim {
+	var v []victim
+	for i := range c.slots {
+		if !c.slots[i].active && c.slots[i].mapped > 0 {
+			v = append(v, victim{i, 0})
+		}
+	}
+	slices.SortFunc(v, func(a, b victim) int {
+		return cmp.Compare(c.slots[a.slot].freedAt, c.slots[b.slot].freedAt)
+	})
+	for i := range c.slots {
+		s := &c.slots[i]
+		if !s.active {
+			continue
+		}
+		n := s.maxLen
+		if i < len(lens) {
+			n = max(n, lens[i])
+		}
+		if keep := c.layout.indexesFor(min(n+1, c.cfg.MaxContext)); s.mapped > keep {
+			v = append(v, victim{i, keep})
+		}
+	}
+	return v
+}
+
+// reclaim unmaps unneeded pages (see victims), from the tail of each slot,
+// until at least n pages are back in the pool or nothing is left. An idle
+// slot's pages are taken only once the GPU work that may read them is done:
+// with wait, reclaim waits for it; without, it skips them. An active slot's
+// surplus pages were never read by its current request, and its previous
+// owner's readers were waited for when the slot was handed over.
+func (c *Cache) reclaim(n int, wait bool, lens []int, ph *phase) error {
 	ppi := c.layout.PagesPerIndex
 	for n > 0 {
-		victims := c.idleSlots()
-		if len(victims) == 0 {
-			return nil
-		}
+		victims := c.victims(lens)
 		done := c.fence.Completed()
 		var fence backend.Epoch
 		maps := c.maps[:0]
-		type cut struct{ slot, to int }
-		var cuts []cut
+		cuts := c.cuts[:0]
 		got := 0
+		pending := -1 // the oldest idle slot whose readers may still run
 		for _, v := range victims {
-			s := &c.slots[v]
-			if s.released > done {
-				continue
+			s := &c.slots[v.slot]
+			if !s.active {
+				if s.released > done {
+					if pending < 0 || s.released < c.slots[pending].released {
+						pending = v.slot
+					}
+					continue
+				}
+				fence = max(fence, s.released)
 			}
-			k := min(s.mapped, (n-got+ppi-1)/ppi)
+			k := min(s.mapped-v.keep, (n-got+ppi-1)/ppi)
 			for j := s.mapped - k; j < s.mapped; j++ {
 				for r := range ppi {
-					maps = append(maps, backend.Mapping{Addr: c.addr(r, v, j), Page: s.pages[j*ppi+r]})
+					maps = append(maps, backend.Mapping{Addr: c.addr(r, v.slot, j), Page: s.pages[j*ppi+r]})
 				}
 			}
-			fence = max(fence, s.released)
-			cuts = append(cuts, cut{v, s.mapped - k})
+			cuts = append(cuts, victim{v.slot, s.mapped - k})
 			got += k * ppi
 			if got >= n {
 				break
 			}
 		}
-		c.maps = maps
+		c.maps, c.cuts = maps, cuts
 		if got == 0 {
-			if !wait {
+			if !wait || pending < 0 {
 				return nil
 			}
-			// Every idle page may still be read: wait for the oldest.
-			oldest := victims[0]
-			for _, v := range victims {
-				if c.slots[v].released < c.slots[oldest].released {
-					oldest = v
-				}
-			}
 			c.st.fenceWaits++
-			if err := c.fence.Wait(c.ctx, c.slots[oldest].released); err != nil {
-				return fmt.Errorf("%w: wait for idle slot %d's last readers: %w", ErrBackend, oldest, err)
+			if err := c.fence.Wait(c.ctx, c.slots[pending].released); err != nil {
+				return fmt.Errorf("%w: wait for idle slot %d's last readers: %w", ErrBackend, pending, err)
 			}
 			continue
 		}
@@ -572,26 +604,14 @@ func (c *Cache) reclaim(n int, wait bool, ph *phase) error {
 		}
 		for _, ct := range cuts {
 			s := &c.slots[ct.slot]
-			s.pages = s.pages[:ct.to*ppi]
-			s.mapped = ct.to
-			s.covered = min(c.layout.tokensIn(ct.to), c.cfg.MaxContext)
+			s.pages = s.pages[:ct.keep*ppi]
+			s.mapped = ct.keep
+			s.covered = min(c.layout.tokensIn(ct.keep), c.cfg.MaxContext)
 		}
 		c.st.reclaimed += uint64(got)
 		n -= got
 	}
 	return nil
-}
-
-// idleSlots lists inactive slots that hold pages, oldest-freed first.
-func (c *Cache) idleSlots() []int {
-	var v []int
-	for i := range c.slots {
-		if !c.slots[i].active && c.slots[i].mapped > 0 {
-			v = append(v, i)
-		}
-	}
-	slices.SortFunc(v, func(a, b int) int { return int(c.slots[a].freedAt - c.slots[b].freedAt) })
-	return v
 }
 
 // afterStep applies the optional reclaim policies, never waiting for the GPU.
@@ -600,9 +620,9 @@ func (c *Cache) afterStep(ph *phase) {
 	var err error
 	switch {
 	case c.cfg.EagerReclaim:
-		err = c.reclaim(math.MaxInt32, false, ph)
+		err = c.reclaim(math.MaxInt32, false, nil, ph)
 	case c.cfg.TrickleReclaim:
-		err = c.reclaim(1, false, ph)
+		err = c.reclaim(1, false, nil, ph)
 	}
 	if err != nil {
 		c.st.bgErrors++

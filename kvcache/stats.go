@@ -202,16 +202,14 @@ func (c *Cache) Slots() []SlotStats {
 }
 
 // FreeIndexes returns how many page indexes could be mapped without
-// allocating: the pool plus idle slots' pages, in whole page indexes
-// (vAttention's num_free_kvblocks).
+// allocating: the pool plus the pages of idle slots and the surplus of
+// active ones, in whole page indexes (vAttention's num_free_kvblocks).
 func (c *Cache) FreeIndexes() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n := len(c.pool)
-	for i := range c.slots {
-		if !c.slots[i].active {
-			n += c.slots[i].mapped * c.layout.PagesPerIndex
-		}
+	n := len(c.pool) / c.layout.PagesPerIndex
+	for _, v := range c.victims(nil) {
+		n += c.slots[v.slot].mapped - v.keep
 	}
-	return n / c.layout.PagesPerIndex
+	return n
 }

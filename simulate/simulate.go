@@ -186,7 +186,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep := &Report{
 		Model: cfg.Model.Name, TP: cfg.Model.TP, Trace: cfg.Trace.Name, Requests: len(cfg.Trace.Requests),
 		MaxBatch: cfg.MaxBatch, MaxContext: cfg.MaxContext, GPUMemory: cfg.GPUMemory,
-		KVBudget: usable - weights, TokenBytes: shape.TokenBytes(),
+		KVBudget:   (usable - weights) &^ (2<<20 - 1), // whole 2 MiB root chunks
+		TokenBytes: shape.TokenBytes(),
 	}
 	type run struct {
 		name string
