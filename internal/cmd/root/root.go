@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vattn/vattn/internal/cli"
+	"github.com/vattn/vattn/internal/cmd/mapcmd"
 	"github.com/vattn/vattn/internal/cmd/simulate"
 	tracecmd "github.com/vattn/vattn/internal/cmd/trace"
 	"github.com/vattn/vattn/internal/cmd/version"
@@ -38,6 +39,7 @@ latency with eBPF, and installs the patched nvidia-uvm driver.`,
 	root.AddCommand(
 		simulate.NewCmd(format),
 		version.NewCmd(format),
+		mapcmd.NewCmd(format),
 	)
 	root.AddCommand(tracecmd.NewCmd(format))
 	return root

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Build what the GPU machine runs (it has no Go): a stripped vattnctl, the
+# stripped device-test binaries (-tags gpu), and the C baseline's source, all
+# into one folder that travels to the machine (default ./.gpubin, git-ignored).
+#   scripts/gpu-build.sh [DEST]
+# Then on the GPU machine, from the repository root: bash DEST/gpu-run.sh
+set -euo pipefail
+dest=${1:-./.gpubin}
+mkdir -p "$dest"
+dest=$(cd "$dest" && pwd)
+rm -f "$dest"/*.test "$dest"/vattnctl "$dest"/vmmbench
+cd "$(dirname "$0")/.."
+export CGO_ENABLED=0
+go build -trimpath -ldflags='-s -w' -o "$dest/vattnctl" ./cmd/vattnctl
+# Every package with device tests.
+for pkg in $(grep -rl --include='*_test.go' '^//go:build gpu' . | xargs -n1 dirname | sort -u); do
+	name=$(echo "${pkg#./}" | tr / _)
+	go test -c -trimpath -tags gpu -ldflags='-s -w' -o "$dest/$name.test" "$pkg"
+done
+cp bench/cvmm/vmmbench.c bench/cvmm/summarize.py scripts/gpu-run.sh "$dest/"
+du -sh "$dest"

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Run on the GPU machine what scripts/gpu-build.sh put in this folder: the
+# device tests, "vattnctl map --verify", and the benchmark of vattnctl map
+# against the raw driver API (bench/cvmm/vmmbench.c, built here with gcc).
+# Outputs go to $OUT (default ./gpu-out).
+#   bash .gpubin/gpu-run.sh [tests] [map] [bench]   (default: all three)
+set -uo pipefail
+bin=$(cd "$(dirname "$0")" && pwd)
+out=${OUT:-./gpu-out}
+mkdir -p "$out"
+sections=${*:-tests map bench}
+status=0
+
+{
+	date -u
+	nvidia-smi --query-gpu=index,name,uuid,driver_version,memory.total,memory.used --format=csv
+	uname -r
+} >"$out/device.txt" 2>&1
+cat "$out/device.txt"
+
+if [[ " $sections " == *" tests "* ]]; then
+	for t in "$bin"/*.test; do
+		echo "== $(basename "$t")"
+		log=$(mktemp)
+		(cd "$bin" && "$t" -test.v -test.count=1 -test.timeout=240s) >"$log" 2>&1 || { status=1; echo "FAILED: $(basename "$t")"; }
+		cat "$log" >>"$out/tests.log"
+		grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' "$log" || true
+		rm -f "$log"
+	done
+fi
+
+if [[ " $sections " == *" map "* ]]; then
+	echo "== vattnctl map --backend cudavmm --pages 1024 --verify"
+	"$bin/vattnctl" map --backend cudavmm --pages 1024 --verify 2>&1 | tee "$out/map.txt" || status=1
+	"$bin/vattnctl" map --backend cudavmm --pages 1024 --verify -o json >"$out/map.json" 2>&1 || status=1
+	echo "exit codes: no such GPU: $("$bin/vattnctl" map -i 7 >/dev/null 2>&1; echo $?), 64k pages: $("$bin/vattnctl" map --page-size 64k >/dev/null 2>&1; echo $?)" | tee -a "$out/map.txt"
+fi
+
+if [[ " $sections " == *" bench "* ]]; then
+	gcc -O2 -Wall -o "$bin/vmmbench" "$bin/vmmbench.c" -l:libcuda.so.1 2>/dev/null ||
+		gcc -O2 -Wall -o "$bin/vmmbench" "$bin/vmmbench.c" -lcuda || { echo "cannot build vmmbench"; exit 1; }
+	tag=${BENCH_TAG:-}
+	jsonl="$out/bench$tag.jsonl"
+	: >"$jsonl"
+	rounds=${ROUNDS:-9}
+	# Both pinned to the same two cores: unpinned runs of either swing by
+	# 50% from run to run (on the machine measured), depending on where the
+	# scheduler puts them.
+	pin=""
+	[[ ${PIN_CPUS-4,5} != none ]] && command -v taskset >/dev/null && pin="taskset -c ${PIN_CPUS:-4,5}"
+	oneline() { python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)))'; }
+	raw() { $pin "$bin/vmmbench" --pages 1024 --batch "$2" --access "$1" | oneline >>"$jsonl" || status=1; }
+	gov() { $pin "$bin/vattnctl" map --backend cudavmm --pages 1024 --batch "$2" --access "$1" -o json | oneline >>"$jsonl" || status=1; }
+	# Same machine, same process shape; raw C and Go alternate, and which
+	# goes first alternates too.
+	IFS=, read -ra cfgs <<<"${CONFIGS:-page 1,page 64,run 64,run 1024}"
+	for cfg in "${cfgs[@]}"; do
+		for r in $(seq "$rounds"); do
+			if ((r % 2)); then raw $cfg; gov $cfg; else gov $cfg; raw $cfg; fi
+		done
+	done
+	python3 "$bin/summarize.py" "$jsonl" | tee "$out/summary$tag.txt"
+fi
+exit $status
