@@ -507,7 +507,10 @@ func (c *Cache) take(n int, lens []int, ph *phase) ([]backend.PageID, error) {
 			}
 		}
 	}
-	pages := slices.Clone(c.pool[len(c.pool)-n:])
+	// The pages stay in the pool's backing array, past its length: nothing
+	// appends to the pool until the caller is done with them, except
+	// handing them back, which copies them onto themselves.
+	pages := c.pool[len(c.pool)-n:]
 	c.pool = c.pool[:len(c.pool)-n]
 	return pages, nil
 }

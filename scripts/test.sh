@@ -43,7 +43,8 @@ lint() {
 }
 
 deps() {
-	scripts/deps-bpf.sh
+	scripts/deps-bpf.sh &&
+		scripts/kernel-deps.sh
 }
 
 # Unit and integration tests of every package; eBPF tests attach for real
@@ -58,11 +59,16 @@ race() { go test -count=1 -race -short -timeout 20m ./kvcache/... ./backend/... 
 # Benchmarks must keep running: one iteration each.
 bench_smoke() { go test -count=1 -run '^$' -bench . -benchtime 1x ./kvcache/... ./backend/... ./workload/...; }
 
+# The patched nvidia-uvm against real NVIDIA sources and kernel headers:
+# series apply, builds, warnings, sparse, userspace sanitizer tests.
+kernel() { scripts/kernel-check.sh --no-deps; }
+
 tier deps deps
 tier lint lint
 tier unit unit
 tier race race
 tier bench-smoke bench_smoke
+tier kernel kernel
 
 echo
 if [ ${#failed[@]} -ne 0 ]; then
