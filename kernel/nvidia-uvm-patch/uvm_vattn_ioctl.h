@@ -66,7 +66,9 @@
  *   waited for), so no previous owner's data is ever readable through them.
  * - MAP returns after its page-table writes and the TLB invalidate have completed
  *   (the push is waited for): GPU work launched after the ioctl returns sees the
- *   pages. No extra fence is needed.
+ *   pages. No extra fence is needed. (The current kernel glue does not write PTEs
+ *   yet: MAP and UNMAP answer NV_ERR_NOT_SUPPORTED until the fence described in
+ *   docs/driver-abi.md lands; the ABI does not change then.)
  * - UNMAP returns after the PTEs are cleared and the TLB invalidated (waited).
  *   The CALLER must have waited for all GPU work that reads or writes the pages
  *   before calling UNMAP (for example a CUDA event/stream sync); otherwise that
@@ -88,7 +90,8 @@
  * docs/driver-abi.md for the reasoning and the parts not yet implemented).
  * A virtual address holds at most one vattn page of a file, whatever its GPU.
  * Every file has a limit on pinned bytes (module parameter
- * uvm_vattn_max_pinned_mb; GET_INFO reports it).
+ * uvm_vattn_max_pinned_mb, 0 = none, the default; GET_INFO reports it). The limit
+ * is per UVM file, i.e. per CUDA context's va_space, not per process.
  *
  * ---------------------------------------------------------------------------
  * Tracepoints (TRACE_SYSTEM "vattn"), part of this contract
