@@ -89,9 +89,10 @@
  * when the file is released, before UVM tears down the va_space (see
  * docs/driver-abi.md for the reasoning and the parts not yet implemented).
  * A virtual address holds at most one vattn page of a file, whatever its GPU.
- * Every file has a limit on pinned bytes (module parameter
- * uvm_vattn_max_pinned_mb, 0 = none, the default; GET_INFO reports it). The limit
- * is per UVM file, i.e. per CUDA context's va_space, not per process.
+ * Every process has a limit on the bytes it holds through these commands, over all
+ * its UVM files and GPUs (module parameter uvm_vattn_max_pinned_mb, 0 = none, the
+ * default; GET_INFO reports it). Pages are charged to the process that first used
+ * vattn on the file; past the limit ALLOC fails with NV_ERR_INSUFFICIENT_RESOURCES.
  *
  * ---------------------------------------------------------------------------
  * Tracepoints (TRACE_SYSTEM "vattn"), part of this contract
@@ -160,7 +161,7 @@
 #define UVM_VATTN_NV_OK                         0x00000000u
 #define UVM_VATTN_NV_ERR_ILLEGAL_ACTION         0x00000016u /* file is not a UVM va_space file */
 #define UVM_VATTN_NV_ERR_IN_USE                 0x00000017u /* FREE of a mapped page */
-#define UVM_VATTN_NV_ERR_INSUFFICIENT_RESOURCES 0x0000001Au /* pinned-memory limit or handle table full */
+#define UVM_VATTN_NV_ERR_INSUFFICIENT_RESOURCES 0x0000001Au /* process pinned-memory limit or handle table full */
 #define UVM_VATTN_NV_ERR_INVALID_ADDRESS        0x0000001Eu /* not inside one managed range of this va_space */
 #define UVM_VATTN_NV_ERR_INVALID_ARGUMENT       0x0000001Fu /* bad page size, nonzero flags or reserved field */
 #define UVM_VATTN_NV_ERR_INVALID_DEVICE         0x00000026u /* UUID not registered (with a GPU VA space) here */
@@ -187,7 +188,7 @@ typedef struct
     uint64_t gpuInfo;            /* IN:  user pointer to UVM_VATTN_GPU_INFO[gpuCapacity] (may be 0 if gpuCapacity is 0) */
     uint32_t gpuCapacity;        /* IN:  entries gpuInfo has room for (<= UVM_VATTN_MAX_GPUS) */
     uint32_t gpuCount;           /* OUT: GPUs registered in this va_space (entries written = min(count, capacity)) */
-    uint64_t pinnedLimitBytes;   /* OUT: the per-file pinned-memory limit              */
+    uint64_t pinnedLimitBytes;   /* OUT: the per-process pinned-memory limit (0: none)  */
     uint64_t pinnedBytes;        /* OUT: bytes this file holds, all GPUs               */
     uint32_t reserved0;          /* IN:  must be 0                                     */
     uint32_t rmStatus;           /* OUT: NV_STATUS                                     */

@@ -50,7 +50,7 @@
 static unsigned long uvm_vattn_max_pinned_mb;
 module_param(uvm_vattn_max_pinned_mb, ulong, 0644);
 MODULE_PARM_DESC(uvm_vattn_max_pinned_mb,
-                 "vattn: most MiB of GPU memory one UVM file may hold through the vattn ioctls (0: no limit)");
+                 "vattn: most MiB of GPU memory one process may hold through the vattn ioctls (0: no limit)");
 
 /* The header restates NVIDIA's status numbers for user space; keep them honest. */
 static_assert(UVM_VATTN_NV_OK == NV_OK, "NV_OK");
@@ -152,6 +152,96 @@ uint64_t vattn_os_pinned_limit(void)
     if ((uint64_t)mb > (UINT64_MAX >> 20))
         return UINT64_MAX;
     return (uint64_t)mb << 20;
+}
+
+/*
+ * Per-process charging. A process is its mm, grabbed (mmgrab: the mm_struct stays
+ * allocated, so its address is never reused as a key) while any of its files holds
+ * a vattn state. A short global list under a spinlock: there is one entry per process
+ * using vattn, and it is only walked when a file first uses vattn.
+ */
+struct vattn_owner
+{
+    struct list_head node;
+    struct mm_struct *mm;
+    uint64_t charged;
+    unsigned int refs;
+};
+
+static LIST_HEAD(vattn_owners);
+static DEFINE_SPINLOCK(vattn_owners_lock);
+
+/* Plain mmgrab/mmdrop: UVM's wrappers are no-ops in builds without MMU notifiers. */
+static void vattn_mmgrab(struct mm_struct *mm)
+{
+#if defined(NV_MMGRAB_PRESENT)
+    mmgrab(mm);
+#else
+    atomic_inc(&mm->mm_count);
+#endif
+}
+
+vattn_os_owner_t *vattn_os_owner_get(void)
+{
+    struct mm_struct *mm = current->mm;
+    struct vattn_owner *o, *fresh;
+
+    if (!mm)
+        return NULL;
+    fresh = uvm_kvmalloc(sizeof(*fresh));
+    if (!fresh)
+        return NULL;
+
+    spin_lock(&vattn_owners_lock);
+    list_for_each_entry(o, &vattn_owners, node) {
+        if (o->mm == mm) {
+            o->refs++;
+            spin_unlock(&vattn_owners_lock);
+            uvm_kvfree(fresh);
+            return o;
+        }
+    }
+    fresh->mm = mm;
+    fresh->charged = 0;
+    fresh->refs = 1;
+    vattn_mmgrab(mm);
+    list_add(&fresh->node, &vattn_owners);
+    spin_unlock(&vattn_owners_lock);
+    return fresh;
+}
+
+void vattn_os_owner_put(vattn_os_owner_t *o)
+{
+    bool last;
+
+    spin_lock(&vattn_owners_lock);
+    last = --o->refs == 0;
+    if (last)
+        list_del(&o->node);
+    spin_unlock(&vattn_owners_lock);
+    if (last) {
+        mmdrop(o->mm);
+        uvm_kvfree(o);
+    }
+}
+
+bool vattn_os_owner_charge(vattn_os_owner_t *o, uint64_t bytes, uint64_t limit)
+{
+    bool ok;
+
+    spin_lock(&vattn_owners_lock);
+    ok = !limit || (o->charged <= limit && bytes <= limit - o->charged);
+    if (ok)
+        o->charged += bytes;
+    spin_unlock(&vattn_owners_lock);
+    return ok;
+}
+
+void vattn_os_owner_uncharge(vattn_os_owner_t *o, uint64_t bytes)
+{
+    spin_lock(&vattn_owners_lock);
+    o->charged -= bytes;
+    spin_unlock(&vattn_owners_lock);
 }
 
 struct uvm_vattn_state **vattn_os_state_slot(vattn_os_va_space_t *va_space)
