@@ -102,7 +102,8 @@
  *   vattn:vattn_alloc   vattn:vattn_map   vattn:vattn_unmap   vattn:vattn_free
  * Fields, in this order, identical for all four:
  *   __u8  gpu_uuid[16];  the GPU's UUID as UVM stores it (NvProcessorUuid bytes);
- *                        all zero when the batch names no valid GPU
+ *                        ALLOC: as the caller passed it; others: all zero when
+ *                        the first entry names no page of this file
  *   __u64 page_size;     bytes: 65536, 131072, 262144 or 2097152; 0 if unknown
  *   __u32 count;         entries in the batch as the caller passed them
  *   __u32 done;          entries applied before the command returned
@@ -111,7 +112,7 @@
  *   __u64 duration_ns;   ktime from entry to the end of the command, waits included
  * MAP/UNMAP/FREE batches may span GPUs and sizes: the event then carries the
  * first entry's GPU and size. RELEASE_RANGE emits vattn_unmap (and vattn_free
- * with UVM_VATTN_RELEASE_FREE). Consumers read field offsets from tracefs
+ * with UVM_VATTN_RELEASE_FREE) with count = done = pages released. Consumers read field offsets from tracefs
  * (events/vattn/<event>/format), never from this comment.
  */
 
