@@ -30,7 +30,7 @@ var statusNames = map[Status][2]string{
 	NV_OK:                         {"NV_OK", "success"},
 	NV_ERR_ILLEGAL_ACTION:         {"NV_ERR_ILLEGAL_ACTION", "file is not an initialized UVM va_space file"},
 	NV_ERR_IN_USE:                 {"NV_ERR_IN_USE", "page is still mapped"},
-	NV_ERR_INSUFFICIENT_RESOURCES: {"NV_ERR_INSUFFICIENT_RESOURCES", "pinned-memory limit or handle table full"},
+	NV_ERR_INSUFFICIENT_RESOURCES: {"NV_ERR_INSUFFICIENT_RESOURCES", "process pinned-memory limit or handle table full"},
 	NV_ERR_INVALID_ADDRESS:        {"NV_ERR_INVALID_ADDRESS", "address not inside one managed range of this va_space"},
 	NV_ERR_INVALID_ARGUMENT:       {"NV_ERR_INVALID_ARGUMENT", "invalid argument"},
 	NV_ERR_INVALID_DEVICE:         {"NV_ERR_INVALID_DEVICE", "gpu not registered in this va_space"},

@@ -10,7 +10,9 @@
 #   3. the patched tree builds nvidia.ko and nvidia-uvm.ko;
 #   4. no compiler warning names one of our files;
 #   5. no warning is new compared with the baseline build;
-#   6. sparse reports nothing for our files.
+#   6. sparse reports nothing for our files;
+#   7. the four tracepoints exist and their record has the contract's fields, in order
+#      (read from the built object's DWARF with gdb; see uvm_vattn_ioctl.h).
 # Plus the userspace build of uvm_vattn.c under ASan/UBSan (tests/kernel/shim).
 #
 # Builds are cached under .cache/kernel/build, keyed by the source version, the kernel
@@ -197,6 +199,27 @@ check_version() {
         pass "$ver: sparse clean on our files"
     else
         fail "$ver: sparse on our files (see $pd/sparse.log):"; echo "$sp" | head -20
+    fi
+    check_tracepoints "$ver" "$tree"
+}
+
+# The tracepoint record as the contract (tracepoint-contract.md, uvm_vattn_ioctl.h)
+# fixes it: after the common trace_entry, these fields in this order.
+CONTRACT_FIELDS="__u8 gpu_uuid[16]; __u64 page_size; __u32 count; __u32 done; __u32 status; __u32 pad; __u64 duration_ns;"
+
+check_tracepoints() { # $1 version, $2 tree
+    local obj=$2/nvidia-uvm/uvm_vattn_kernel.o got events
+    if ! command -v gdb >/dev/null; then
+        fail "$1: gdb missing (scripts/kernel-deps.sh installs it)"
+        return
+    fi
+    got=$(gdb -batch -ex 'ptype struct trace_event_raw_vattn_batch' "$obj" 2>/dev/null |
+          sed -n 's/^ *\(__u[0-9]* [a-z_]*\(\[16\]\)\{0,1\};\)$/\1/p' | tr '\n' ' ' | sed 's/ $//')
+    events=$(nm "$obj" 2>/dev/null | grep -oE '__tracepoint_vattn_(alloc|map|unmap|free)$' | sort -u | tr '\n' ' ')
+    if [ "$got" = "$CONTRACT_FIELDS" ] && [ "$events" = "__tracepoint_vattn_alloc __tracepoint_vattn_free __tracepoint_vattn_map __tracepoint_vattn_unmap " ]; then
+        pass "$1: tracepoints vattn_{alloc,map,unmap,free} with the contract's fields in order"
+    else
+        fail "$1: tracepoint layout: fields '$got', events '$events'"
     fi
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # kernel-deps.sh installs and unpacks what the kernel checks (scripts/kernel-check.sh) need:
 #   - bookworm contrib (a sources.list.d file) and from it nvidia-open-kernel-source 535.261.03,
-#   - linux-headers-amd64 (whatever bookworm/bookworm-security currently serve) and sparse,
+#   - linux-headers-amd64 (whatever bookworm/bookworm-security currently serve), sparse, and
+#     gdb (kernel-check reads the tracepoint record layout from the built object's DWARF),
 #   - the 550.163.01 nvidia-open-kernel-source .deb from trixie contrib, fetched with a private
 #     apt configuration under .cache/ and unpacked with dpkg-deb -x. Nothing from trixie is
 #     ever installed: apt would pull a newer libc.
@@ -45,7 +46,8 @@ fi
 
 installed() { dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null | grep -qx installed; }
 
-if ! installed "$PKG" || ! installed linux-headers-amd64 || ! installed sparse || ! installed xz-utils; then
+if ! installed "$PKG" || ! installed linux-headers-amd64 || ! installed sparse || ! installed xz-utils ||
+   ! installed gdb; then
     need_root "installing $PKG linux-headers-amd64 sparse"
     cand=$(apt-cache policy "$PKG" | awk '/Candidate:/ {print $2}')
     if [ -z "$cand" ] || [ "$cand" = "(none)" ]; then
@@ -56,7 +58,7 @@ if ! installed "$PKG" || ! installed linux-headers-amd64 || ! installed sparse |
         "$WANT_535"-*) ;;
         *) die "bookworm contrib serves $PKG version '${cand:-none}', expected $WANT_535; update WANT_535 and the 535 patch series" ;;
     esac
-    apt-get "${APT_LOCK[@]}" install -y -qq --no-install-recommends "$PKG" linux-headers-amd64 sparse xz-utils >/dev/null
+    apt-get "${APT_LOCK[@]}" install -y -qq --no-install-recommends "$PKG" linux-headers-amd64 sparse xz-utils gdb >/dev/null
 fi
 have=$(dpkg-query -W -f='${Version}' "$PKG")
 case "$have" in

@@ -86,6 +86,7 @@ struct uvm_vattn_state
     uint32_t *buckets;           /* capacity heads: address -> entry chain */
     uint32_t tag;                /* this file's handle tag, never 0 */
     uint32_t pad;
+    vattn_os_owner_t *owner;     /* the process pages are charged to */
     uint64_t pinned_bytes;
     struct uvm_vattn_gpu_slot gpus[UVM_VATTN_STATE_GPUS];
     vattn_os_gpu_t *release[UVM_VATTN_STATE_GPUS]; /* GPUs to release after unlocking */
@@ -375,6 +376,7 @@ static void account_sub(struct uvm_vattn_state *state, int gslot, uint64_t size)
 
     g->pinned_bytes -= size;
     state->pinned_bytes -= size;
+    vattn_os_owner_uncharge(state->owner, size);
     if (--g->chunks == 0) {
         /* Queued, not released here (see the lock order). One lock hold empties
          * a slot at most once (ALLOC fills one slot and may roll it back; FREE,
@@ -417,11 +419,15 @@ static struct uvm_vattn_state *state_get(vattn_os_va_space_t *va_space)
     vattn_os_mutex_init(&state->lock);
     state->free_head = VATTN_NONE;
     state->tag = vattn_os_next_tag() % UVM_VATTN_TAG_MASK + 1;
-    if (table_grow(state) != NV_OK) {
+    state->owner = vattn_os_owner_get();
+    if (!state->owner || table_grow(state) != NV_OK) {
+        if (state->owner)
+            vattn_os_owner_put(state->owner);
         vattn_os_free(state);
         return NULL;
     }
     if (!UVM_VATTN_CMPXCHG(slot, state)) {
+        vattn_os_owner_put(state->owner);
         vattn_os_free(state->entries);
         vattn_os_free(state->buckets);
         vattn_os_free(state);
@@ -491,6 +497,7 @@ void uvm_vattn_va_space_destroy(vattn_os_va_space_t *va_space)
     unlock_state(va_space, state);
 
     *slot = NULL;
+    vattn_os_owner_put(state->owner);
     vattn_os_free(state->entries);
     vattn_os_free(state->buckets);
     vattn_os_free(state);
@@ -587,13 +594,6 @@ static NV_STATUS cmd_alloc(vattn_os_va_space_t *va_space, UVM_VATTN_ALLOC_PARAMS
         goto out_unlock;
     }
 
-    /* count <= 2^14 and size <= 2^21: cannot overflow, but check like any input. */
-    limit = vattn_os_pinned_limit();
-    if (!uvm_vattn_mul_ok(p->count, p->pageSize, &need) ||
-        (limit && (state->pinned_bytes > limit || need > limit - state->pinned_bytes))) {
-        status = NV_ERR_INSUFFICIENT_RESOURCES;
-        goto out_unlock;
-    }
     gslot = gpu_slot_get(state, p->gpuUuid, gpu);
     if (gslot < 0) {
         status = gslot == -2 ? NV_ERR_INVALID_DEVICE : NV_ERR_INSUFFICIENT_RESOURCES;
@@ -602,6 +602,15 @@ static NV_STATUS cmd_alloc(vattn_os_va_space_t *va_space, UVM_VATTN_ALLOC_PARAMS
     status = table_reserve(state, p->count);
     if (status != NV_OK)
         goto out_unlock;
+    /* Charge the whole batch to the process up front (count <= 2^14 and size <= 2^21
+     * cannot overflow, but check like any input); each page's share is returned by
+     * account_sub() when it is freed, the unmade rest below. */
+    limit = vattn_os_pinned_limit();
+    if (!uvm_vattn_mul_ok(p->count, p->pageSize, &need) ||
+        !vattn_os_owner_charge(state->owner, need, limit)) {
+        status = NV_ERR_INSUFFICIENT_RESOURCES;
+        goto out_unlock;
+    }
 
     for (made = 0; made < p->count; made++) {
         vattn_os_chunk_t *chunk;
@@ -622,6 +631,7 @@ static NV_STATUS cmd_alloc(vattn_os_va_space_t *va_space, UVM_VATTN_ALLOC_PARAMS
         handles[made] = uvm_vattn_handle_make(state->tag, slot, e->gen);
     }
     if (status != NV_OK) {
+        vattn_os_owner_uncharge(state->owner, (uint64_t)(p->count - made) * p->pageSize);
         for (i = 0; i < made; i++)
             entry_free(state, slots[i]);
         made = 0;

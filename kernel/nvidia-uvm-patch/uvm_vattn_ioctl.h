@@ -66,7 +66,9 @@
  *   waited for), so no previous owner's data is ever readable through them.
  * - MAP returns after its page-table writes and the TLB invalidate have completed
  *   (the push is waited for): GPU work launched after the ioctl returns sees the
- *   pages. No extra fence is needed.
+ *   pages. No extra fence is needed. (The current kernel glue does not write PTEs
+ *   yet: MAP and UNMAP answer NV_ERR_NOT_SUPPORTED until the fence described in
+ *   docs/driver-abi.md lands; the ABI does not change then.)
  * - UNMAP returns after the PTEs are cleared and the TLB invalidated (waited).
  *   The CALLER must have waited for all GPU work that reads or writes the pages
  *   before calling UNMAP (for example a CUDA event/stream sync); otherwise that
@@ -87,8 +89,10 @@
  * when the file is released, before UVM tears down the va_space (see
  * docs/driver-abi.md for the reasoning and the parts not yet implemented).
  * A virtual address holds at most one vattn page of a file, whatever its GPU.
- * Every file has a limit on pinned bytes (module parameter
- * uvm_vattn_max_pinned_mb; GET_INFO reports it).
+ * Every process has a limit on the bytes it holds through these commands, over all
+ * its UVM files and GPUs (module parameter uvm_vattn_max_pinned_mb, 0 = none, the
+ * default; GET_INFO reports it). Pages are charged to the process that first used
+ * vattn on the file; past the limit ALLOC fails with NV_ERR_INSUFFICIENT_RESOURCES.
  *
  * ---------------------------------------------------------------------------
  * Tracepoints (TRACE_SYSTEM "vattn"), part of this contract
@@ -98,7 +102,8 @@
  *   vattn:vattn_alloc   vattn:vattn_map   vattn:vattn_unmap   vattn:vattn_free
  * Fields, in this order, identical for all four:
  *   __u8  gpu_uuid[16];  the GPU's UUID as UVM stores it (NvProcessorUuid bytes);
- *                        all zero when the batch names no valid GPU
+ *                        ALLOC: as the caller passed it; others: all zero when
+ *                        the first entry names no page of this file
  *   __u64 page_size;     bytes: 65536, 131072, 262144 or 2097152; 0 if unknown
  *   __u32 count;         entries in the batch as the caller passed them
  *   __u32 done;          entries applied before the command returned
@@ -107,7 +112,7 @@
  *   __u64 duration_ns;   ktime from entry to the end of the command, waits included
  * MAP/UNMAP/FREE batches may span GPUs and sizes: the event then carries the
  * first entry's GPU and size. RELEASE_RANGE emits vattn_unmap (and vattn_free
- * with UVM_VATTN_RELEASE_FREE). Consumers read field offsets from tracefs
+ * with UVM_VATTN_RELEASE_FREE) with count = done = pages released. Consumers read field offsets from tracefs
  * (events/vattn/<event>/format), never from this comment.
  */
 
@@ -157,7 +162,7 @@
 #define UVM_VATTN_NV_OK                         0x00000000u
 #define UVM_VATTN_NV_ERR_ILLEGAL_ACTION         0x00000016u /* file is not a UVM va_space file */
 #define UVM_VATTN_NV_ERR_IN_USE                 0x00000017u /* FREE of a mapped page */
-#define UVM_VATTN_NV_ERR_INSUFFICIENT_RESOURCES 0x0000001Au /* pinned-memory limit or handle table full */
+#define UVM_VATTN_NV_ERR_INSUFFICIENT_RESOURCES 0x0000001Au /* process pinned-memory limit or handle table full */
 #define UVM_VATTN_NV_ERR_INVALID_ADDRESS        0x0000001Eu /* not inside one managed range of this va_space */
 #define UVM_VATTN_NV_ERR_INVALID_ARGUMENT       0x0000001Fu /* bad page size, nonzero flags or reserved field */
 #define UVM_VATTN_NV_ERR_INVALID_DEVICE         0x00000026u /* UUID not registered (with a GPU VA space) here */
@@ -184,7 +189,7 @@ typedef struct
     uint64_t gpuInfo;            /* IN:  user pointer to UVM_VATTN_GPU_INFO[gpuCapacity] (may be 0 if gpuCapacity is 0) */
     uint32_t gpuCapacity;        /* IN:  entries gpuInfo has room for (<= UVM_VATTN_MAX_GPUS) */
     uint32_t gpuCount;           /* OUT: GPUs registered in this va_space (entries written = min(count, capacity)) */
-    uint64_t pinnedLimitBytes;   /* OUT: the per-file pinned-memory limit              */
+    uint64_t pinnedLimitBytes;   /* OUT: the per-process pinned-memory limit (0: none)  */
     uint64_t pinnedBytes;        /* OUT: bytes this file holds, all GPUs               */
     uint32_t reserved0;          /* IN:  must be 0                                     */
     uint32_t rmStatus;           /* OUT: NV_STATUS                                     */

@@ -50,7 +50,7 @@
 static unsigned long uvm_vattn_max_pinned_mb;
 module_param(uvm_vattn_max_pinned_mb, ulong, 0644);
 MODULE_PARM_DESC(uvm_vattn_max_pinned_mb,
-                 "vattn: most MiB of GPU memory one UVM file may hold through the vattn ioctls (0: no limit)");
+                 "vattn: most MiB of GPU memory one process may hold through the vattn ioctls (0: no limit)");
 
 /* The header restates NVIDIA's status numbers for user space; keep them honest. */
 static_assert(UVM_VATTN_NV_OK == NV_OK, "NV_OK");
@@ -154,6 +154,96 @@ uint64_t vattn_os_pinned_limit(void)
     return (uint64_t)mb << 20;
 }
 
+/*
+ * Per-process charging. A process is its mm, grabbed (mmgrab: the mm_struct stays
+ * allocated, so its address is never reused as a key) while any of its files holds
+ * a vattn state. A short global list under a spinlock: there is one entry per process
+ * using vattn, and it is only walked when a file first uses vattn.
+ */
+struct vattn_owner
+{
+    struct list_head node;
+    struct mm_struct *mm;
+    uint64_t charged;
+    unsigned int refs;
+};
+
+static LIST_HEAD(vattn_owners);
+static DEFINE_SPINLOCK(vattn_owners_lock);
+
+/* Plain mmgrab/mmdrop: UVM's wrappers are no-ops in builds without MMU notifiers. */
+static void vattn_mmgrab(struct mm_struct *mm)
+{
+#if defined(NV_MMGRAB_PRESENT)
+    mmgrab(mm);
+#else
+    atomic_inc(&mm->mm_count);
+#endif
+}
+
+vattn_os_owner_t *vattn_os_owner_get(void)
+{
+    struct mm_struct *mm = current->mm;
+    struct vattn_owner *o, *fresh;
+
+    if (!mm)
+        return NULL;
+    fresh = uvm_kvmalloc(sizeof(*fresh));
+    if (!fresh)
+        return NULL;
+
+    spin_lock(&vattn_owners_lock);
+    list_for_each_entry(o, &vattn_owners, node) {
+        if (o->mm == mm) {
+            o->refs++;
+            spin_unlock(&vattn_owners_lock);
+            uvm_kvfree(fresh);
+            return o;
+        }
+    }
+    fresh->mm = mm;
+    fresh->charged = 0;
+    fresh->refs = 1;
+    vattn_mmgrab(mm);
+    list_add(&fresh->node, &vattn_owners);
+    spin_unlock(&vattn_owners_lock);
+    return fresh;
+}
+
+void vattn_os_owner_put(vattn_os_owner_t *o)
+{
+    bool last;
+
+    spin_lock(&vattn_owners_lock);
+    last = --o->refs == 0;
+    if (last)
+        list_del(&o->node);
+    spin_unlock(&vattn_owners_lock);
+    if (last) {
+        mmdrop(o->mm);
+        uvm_kvfree(o);
+    }
+}
+
+bool vattn_os_owner_charge(vattn_os_owner_t *o, uint64_t bytes, uint64_t limit)
+{
+    bool ok;
+
+    spin_lock(&vattn_owners_lock);
+    ok = !limit || (o->charged <= limit && bytes <= limit - o->charged);
+    if (ok)
+        o->charged += bytes;
+    spin_unlock(&vattn_owners_lock);
+    return ok;
+}
+
+void vattn_os_owner_uncharge(vattn_os_owner_t *o, uint64_t bytes)
+{
+    spin_lock(&vattn_owners_lock);
+    o->charged -= bytes;
+    spin_unlock(&vattn_owners_lock);
+}
+
 struct uvm_vattn_state **vattn_os_state_slot(vattn_os_va_space_t *va_space)
 {
     return &va_space->vattn;
@@ -240,47 +330,13 @@ NV_STATUS vattn_os_range_check(vattn_os_va_space_t *va_space, uint64_t address, 
     return NV_OK;
 }
 
-/* Allocates one UVM chunk and zeroes it; the memset is waited for. */
-static NV_STATUS vattn_chunk_alloc_zeroed(uvm_gpu_t *gpu, uvm_chunk_size_t size, uvm_gpu_chunk_t **chunk_out)
-{
-    uvm_tracker_t tracker = UVM_TRACKER_INIT();
-    uvm_gpu_chunk_t *chunk;
-    uvm_gpu_address_t dst;
-    uvm_push_t push;
-    NV_STATUS status;
-
-    status = uvm_pmm_gpu_alloc_user(&gpu->pmm, 1, size, UVM_PMM_ALLOC_FLAGS_EVICT, &chunk, &tracker);
-    if (status != NV_OK) {
-        uvm_tracker_deinit(&tracker);
-        return status;
-    }
-
-    /* Zero before anyone can map it; the chunk's previous user may have been another
-     * process. The memset waits for the allocator's tracker and is itself waited. */
-    status = uvm_push_begin_acquire(gpu->channel_manager, UVM_CHANNEL_TYPE_GPU_INTERNAL, &tracker, &push,
-                                    "vattn: zero %u KiB chunk", (unsigned)(size >> 10));
-    if (status == NV_OK) {
-        dst = uvm_gpu_address_copy(gpu, uvm_gpu_phys_address(UVM_APERTURE_VID, chunk->address));
-        gpu->parent->ce_hal->memset_8(&push, dst, 0, size);
-        status = uvm_push_end_and_wait(&push);
-    }
-    if (status == NV_OK)
-        status = uvm_tracker_wait_deinit(&tracker);
-    else
-        (void)uvm_tracker_wait_deinit(&tracker);
-    if (status != NV_OK) {
-        uvm_pmm_gpu_free(&gpu->pmm, chunk, NULL);
-        return status;
-    }
-    *chunk_out = chunk;
-    return NV_OK;
-}
-
 NV_STATUS vattn_os_chunk_alloc(vattn_os_gpu_t *gpu, uint64_t size, vattn_os_chunk_t **out)
 {
+    uvm_tracker_t tracker = UVM_TRACKER_INIT();
     struct vattn_kchunk *k;
     uvm_chunk_size_t piece;
-    NV_STATUS status = NV_OK;
+    uvm_push_t push;
+    NV_STATUS status, wait_status;
     uint32_t i;
 
     /* uvm_vattn.c passed a size from vattn_gpu_page_sizes(); recheck, it is cheap. */
@@ -292,11 +348,32 @@ NV_STATUS vattn_os_chunk_alloc(vattn_os_gpu_t *gpu, uint64_t size, vattn_os_chun
     if (!k)
         return NV_ERR_NO_MEMORY;
     memset(k, 0, sizeof(*k));
-    for (k->n = 0; k->n < size / piece; k->n++) {
-        status = vattn_chunk_alloc_zeroed(gpu, piece, &k->c[k->n]);
-        if (status != NV_OK)
-            break;
+    k->n = (uint32_t)(size / piece);
+
+    /* All pieces or none (the allocator clears the array on failure). */
+    status = uvm_pmm_gpu_alloc_user(&gpu->pmm, k->n, piece, UVM_PMM_ALLOC_FLAGS_EVICT, k->c, &tracker);
+    if (status != NV_OK) {
+        uvm_tracker_deinit(&tracker);
+        uvm_kvfree(k);
+        return status;
     }
+
+    /* Zero before anyone can map it: the previous user may have been another process.
+     * One push after the allocator's pending work, waited, as UVM zeroes new chunks. */
+    status = uvm_push_begin_acquire(gpu->channel_manager, UVM_CHANNEL_TYPE_GPU_INTERNAL, &tracker, &push,
+                                    "vattn: zero %u x %u KiB", k->n, (unsigned)(piece >> 10));
+    if (status == NV_OK) {
+        for (i = 0; i < k->n; i++) {
+            uvm_gpu_address_t dst = uvm_gpu_address_copy(gpu, uvm_gpu_phys_address(UVM_APERTURE_VID,
+                                                                                  k->c[i]->address));
+
+            gpu->parent->ce_hal->memset_8(&push, dst, 0, piece);
+        }
+        status = uvm_push_end_and_wait(&push);
+    }
+    wait_status = uvm_tracker_wait_deinit(&tracker);
+    if (status == NV_OK)
+        status = wait_status;
     if (status != NV_OK) {
         for (i = 0; i < k->n; i++)
             uvm_pmm_gpu_free(&gpu->pmm, k->c[i], NULL);

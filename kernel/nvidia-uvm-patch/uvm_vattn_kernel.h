@@ -29,6 +29,7 @@ typedef struct uvm_va_space_struct vattn_os_va_space_t;
 typedef struct uvm_gpu_struct vattn_os_gpu_t;
 typedef struct vattn_kchunk vattn_os_chunk_t;   /* uvm_vattn_kernel.c */
 typedef struct mutex vattn_os_mutex_t;
+typedef struct vattn_owner vattn_os_owner_t;      /* uvm_vattn_kernel.c */
 
 #define UVM_VATTN_READ_ONCE(x)          READ_ONCE(x)
 #define UVM_VATTN_CMPXCHG(slot, val)    (cmpxchg((slot), NULL, (val)) == NULL)

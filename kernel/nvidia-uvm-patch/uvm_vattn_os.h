@@ -40,8 +40,21 @@ uint32_t vattn_os_next_tag(void);
 /* UVM's global state (NV_OK unless the module is in a fatal error state). */
 NV_STATUS vattn_os_global_status(void);
 
-/* The pinned-memory limit per file in bytes, 0 for none (module parameter). */
+/* The pinned-memory limit per process in bytes, 0 for none (module parameter). */
 uint64_t vattn_os_pinned_limit(void);
+
+/*
+ * The process a file's pages are charged to: the calling process when the file's
+ * vattn state is created (its mm in the kernel). Every file of one process shares one
+ * owner, so opening more UVM files does not multiply the limit. owner_get returns
+ * NULL when out of memory; it may sleep and is called with the va_space lock held.
+ */
+vattn_os_owner_t *vattn_os_owner_get(void);
+void vattn_os_owner_put(vattn_os_owner_t *owner);
+/* Adds bytes to the owner's pinned total unless that would pass limit (0: none);
+ * atomic across all files of the owner. */
+bool vattn_os_owner_charge(vattn_os_owner_t *owner, uint64_t bytes, uint64_t limit);
+void vattn_os_owner_uncharge(vattn_os_owner_t *owner, uint64_t bytes);
 
 /* Our per-va_space state lives in the va_space; this returns its slot. */
 struct uvm_vattn_state **vattn_os_state_slot(vattn_os_va_space_t *va_space);

@@ -44,6 +44,7 @@ void shim_reset(void)
     shim_fail_copy_from = shim_fail_copy_to = -1;
     shim_pinned_limit = 0;
     shim_global_status = NV_OK;
+    shim_current_process = 0;
     memset(&shim_last_trace, 0, sizeof(shim_last_trace));
     shim_trace_count = 0;
     shim_user_reset();
@@ -117,6 +118,45 @@ int vattn_os_copy_to_user(uint64_t user_dst, const void *src, size_t bytes)
         return 1;
     memcpy((void *)(uintptr_t)user_dst, src, bytes);
     return 0;
+}
+
+int shim_current_process;
+struct shim_owner shim_owners[SHIM_MAX_PROCESSES];
+
+vattn_os_owner_t *vattn_os_owner_get(void)
+{
+    struct shim_owner *o = &shim_owners[shim_current_process];
+
+    if (fire(&shim_fail_kalloc))
+        return NULL;
+    o->process = shim_current_process;
+    o->refs++;
+    return o;
+}
+
+void vattn_os_owner_put(vattn_os_owner_t *o)
+{
+    if (o->refs <= 0)
+        abort();
+    if (--o->refs == 0 && o->charged != 0)
+        abort(); /* the last file of a process left pages charged */
+}
+
+bool vattn_os_owner_charge(vattn_os_owner_t *o, uint64_t bytes, uint64_t limit)
+{
+    if (o->refs <= 0)
+        abort();
+    if (limit && (o->charged > limit || bytes > limit - o->charged))
+        return false;
+    o->charged += bytes;
+    return true;
+}
+
+void vattn_os_owner_uncharge(vattn_os_owner_t *o, uint64_t bytes)
+{
+    if (bytes > o->charged)
+        abort(); /* uncharging more than was charged */
+    o->charged -= bytes;
 }
 
 uint32_t vattn_os_next_tag(void)

@@ -80,6 +80,18 @@ typedef struct shim_va_space
 
 typedef struct { int held; } vattn_os_mutex_t;
 
+/* A process, as the kernel's mm: files created while shim_current_process is N are
+ * charged to owner N. */
+#define SHIM_MAX_PROCESSES 4
+typedef struct shim_owner
+{
+    int process;
+    int refs;
+    uint64_t charged;
+} vattn_os_owner_t;
+extern int shim_current_process;
+extern struct shim_owner shim_owners[SHIM_MAX_PROCESSES];
+
 #define UVM_VATTN_READ_ONCE(x) (x)
 #define UVM_VATTN_CMPXCHG(slot, val) shim_cmpxchg((void **)(slot), (val))
 bool shim_cmpxchg(void **slot, void *val);

@@ -85,6 +85,10 @@ static void teardown(void)
     CHECK_EQ(gpu_a.retains, 0);
     CHECK_EQ(gpu_b.retains, 0);
     CHECK_EQ(shim_kallocs_live, 0);
+    for (int i = 0; i < SHIM_MAX_PROCESSES; i++) {
+        CHECK_EQ(shim_owners[i].refs, 0);
+        CHECK_EQ(shim_owners[i].charged, 0);
+    }
     free(vs);
     free(vs2);
 }
@@ -614,21 +618,47 @@ static void test_gpu_reregistered(void)
     teardown();
 }
 
-/* The pinned limit counts every GPU of the file together. */
-static void test_pinned_limit_all_gpus(void)
+/* The pinned limit is per process: every GPU and every UVM file of the process
+ * count together; another process has its own budget. */
+static void test_pinned_limit_per_process(void)
 {
-    uint64_t h[4];
+    uint64_t h[6];
+    vattn_os_va_space_t *other;
 
-    setup("pinned_limit_all_gpus");
+    setup("pinned_limit_per_process");
     shim_pinned_limit = 3 * M2;
     CHECK_EQ(do_alloc(vs, &gpu_a, M2, h, 2), NV_OK);
     CHECK_EQ(do_alloc(vs, &gpu_b, M2, h + 2, 2), NV_ERR_INSUFFICIENT_RESOURCES);
     CHECK_EQ(gpu_b.live_chunks, 0);
-    CHECK_EQ(do_alloc(vs, &gpu_b, M2, h + 2, 1), NV_OK);
+    CHECK_EQ(shim_owners[0].charged, 2 * M2);
+    /* a second file of the same process shares the budget */
+    CHECK_EQ(do_alloc(vs2, &gpu_a, M2, h + 2, 2), NV_ERR_INSUFFICIENT_RESOURCES);
+    CHECK_EQ(do_alloc(vs2, &gpu_b, M2, h + 2, 1), NV_OK);
     CHECK_EQ(do_alloc(vs, &gpu_a, K64, h + 3, 1), NV_ERR_INSUFFICIENT_RESOURCES);
-    /* another file has its own budget */
-    CHECK_EQ(do_alloc(vs2, &gpu_a, M2, h + 3, 1), NV_OK);
+    /* another process has its own */
+    other = calloc(1, sizeof(*other));
+    if (!other)
+        abort();
+    *other = *vs;
+    other->vattn = NULL;
+    other->nptes = 0;
+    shim_current_process = 1;
+    CHECK_EQ(do_alloc(other, &gpu_a, M2, h + 3, 3), NV_OK);
+    CHECK_EQ(shim_owners[1].charged, 3 * M2);
+    shim_current_process = 0;
+    /* freeing returns budget to the process, whichever file frees */
+    CHECK_EQ(do_free(vs, h, 1, NULL, NULL), NV_OK);
+    CHECK_EQ(do_alloc(vs2, &gpu_a, K64, h + 4, 1), NV_OK);
+    CHECK_EQ(shim_owners[0].charged, 2 * M2 + K64);
+    /* failed allocations charge nothing */
     shim_pinned_limit = 0;
+    shim_fail_chunk = 1;
+    CHECK_EQ(do_alloc(vs, &gpu_a, K64, h + 5, 3), NV_ERR_NO_MEMORY);
+    CHECK_EQ(shim_owners[0].charged, 2 * M2 + K64);
+    uvm_vattn_va_space_destroy(other);
+    CHECK_EQ(shim_owners[1].charged, 0);
+    CHECK_EQ(shim_owners[1].refs, 0);
+    free(other);
     teardown();
 }
 
@@ -1143,7 +1173,7 @@ int main(int argc, char **argv)
     test_release_on_close();
     test_table_growth();
     test_gpu_reregistered();
-    test_pinned_limit_all_gpus();
+    test_pinned_limit_per_process();
     test_fault_sweep();
     random_test(seed, ops);
 
