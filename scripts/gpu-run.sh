@@ -3,7 +3,8 @@
 # device tests, "vattnctl map --verify", and the benchmark of vattnctl map
 # against the raw driver API (bench/cvmm/vmmbench.c, built here with gcc).
 # Outputs go to $OUT (default ./gpu-out).
-#   bash .gpubin/gpu-run.sh [tests] [map] [bench]   (default: all three)
+#   bash .gpubin/gpu-run.sh [tests] [map] [bench] [trace] [status]
+#   (default: tests map bench)
 set -uo pipefail
 bin=$(cd "$(dirname "$0")" && pwd)
 out=${OUT:-./gpu-out}
@@ -60,5 +61,40 @@ if [[ " $sections " == *" bench "* ]]; then
 		done
 	done
 	python3 "$bin/summarize.py" "$jsonl" | tee "$out/summary$tag.txt"
+fi
+if [[ " $sections " == *" trace "* ]]; then
+	# vattnctl trace on the real libcuda while vattnctl map runs, and what
+	# tracing costs the map loop: map alone and map traced, alternating.
+	mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing
+	cycle() { # one map run; prints the µs per page of alloc+map+unmap+free
+		"$bin/vattnctl" map --backend cudavmm --pages 512 -o json |
+			python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.2f" % sum(o["us_per_page"] for o in r["ops"] if o["op"] in ("alloc","map","unmap","free")))'
+	}
+	: >"$out/trace-overhead.txt"
+	for r in 1 2 3; do
+		echo "untraced $(cycle)" | tee -a "$out/trace-overhead.txt"
+		"$bin/vattnctl" trace --source cuda,ioctl --duration 60s >"$out/trace-$r.txt" 2>"$out/trace-$r.err" &
+		tpid=$!
+		sleep 4
+		echo "traced $(cycle)" | tee -a "$out/trace-overhead.txt"
+		kill -INT $tpid
+		wait $tpid || true
+	done
+	"$bin/vattnctl" trace --source cuda --duration 20s -o json >"$out/trace.json" 2>"$out/trace-json.err" &
+	tpid=$!
+	sleep 4
+	"$bin/vattnctl" map --backend cudavmm --pages 1024 >/dev/null || status=1
+	kill -INT $tpid
+	wait $tpid || true
+	cat "$out/trace-1.err" "$out/trace-1.txt"
+fi
+
+if [[ " $sections " == *" status "* ]]; then
+	for c in "status" "status -o json" "selftest" "bench --backend cudavmm"; do
+		echo "== vattnctl $c"
+		# shellcheck disable=SC2086
+		"$bin/vattnctl" $c 2>&1 | tee -a "$out/status.txt"
+		echo "exit code: ${PIPESTATUS[0]}" | tee -a "$out/status.txt"
+	done
 fi
 exit $status
