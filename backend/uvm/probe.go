@@ -200,3 +200,13 @@ func ProbeProcess() (ProbeResult, error) {
 	}
 	return r, fmt.Errorf("probe process: none of the %d %s files is a va_space file: %w", len(fds), DevicePath, errors.Join(tried...))
 }
+
+// SetProcFDDir points ProbeProcess at another directory of open-file links and
+// returns a function restoring the old one. It exists for tests of packages
+// built on this one (with uvmfake standing in for the module); nothing else may
+// call it.
+func SetProcFDDir(dir string) (restore func()) {
+	old := procFDDir
+	procFDDir = dir
+	return func() { procFDDir = old }
+}

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vattn/vattn/backend/uvm/uvmfake"
 	"github.com/vattn/vattn/ioctl"
 	"github.com/vattn/vattn/pagesize"
 )
@@ -59,29 +60,29 @@ func openFDs(t *testing.T) int {
 
 func TestProbeDeviceStock(t *testing.T) {
 	for _, errno := range []unix.Errno{unix.ENOSYS, unix.EINVAL} {
-		f := newFakeUVM(-1, testUUID, 16)
-		f.errno = errno
-		restore := f.install()
+		f := uvmfake.New(-1, testUUID, 16)
+		f.Errno = errno
+		restore := f.Install()
 		r, err := ProbeDevice(os.DevNull)
 		restore()
 		if err != nil || r.State != StateStock || r.Errno != unix.ErrnoName(errno) || !strings.Contains(r.Detail, "vattnctl install-driver") {
 			t.Errorf("%v: %+v %v", errno, r, err)
 		}
-		if f.inits != 0 {
-			t.Errorf("%v: a stock driver needs no va_space, %d made", errno, f.inits)
+		if f.Inits() != 0 {
+			t.Errorf("%v: a stock driver needs no va_space, %d made", errno, f.Inits())
 		}
 	}
 }
 
 func TestProbeDevicePatched(t *testing.T) {
-	f := newFakeUVM(-1, testUUID, 16) // no file is a va_space file until initialized
-	defer f.install()()
+	f := uvmfake.New(-1, testUUID, 16) // no file is a va_space file until initialized
+	defer f.Install()()
 	r, err := ProbeDevice(os.DevNull)
 	if err != nil || !r.Patched() {
 		t.Fatalf("patched: %+v %v", r, err)
 	}
-	if f.inits != 1 || r.ABIVersion != ioctl.UVM_VATTN_ABI_VERSION || r.MaxBatch != 16 || len(r.GPUs) != 1 {
-		t.Fatalf("patched: inits %d, %+v", f.inits, r)
+	if f.Inits() != 1 || r.ABIVersion != ioctl.UVM_VATTN_ABI_VERSION || r.MaxBatch != 16 || len(r.GPUs) != 1 {
+		t.Fatalf("patched: inits %d, %+v", f.Inits(), r)
 	}
 	if g := r.GPUs[0]; g.UUID != "GPU-deadbeef-0102-0304-0506-0708090a0b0c" || len(g.PageSizes) != 4 || g.PageSizes[0] != pagesize.Size64K {
 		t.Errorf("gpu %+v", g)
@@ -89,9 +90,9 @@ func TestProbeDevicePatched(t *testing.T) {
 }
 
 func TestProbeDeviceFailures(t *testing.T) {
-	f := newFakeUVM(-1, testUUID, 16)
-	defer f.install()()
-	f.failNext(ioctl.UVM_VATTN_GET_INFO, 1, 0, unix.EAGAIN, 0)
+	f := uvmfake.New(-1, testUUID, 16)
+	defer f.Install()()
+	f.FailNext(ioctl.UVM_VATTN_GET_INFO, 1, 0, unix.EAGAIN, 0)
 	if _, err := ProbeDevice(os.DevNull); !errors.Is(err, unix.EAGAIN) {
 		t.Errorf("EAGAIN: %v", err)
 	}
@@ -124,13 +125,13 @@ func fdDir(t *testing.T, links map[int]string) {
 func TestProbeProcessPicksVASpaceFile(t *testing.T) {
 	// CUDA holds an mm file (5) and the va_space file (6); 7 is something else.
 	fdDir(t, map[int]string{5: DevicePath, 6: DevicePath, 7: os.DevNull})
-	f := newFakeUVM(6, testUUID, 16)
-	defer f.install()()
+	f := uvmfake.New(6, testUUID, 16)
+	defer f.Install()()
 	r, err := ProbeProcess()
 	if err != nil || !r.Patched() || r.FD != 6 {
 		t.Fatalf("process probe: %+v %v", r, err)
 	}
-	f.errno = unix.ENOSYS
+	f.Errno = unix.ENOSYS
 	r, err = ProbeProcess()
 	if err != nil || r.State != StateStock || r.Errno != "ENOSYS" || r.FD != 6 {
 		t.Fatalf("stock: %+v %v", r, err)
@@ -144,8 +145,8 @@ func TestProbeProcessNoFile(t *testing.T) {
 		t.Fatalf("%+v %v", r, err)
 	}
 	fdDir(t, map[int]string{5: DevicePath})
-	f := newFakeUVM(99, testUUID, 16) // fd 5 is not a va_space file
-	defer f.install()()
+	f := uvmfake.New(99, testUUID, 16) // fd 5 is not a va_space file
+	defer f.Install()()
 	if _, err := ProbeProcess(); !errors.Is(err, ioctl.NV_ERR_ILLEGAL_ACTION) {
 		t.Errorf("no va_space file: %v", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vattn/vattn/backend"
+	"github.com/vattn/vattn/backend/uvm/uvmfake"
 	"github.com/vattn/vattn/cuda"
 	"github.com/vattn/vattn/cuda/cudafake"
 	"github.com/vattn/vattn/ioctl"
@@ -19,7 +20,7 @@ const testFD = 6
 
 // setup gives a backend on the fake CUDA driver and the fake module, with CUDA's
 // va_space file at fd 6 and batches of at most maxBatch.
-func setup(t *testing.T, maxBatch uint32) (*Backend, *cudafake.Fake, *fakeUVM) {
+func setup(t *testing.T, maxBatch uint32) (*Backend, *cudafake.Fake, *uvmfake.Module) {
 	t.Helper()
 	fdDir(t, map[int]string{5: DevicePath, testFD: DevicePath})
 	cf := cudafake.New()
@@ -27,8 +28,8 @@ func setup(t *testing.T, maxBatch uint32) (*Backend, *cudafake.Fake, *fakeUVM) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fu := newFakeUVM(testFD, cf.GPUs[0].UUID, maxBatch)
-	t.Cleanup(fu.install())
+	fu := uvmfake.New(testFD, cf.GPUs[0].UUID, maxBatch)
+	t.Cleanup(fu.Install())
 	b, err := New(Options{Lib: lib})
 	if err != nil {
 		t.Fatal(err)
@@ -36,12 +37,12 @@ func setup(t *testing.T, maxBatch uint32) (*Backend, *cudafake.Fake, *fakeUVM) {
 	return b, cf, fu
 }
 
-func closeClean(t *testing.T, b *Backend, cf *cudafake.Fake, fu *fakeUVM) {
+func closeClean(t *testing.T, b *Backend, cf *cudafake.Fake, fu *uvmfake.Module) {
 	t.Helper()
 	if err := b.Close(); err != nil {
 		t.Fatalf("close: %v", err)
 	}
-	if p, m := fu.live(); p != 0 || m != 0 {
+	if p, m := fu.Live(); p != 0 || m != 0 {
 		t.Errorf("after close the module holds %d pages, %d mappings", p, m)
 	}
 	if live := cf.Live(); live != (cudafake.Live{}) {
@@ -65,9 +66,9 @@ func TestNewStockDriver(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fu := newFakeUVM(testFD, cf.GPUs[0].UUID, 16)
-		fu.errno = errno
-		restore := fu.install()
+		fu := uvmfake.New(testFD, cf.GPUs[0].UUID, 16)
+		fu.Errno = errno
+		restore := fu.Install()
 		_, err = New(Options{Lib: lib})
 		restore()
 		if !errors.Is(err, ErrNotPatched) || !errors.Is(err, backend.ErrUnavailable) || !strings.Contains(err.Error(), "vattnctl install-driver") || !strings.Contains(err.Error(), unix.ErrnoName(errno)) {
@@ -96,8 +97,8 @@ func TestNewRefusals(t *testing.T) {
 		t.Errorf("GPU 7: %v", err)
 	}
 	fdDir(t, map[int]string{testFD: DevicePath})
-	fu := newFakeUVM(testFD, [16]byte{1}, 16) // another GPU registered
-	defer fu.install()()
+	fu := uvmfake.New(testFD, [16]byte{1}, 16) // another GPU registered
+	defer fu.Install()()
 	if _, err := New(Options{Lib: lib}); !errors.Is(err, backend.ErrUnavailable) || !strings.Contains(err.Error(), "not registered") {
 		t.Errorf("GPU not registered: %v", err)
 	}
@@ -120,13 +121,13 @@ func TestBatchesSplitAtMaxBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := fu.cmds(ioctl.UVM_VATTN_ALLOC); !slices.Equal(got, []uint32{4, 4, 2}) {
+	if got := fu.Counts(ioctl.UVM_VATTN_ALLOC); !slices.Equal(got, []uint32{4, 4, 2}) {
 		t.Errorf("alloc batches %v", got)
 	}
 	if err := b.Map(mapAll(r, ids, size)); err != nil {
 		t.Fatal(err)
 	}
-	if got := fu.cmds(ioctl.UVM_VATTN_MAP); !slices.Equal(got, []uint32{4, 4, 2}) {
+	if got := fu.Counts(ioctl.UVM_VATTN_MAP); !slices.Equal(got, []uint32{4, 4, 2}) {
 		t.Errorf("map batches %v", got)
 	}
 	addrs := make([]uint64, 9)
@@ -136,13 +137,13 @@ func TestBatchesSplitAtMaxBatch(t *testing.T) {
 	if err := b.Unmap(addrs, 0); err != nil {
 		t.Fatal(err)
 	}
-	if got := fu.cmds(ioctl.UVM_VATTN_UNMAP); !slices.Equal(got, []uint32{4, 4, 1}) {
+	if got := fu.Counts(ioctl.UVM_VATTN_UNMAP); !slices.Equal(got, []uint32{4, 4, 1}) {
 		t.Errorf("unmap batches %v", got)
 	}
 	if err := b.FreePages(ids[:9]); err != nil {
 		t.Fatal(err)
 	}
-	if got := fu.cmds(ioctl.UVM_VATTN_FREE); !slices.Equal(got, []uint32{4, 4, 1}) {
+	if got := fu.Counts(ioctl.UVM_VATTN_FREE); !slices.Equal(got, []uint32{4, 4, 1}) {
 		t.Errorf("free batches %v", got)
 	}
 	if rg, pg, mp := b.Held(); rg != 1 || pg != 1 || mp != 1 {
@@ -150,27 +151,27 @@ func TestBatchesSplitAtMaxBatch(t *testing.T) {
 	}
 	// Close with a page still mapped: RELEASE_RANGE frees it.
 	closeClean(t, b, cf, fu)
-	if got := fu.cmds(ioctl.UVM_VATTN_RELEASE_RANGE); len(got) != 1 {
+	if got := fu.Counts(ioctl.UVM_VATTN_RELEASE_RANGE); len(got) != 1 {
 		t.Errorf("release range calls %d", len(got))
 	}
 }
 
 func TestAllocRollback(t *testing.T) {
 	b, cf, fu := setup(t, 4)
-	fu.failNext(ioctl.UVM_VATTN_ALLOC, 2, ioctl.NV_ERR_NO_MEMORY, 0, 0)
+	fu.FailNext(ioctl.UVM_VATTN_ALLOC, 2, ioctl.NV_ERR_NO_MEMORY, 0, 0)
 	_, err := b.AllocPages(10)
 	if !errors.Is(err, backend.ErrOutOfMemory) || !errors.Is(err, ioctl.NV_ERR_NO_MEMORY) {
 		t.Fatalf("alloc: %v", err)
 	}
-	if p, _ := fu.live(); p != 0 {
+	if p, _ := fu.Live(); p != 0 {
 		t.Errorf("failed allocation left %d pages in the module", p)
 	}
 	if _, pg, _ := b.Held(); pg != 0 {
 		t.Errorf("books hold %d pages", pg)
 	}
 	// Undo failing too: the pages it could not free stay in the books so Close frees them.
-	fu.failNext(ioctl.UVM_VATTN_ALLOC, 2, ioctl.NV_ERR_NO_MEMORY, 0, 0)
-	fu.failNext(ioctl.UVM_VATTN_FREE, 1, ioctl.NV_ERR_INVALID_ARGUMENT, 0, 1)
+	fu.FailNext(ioctl.UVM_VATTN_ALLOC, 2, ioctl.NV_ERR_NO_MEMORY, 0, 0)
+	fu.FailNext(ioctl.UVM_VATTN_FREE, 1, ioctl.NV_ERR_INVALID_ARGUMENT, 0, 1)
 	if _, err := b.AllocPages(6); err == nil || !strings.Contains(err.Error(), "also failed") {
 		t.Fatalf("alloc with failing undo: %v", err)
 	}
@@ -193,15 +194,15 @@ func TestMapRollback(t *testing.T) {
 	}
 	// The second MAP applies 1 entry and fails: 5 entries are mapped in the
 	// module, and all must be undone.
-	fu.failNext(ioctl.UVM_VATTN_MAP, 2, ioctl.NV_ERR_NO_MEMORY, 0, 1)
+	fu.FailNext(ioctl.UVM_VATTN_MAP, 2, ioctl.NV_ERR_NO_MEMORY, 0, 1)
 	err = b.Map(mapAll(r, ids, size))
 	if !errors.Is(err, backend.ErrOutOfMemory) {
 		t.Fatalf("map: %v", err)
 	}
-	if _, m := fu.live(); m != 0 {
+	if _, m := fu.Live(); m != 0 {
 		t.Errorf("failed map left %d mappings", m)
 	}
-	if got := fu.cmds(ioctl.UVM_VATTN_UNMAP); !slices.Equal(got, []uint32{4, 1}) {
+	if got := fu.Counts(ioctl.UVM_VATTN_UNMAP); !slices.Equal(got, []uint32{4, 1}) {
 		t.Errorf("undo batches %v", got)
 	}
 	if _, _, mp := b.Held(); mp != 0 {
@@ -224,8 +225,8 @@ func TestMapRollback(t *testing.T) {
 		t.Fatal(err)
 	}
 	extra[1].Page = more[0]
-	fu.failNext(ioctl.UVM_VATTN_MAP, 1, ioctl.NV_ERR_NO_MEMORY, 0, 1)
-	fu.failNext(ioctl.UVM_VATTN_UNMAP, 1, ioctl.NV_ERR_INVALID_ARGUMENT, 0, 0)
+	fu.FailNext(ioctl.UVM_VATTN_MAP, 1, ioctl.NV_ERR_NO_MEMORY, 0, 1)
+	fu.FailNext(ioctl.UVM_VATTN_UNMAP, 1, ioctl.NV_ERR_INVALID_ARGUMENT, 0, 0)
 	if err := b.Map(extra); err == nil || !strings.Contains(err.Error(), "also failed") {
 		t.Fatalf("map with failing undo: %v", err)
 	}
@@ -264,7 +265,7 @@ func TestValidationBeforeDriver(t *testing.T) {
 			t.Errorf("case %d: %v, want %v", i, err, c.want)
 		}
 	}
-	if got := fu.cmds(ioctl.UVM_VATTN_MAP); len(got) != 0 {
+	if got := fu.Counts(ioctl.UVM_VATTN_MAP); len(got) != 0 {
 		t.Errorf("invalid batches reached the driver: %v", got)
 	}
 	if err := b.Map([]backend.Mapping{{Addr: r.Addr, Page: ids[0]}}); err != nil {
@@ -294,7 +295,7 @@ func TestValidationBeforeDriver(t *testing.T) {
 	if _, err := b.AllocPages(0); !errors.Is(err, backend.ErrBadArgument) {
 		t.Errorf("alloc 0: %v", err)
 	}
-	if got := fu.cmds(ioctl.UVM_VATTN_FREE); len(got) != 0 {
+	if got := fu.Counts(ioctl.UVM_VATTN_FREE); len(got) != 0 {
 		t.Errorf("invalid frees reached the driver: %v", got)
 	}
 	closeClean(t, b, cf, fu)
@@ -323,16 +324,16 @@ func TestDriverErrorsMap(t *testing.T) {
 		{ioctl.NV_ERR_OBJECT_NOT_FOUND, backend.ErrUnknownPage},
 	}
 	for _, c := range cases {
-		fu.failNext(ioctl.UVM_VATTN_MAP, 1, c.st, 0, 0)
+		fu.FailNext(ioctl.UVM_VATTN_MAP, 1, c.st, 0, 0)
 		if err := b.Map([]backend.Mapping{{Addr: r.Addr, Page: ids[0]}}); !errors.Is(err, c.want) || !errors.Is(err, c.st) {
 			t.Errorf("%v: %v", c.st.Name(), err)
 		}
 	}
-	fu.failNext(ioctl.UVM_VATTN_MAP, 1, 0, unix.ENOSYS, 0)
+	fu.FailNext(ioctl.UVM_VATTN_MAP, 1, 0, unix.ENOSYS, 0)
 	if err := b.Map([]backend.Mapping{{Addr: r.Addr, Page: ids[0]}}); !errors.Is(err, ErrNotPatched) {
 		t.Errorf("ENOSYS: %v", err)
 	}
-	fu.failNext(ioctl.UVM_VATTN_MAP, 1, 0, unix.EAGAIN, 0)
+	fu.FailNext(ioctl.UVM_VATTN_MAP, 1, 0, unix.EAGAIN, 0)
 	if err := b.Map([]backend.Mapping{{Addr: r.Addr, Page: ids[0]}}); !errors.Is(err, unix.EAGAIN) {
 		t.Errorf("EAGAIN: %v", err)
 	}
@@ -340,7 +341,7 @@ func TestDriverErrorsMap(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A partial UNMAP: the first entry is gone, the books say so.
-	fu.failNext(ioctl.UVM_VATTN_UNMAP, 1, ioctl.NV_ERR_NO_MEMORY, 0, 1)
+	fu.FailNext(ioctl.UVM_VATTN_UNMAP, 1, ioctl.NV_ERR_NO_MEMORY, 0, 1)
 	if err := b.Unmap([]uint64{r.Addr, r.Addr + size}, 0); !errors.Is(err, backend.ErrOutOfMemory) || !strings.Contains(err.Error(), "1 unmapped") {
 		t.Errorf("partial unmap: %v", err)
 	}
@@ -350,7 +351,7 @@ func TestDriverErrorsMap(t *testing.T) {
 	if err := b.Unmap([]uint64{r.Addr + size}, 0); err != nil {
 		t.Fatal(err)
 	}
-	fu.failNext(ioctl.UVM_VATTN_FREE, 1, ioctl.NV_ERR_IN_USE, 0, 1)
+	fu.FailNext(ioctl.UVM_VATTN_FREE, 1, ioctl.NV_ERR_IN_USE, 0, 1)
 	if err := b.FreePages(ids); !errors.Is(err, backend.ErrPageMapped) || !strings.Contains(err.Error(), "1 freed") {
 		t.Errorf("partial free: %v", err)
 	}
@@ -385,7 +386,7 @@ func TestUnmapWaitsForFence(t *testing.T) {
 	if err := b.Unmap([]uint64{r.Addr}, e); !errors.Is(err, backend.ErrFenceNotReached) {
 		t.Fatalf("unmap before the fence: %v", err)
 	}
-	if _, m := fu.live(); m != 1 {
+	if _, m := fu.Live(); m != 1 {
 		t.Error("the refused unmap reached the driver")
 	}
 	cf.Complete()
@@ -409,14 +410,14 @@ func TestCloseErrorsAndClosed(t *testing.T) {
 	if err := b.Map([]backend.Mapping{{Addr: r.Addr, Page: ids[0]}}); err != nil {
 		t.Fatal(err)
 	}
-	fu.failNext(ioctl.UVM_VATTN_RELEASE_RANGE, 1, ioctl.NV_ERR_INVALID_ARGUMENT, 0, 0)
+	fu.FailNext(ioctl.UVM_VATTN_RELEASE_RANGE, 1, ioctl.NV_ERR_INVALID_ARGUMENT, 0, 0)
 	cf.Inject("cuMemFree_v2", 1, cuda.CUDA_ERROR_UNKNOWN)
 	err = b.Close()
 	if !errors.Is(err, ioctl.NV_ERR_INVALID_ARGUMENT) || !strings.Contains(err.Error(), "cuMemFree") {
 		t.Errorf("close: %v", err)
 	}
 	// The unmapped page was still freed, and the context released.
-	if p, _ := fu.live(); p != 1 {
+	if p, _ := fu.Live(); p != 1 {
 		t.Errorf("module holds %d pages, want the 1 that stayed mapped", p)
 	}
 	if live := cf.Live(); live.Retains != 0 {

@@ -1,4 +1,9 @@
-package uvm
+// Package uvmfake is a fake of the vattn-patched nvidia-uvm module for tests: it
+// answers the vattn commands through ioctl's syscall seam the way
+// kernel/nvidia-uvm-patch/uvm_vattn_ioctl.h says the module does (checks before
+// changes, statuses, done counts), keeps pages and mappings per handle, and can
+// be told to fail a command or to act as the stock module.
+package uvmfake
 
 import (
 	"sync"
@@ -9,13 +14,16 @@ import (
 	"github.com/vattn/vattn/ioctl"
 )
 
-// fakeUVM answers the vattn commands the way the header says the patched module
-// does, through ioctl's syscall seam, so the backend is tested over the real
-// wrappers. It keeps pages and mappings per handle and can be told to fail.
-type fakeUVM struct {
+// Module is the fake module's state.
+type Module struct {
+	// Errno, when set, answers every vattn command (a stock module: ENOSYS).
+	Errno unix.Errno
+	// Managed reports whether an address lies in a managed range; nil means
+	// every address does.
+	Managed func(addr uint64) bool
+
 	mu       sync.Mutex
-	errno    unix.Errno // answer every vattn command with this (a stock module)
-	vaFD     int        // the va_space file; other fds answer NV_ERR_ILLEGAL_ACTION
+	vaFDs    map[int]bool // va_space files; other fds answer NV_ERR_ILLEGAL_ACTION
 	uuid     [16]byte
 	maxBatch uint32
 	next     uint64
@@ -40,20 +48,24 @@ type failure struct {
 	done   uint32 // entries applied before the failure (MAP/UNMAP/FREE)
 }
 
-func newFakeUVM(fd int, uuid [16]byte, maxBatch uint32) *fakeUVM {
-	return &fakeUVM{vaFD: fd, uuid: uuid, maxBatch: maxBatch, next: 0x100,
+// New returns a module whose va_space file is fd (-1: none until UVM_INITIALIZE
+// makes one), with one registered GPU and batches of at most maxBatch.
+func New(fd int, uuid [16]byte, maxBatch uint32) *Module {
+	return &Module{vaFDs: map[int]bool{fd: true}, uuid: uuid, maxBatch: maxBatch, next: 0x100,
 		pages: map[uint64]uint64{}, mapped: map[uint64]uint64{}, onPage: map[uint64]uint64{},
 		fail: map[uint32]failure{}, count: map[uint32]int{}}
 }
 
-// failNext makes the nth call (1-based) of cmd from now fail.
-func (f *fakeUVM) failNext(cmd uint32, nth int, st ioctl.Status, errno unix.Errno, done uint32) {
+// FailNext makes the nth call (1-based) of cmd from now fail: with errno when
+// set, else with status after applying done entries.
+func (f *Module) FailNext(cmd uint32, nth int, st ioctl.Status, errno unix.Errno, done uint32) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.fail[cmd] = failure{nth: f.count[cmd] + nth, status: st, errno: errno, done: done}
 }
 
-func (f *fakeUVM) cmds(cmd uint32) []uint32 {
+// Counts returns the entry count of every call of cmd so far.
+func (f *Module) Counts(cmd uint32) []uint32 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []uint32
@@ -65,7 +77,8 @@ func (f *fakeUVM) cmds(cmd uint32) []uint32 {
 	return out
 }
 
-func (f *fakeUVM) live() (pages, mapped int) {
+// Live counts the pages and mappings the module holds.
+func (f *Module) Live() (pages, mapped int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return len(f.pages), len(f.mapped)
@@ -81,25 +94,33 @@ func slice[T any](field *uint64, n uint32) []T {
 	return unsafe.Slice((*T)(ptr(field)), n)
 }
 
-func (f *fakeUVM) install() (restore func()) { return ioctl.SetRawIoctl(f.ioctl) }
+// Inits counts UVM_INITIALIZE calls.
+func (f *Module) Inits() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.inits
+}
 
-func (f *fakeUVM) ioctl(fd int, cmd uint32, arg unsafe.Pointer) unix.Errno {
+// Install makes the module answer every command; restore undoes it.
+func (f *Module) Install() (restore func()) { return ioctl.SetRawIoctl(f.ioctl) }
+
+func (f *Module) ioctl(fd int, cmd uint32, arg unsafe.Pointer) unix.Errno {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	switch cmd {
 	case ioctl.UVM_INITIALIZE:
 		f.inits++
-		f.vaFD = fd
+		f.vaFDs[fd] = true // each file becomes its own va_space; the fake shares one page table
 		return 0
 	case ioctl.UVM_PAGEABLE_MEM_ACCESS:
 		p := (*ioctl.UVM_PAGEABLE_MEM_ACCESS_PARAMS)(arg)
-		if fd != f.vaFD {
+		if !f.vaFDs[fd] {
 			p.RMStatus = ioctl.NV_ERR_ILLEGAL_ACTION
 		}
 		return 0
 	}
-	if f.errno != 0 {
-		return f.errno
+	if f.Errno != 0 {
+		return f.Errno
 	}
 	f.count[cmd]++
 	var fl *failure
@@ -111,7 +132,7 @@ func (f *fakeUVM) ioctl(fd int, cmd uint32, arg unsafe.Pointer) unix.Errno {
 		return fl.errno
 	}
 	set := func(st *ioctl.Status) bool {
-		if fd != f.vaFD {
+		if !f.vaFDs[fd] {
 			*st = ioctl.NV_ERR_ILLEGAL_ACTION
 			return true
 		}
@@ -140,15 +161,22 @@ func (f *fakeUVM) ioctl(fd int, cmd uint32, arg unsafe.Pointer) unix.Errno {
 			p.RMStatus = fl.status
 			return 0
 		}
-		if p.Count > f.maxBatch {
+		switch {
+		case p.Count > f.maxBatch:
 			p.RMStatus = ioctl.NV_ERR_INVALID_LIMIT
 			return 0
+		case p.Flags != 0 || p.PageSize&ioctl.UVM_VATTN_PAGE_SIZES_ALL == 0 || p.PageSize&(p.PageSize-1) != 0:
+			p.RMStatus = ioctl.NV_ERR_INVALID_ARGUMENT
+			return 0
+		case p.GPUUUID != f.uuid:
+			p.RMStatus = ioctl.NV_ERR_INVALID_DEVICE
+			return 0
 		}
-		for i, h := range slice[uint64](&p.Handles, p.Count) {
-			_ = h
+		hs := slice[uint64](&p.Handles, p.Count)
+		for i := range hs {
 			f.next++
 			f.pages[f.next] = p.PageSize
-			slice[uint64](&p.Handles, p.Count)[i] = f.next
+			hs[i] = f.next
 		}
 		p.Done = p.Count
 	case ioctl.UVM_VATTN_MAP:
@@ -158,19 +186,38 @@ func (f *fakeUVM) ioctl(fd int, cmd uint32, arg unsafe.Pointer) unix.Errno {
 			return 0
 		}
 		es := slice[ioctl.UVM_VATTN_MAP_ENTRY](&p.Entries, p.Count)
+		// The whole batch is checked before anything changes.
+		addrs, handles := map[uint64]bool{}, map[uint64]bool{}
+		for i, e := range es {
+			size, ok := f.pages[e.Handle]
+			st := ioctl.NV_OK
+			switch {
+			case !ok:
+				st = ioctl.NV_ERR_OBJECT_NOT_FOUND
+			case e.Address%size != 0:
+				st = ioctl.NV_ERR_INVALID_OFFSET
+			case f.Managed != nil && !f.Managed(e.Address):
+				st = ioctl.NV_ERR_INVALID_ADDRESS
+			case addrs[e.Address] || handles[e.Handle]:
+				st = ioctl.NV_ERR_UVM_ADDRESS_IN_USE
+			}
+			if _, busy := f.mapped[e.Address]; busy && st == ioctl.NV_OK {
+				st = ioctl.NV_ERR_UVM_ADDRESS_IN_USE
+			}
+			if _, busy := f.onPage[e.Handle]; busy && st == ioctl.NV_OK {
+				st = ioctl.NV_ERR_UVM_ADDRESS_IN_USE
+			}
+			if st != ioctl.NV_OK {
+				p.RMStatus, p.ErrorIndex = st, uint32(i)
+				return 0
+			}
+			addrs[e.Address], handles[e.Handle] = true, true
+		}
 		n := uint32(len(es))
 		if fl != nil {
 			n = fl.done
 		}
 		for _, e := range es[:n] {
-			if _, ok := f.pages[e.Handle]; !ok {
-				p.RMStatus, p.ErrorIndex = ioctl.NV_ERR_OBJECT_NOT_FOUND, p.Done
-				return 0
-			}
-			if _, busy := f.mapped[e.Address]; busy {
-				p.RMStatus, p.ErrorIndex = ioctl.NV_ERR_UVM_ADDRESS_IN_USE, p.Done
-				return 0
-			}
 			f.mapped[e.Address], f.onPage[e.Handle] = e.Handle, e.Address
 			p.Done++
 		}
