@@ -70,6 +70,11 @@ const (
 	CU_MEM_ALLOC_GRANULARITY_RECOMMENDED = 1
 )
 
+// cuMemAllocManaged attach flags.
+const (
+	CU_MEM_ATTACH_GLOBAL = 1
+)
+
 // Event and stream creation flags.
 const (
 	CU_EVENT_DISABLE_TIMING = 2

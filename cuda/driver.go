@@ -30,6 +30,8 @@ type Driver struct {
 	MemUnmap                    func(ptr DevicePtr, size uint64) Result
 	MemSetAccess                func(ptr DevicePtr, size uint64, desc *AccessDesc, count uint64) Result
 	MemsetD32                   func(dst DevicePtr, value uint32, n uint64) Result
+	MemAllocManaged             func(ptr *DevicePtr, size uint64, flags uint32) Result
+	MemFree                     func(ptr DevicePtr) Result
 	MemcpyDtoH                  func(dst unsafe.Pointer, src DevicePtr, n uint64) Result
 	MemcpyHtoD                  func(dst DevicePtr, src unsafe.Pointer, n uint64) Result
 	StreamCreate                func(stream *Stream, flags uint32) Result
@@ -77,6 +79,8 @@ var Symbols = map[string]string{
 	"MemUnmap":                    "cuMemUnmap",
 	"MemSetAccess":                "cuMemSetAccess",
 	"MemsetD32":                   "cuMemsetD32_v2",
+	"MemAllocManaged":             "cuMemAllocManaged",
+	"MemFree":                     "cuMemFree_v2",
 	"MemcpyDtoH":                  "cuMemcpyDtoH_v2",
 	"MemcpyHtoD":                  "cuMemcpyHtoD_v2",
 	"StreamCreate":                "cuStreamCreate",

@@ -150,6 +150,20 @@ func bindDriver(lookup func(name string) (uintptr, error)) (*Driver, error) {
 		}
 	}
 	{
+		f := addr["MemAllocManaged"]
+		d.MemAllocManaged = func(p *DevicePtr, size uint64, flags uint32) Result {
+			r1, _, _ := call(f, uintptr(unsafe.Pointer(p)), uintptr(size), uintptr(flags))
+			return r(r1)
+		}
+	}
+	{
+		f := addr["MemFree"]
+		d.MemFree = func(p DevicePtr) Result {
+			r1, _, _ := call(f, uintptr(p))
+			return r(r1)
+		}
+	}
+	{
 		f := addr["MemsetD32"]
 		d.MemsetD32 = func(p DevicePtr, v uint32, n uint64) Result {
 			r1, _, _ := call(f, uintptr(p), uintptr(v), uintptr(n))

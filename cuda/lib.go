@@ -303,6 +303,20 @@ func (b Bound) SetAccess(p DevicePtr, size uint64, desc *AccessDesc) error {
 	return b.d.check("cuMemSetAccess", b.d.MemSetAccess(p, size, desc, 1))
 }
 
+// AllocManaged makes a managed (unified memory) allocation of size bytes,
+// attached globally: the range nvidia-uvm tracks and the patched driver maps
+// its pages into.
+func (b Bound) AllocManaged(size uint64) (DevicePtr, error) {
+	var p DevicePtr
+	err := b.d.check("cuMemAllocManaged", b.d.MemAllocManaged(&p, size, CU_MEM_ATTACH_GLOBAL))
+	return p, err
+}
+
+// MemFree frees an allocation made by AllocManaged.
+func (b Bound) MemFree(p DevicePtr) error {
+	return b.d.check("cuMemFree_v2", b.d.MemFree(p))
+}
+
 // MemsetD32 fills n 32-bit words at p with v.
 func (b Bound) MemsetD32(p DevicePtr, v uint32, n uint64) error {
 	return b.d.check("cuMemsetD32_v2", b.d.MemsetD32(p, v, n))

@@ -277,6 +277,8 @@ func TestBoundErrors(t *testing.T) {
 		{"cuMemUnmap", func(b cuda.Bound) error { return b.MemUnmap(1<<40, 2<<20) }},
 		{"cuMemSetAccess", func(b cuda.Bound) error { return b.SetAccess(1<<40, 2<<20, &access) }},
 		{"cuMemsetD32_v2", func(b cuda.Bound) error { return b.MemsetD32(1<<40, 0, 1) }},
+		{"cuMemAllocManaged", func(b cuda.Bound) error { _, err := b.AllocManaged(2 << 20); return err }},
+		{"cuMemFree_v2", func(b cuda.Bound) error { return b.MemFree(1 << 40) }},
 		{"cuMemcpyDtoH_v2", func(b cuda.Bound) error { return b.CopyDtoH(buf, 1<<40) }},
 		{"cuMemcpyHtoD_v2", func(b cuda.Bound) error { return b.CopyHtoD(1<<40, buf) }},
 		{"cuStreamCreate", func(b cuda.Bound) error { _, err := b.StreamCreate(0); return err }},

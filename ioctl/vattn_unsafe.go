@@ -49,11 +49,16 @@ func batchLen(op string, n int) (uint32, error) {
 	return uint32(n), nil
 }
 
-// userPtr is the address of a slice's first element for a params field, 0 when empty.
-func userPtr[T any](s []T) uint64 {
+// userPtr is the address of a slice's first element for a params field, 0 when
+// empty. The address travels as an integer, which the runtime does not see: a
+// slice on the goroutine's stack could move if the stack grows before the
+// syscall. Pinning makes the array escape to the heap and stay put until the
+// caller's Unpin.
+func userPtr[T any](pin *runtime.Pinner, s []T) uint64 {
 	if len(s) == 0 {
 		return 0
 	}
+	pin.Pin(&s[0])
 	return uint64(uintptr(unsafe.Pointer(&s[0])))
 }
 
@@ -65,9 +70,10 @@ func GetInfo(fd int, gpus []UVM_VATTN_GPU_INFO) (UVM_VATTN_GET_INFO_PARAMS, erro
 	if len(gpus) > UVM_VATTN_MAX_GPUS {
 		gpus = gpus[:UVM_VATTN_MAX_GPUS]
 	}
-	p := UVM_VATTN_GET_INFO_PARAMS{GPUInfo: userPtr(gpus), GPUCapacity: uint32(len(gpus))}
+	var pin runtime.Pinner
+	p := UVM_VATTN_GET_INFO_PARAMS{GPUInfo: userPtr(&pin, gpus), GPUCapacity: uint32(len(gpus))}
 	err := issue(op, fd, UVM_VATTN_GET_INFO, unsafe.Pointer(&p), &p.RMStatus)
-	runtime.KeepAlive(gpus)
+	pin.Unpin()
 	return p, err
 }
 
@@ -79,9 +85,10 @@ func Alloc(fd int, gpuUUID [16]byte, pageSize uint64, handles []uint64) (UVM_VAT
 	if err != nil {
 		return UVM_VATTN_ALLOC_PARAMS{}, err
 	}
-	p := UVM_VATTN_ALLOC_PARAMS{GPUUUID: gpuUUID, PageSize: pageSize, Handles: userPtr(handles), Count: n}
+	var pin runtime.Pinner
+	p := UVM_VATTN_ALLOC_PARAMS{GPUUUID: gpuUUID, PageSize: pageSize, Handles: userPtr(&pin, handles), Count: n}
 	err = issue(op, fd, UVM_VATTN_ALLOC, unsafe.Pointer(&p), &p.RMStatus)
-	runtime.KeepAlive(handles)
+	pin.Unpin()
 	return p, err
 }
 
@@ -93,9 +100,10 @@ func Map(fd int, entries []UVM_VATTN_MAP_ENTRY) (UVM_VATTN_MAP_PARAMS, error) {
 	if err != nil {
 		return UVM_VATTN_MAP_PARAMS{}, err
 	}
-	p := UVM_VATTN_MAP_PARAMS{Entries: userPtr(entries), Count: n}
+	var pin runtime.Pinner
+	p := UVM_VATTN_MAP_PARAMS{Entries: userPtr(&pin, entries), Count: n}
 	err = issue(op, fd, UVM_VATTN_MAP, unsafe.Pointer(&p), &p.RMStatus)
-	runtime.KeepAlive(entries)
+	pin.Unpin()
 	return p, err
 }
 
@@ -107,9 +115,10 @@ func Unmap(fd int, addresses []uint64) (UVM_VATTN_UNMAP_PARAMS, error) {
 	if err != nil {
 		return UVM_VATTN_UNMAP_PARAMS{}, err
 	}
-	p := UVM_VATTN_UNMAP_PARAMS{Addresses: userPtr(addresses), Count: n}
+	var pin runtime.Pinner
+	p := UVM_VATTN_UNMAP_PARAMS{Addresses: userPtr(&pin, addresses), Count: n}
 	err = issue(op, fd, UVM_VATTN_UNMAP, unsafe.Pointer(&p), &p.RMStatus)
-	runtime.KeepAlive(addresses)
+	pin.Unpin()
 	return p, err
 }
 
@@ -120,9 +129,10 @@ func Free(fd int, handles []uint64) (UVM_VATTN_FREE_PARAMS, error) {
 	if err != nil {
 		return UVM_VATTN_FREE_PARAMS{}, err
 	}
-	p := UVM_VATTN_FREE_PARAMS{Handles: userPtr(handles), Count: n}
+	var pin runtime.Pinner
+	p := UVM_VATTN_FREE_PARAMS{Handles: userPtr(&pin, handles), Count: n}
 	err = issue(op, fd, UVM_VATTN_FREE, unsafe.Pointer(&p), &p.RMStatus)
-	runtime.KeepAlive(handles)
+	pin.Unpin()
 	return p, err
 }
 

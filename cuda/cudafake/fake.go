@@ -56,6 +56,7 @@ type Fake struct {
 	retains     map[cuda.Device]int
 	nextVA      uint64
 	reserved    map[cuda.DevicePtr]uint64
+	managed     map[cuda.DevicePtr]uint64
 	handles     map[cuda.MemHandle]uint64
 	released    map[cuda.MemHandle]bool // released while still mapped
 	nextHandle  cuda.MemHandle
@@ -82,6 +83,7 @@ func New() *Fake {
 		retains:     map[cuda.Device]int{},
 		nextVA:      1 << 40,
 		reserved:    map[cuda.DevicePtr]uint64{},
+		managed:     map[cuda.DevicePtr]uint64{},
 		handles:     map[cuda.MemHandle]uint64{},
 		released:    map[cuda.MemHandle]bool{},
 		nextHandle:  0x1000,
@@ -121,6 +123,7 @@ func (f *Fake) Launches() int {
 // Live counts what is still allocated in the driver.
 type Live struct {
 	Reservations, Handles, Mappings, Streams, Events, Modules, Retains int
+	Managed                                                            int // cuMemAllocManaged allocations
 	Used                                                               uint64
 }
 
@@ -132,7 +135,7 @@ func (f *Fake) Live() Live {
 	for _, n := range f.retains {
 		r += n
 	}
-	return Live{len(f.reserved), len(f.handles), len(f.mappings), len(f.streams), len(f.events), len(f.modules), r, f.used}
+	return Live{len(f.reserved), len(f.handles), len(f.mappings), len(f.streams), len(f.events), len(f.modules), r, len(f.managed), f.used}
 }
 
 // Complete finishes all GPU work submitted so far.
@@ -409,6 +412,31 @@ func (f *Fake) Driver() *cuda.Driver {
 			*p = cuda.DevicePtr(f.nextVA)
 			f.reserved[*p] = size
 			f.nextVA += size + Granularity // a hole between ranges, so runs never cross reservations
+			return ok
+		},
+		MemAllocManaged: func(p *cuda.DevicePtr, size uint64, flags uint32) cuda.Result {
+			defer lock()()
+			if r, bad := f.bound("cuMemAllocManaged"); bad {
+				return r
+			}
+			if size == 0 || flags != cuda.CU_MEM_ATTACH_GLOBAL {
+				return inval
+			}
+			// Managed ranges come 2 MiB aligned, like UVM's own.
+			*p = cuda.DevicePtr(f.nextVA)
+			f.managed[*p] = size
+			f.nextVA += (size+Granularity-1)/Granularity*Granularity + Granularity
+			return ok
+		},
+		MemFree: func(p cuda.DevicePtr) cuda.Result {
+			defer lock()()
+			if r, bad := f.bound("cuMemFree_v2"); bad {
+				return r
+			}
+			if _, found := f.managed[p]; !found {
+				return inval
+			}
+			delete(f.managed, p)
 			return ok
 		},
 		MemAddressFree: func(p cuda.DevicePtr, size uint64) cuda.Result {
@@ -729,6 +757,6 @@ func (f *Fake) handleMapped(h cuda.MemHandle) bool {
 
 // String summarizes the live state, for test failures.
 func (l Live) String() string {
-	return fmt.Sprintf("%d reservations, %d handles, %d mappings, %d streams, %d events, %d modules, %d context retains, %d bytes used",
-		l.Reservations, l.Handles, l.Mappings, l.Streams, l.Events, l.Modules, l.Retains, l.Used)
+	return fmt.Sprintf("%d reservations, %d handles, %d mappings, %d streams, %d events, %d modules, %d context retains, %d managed, %d bytes used",
+		l.Reservations, l.Handles, l.Mappings, l.Streams, l.Events, l.Modules, l.Retains, l.Managed, l.Used)
 }

@@ -41,7 +41,7 @@ when a step fails or it is interrupted.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Backend, "backend", o.Backend, "backend to map through: "+backendNames())
-	f.Var(&o.PageSize, "page-size", "physical page size (cudavmm: 2m only)")
+	f.Var(&o.PageSize, "page-size", "physical page size (cudavmm: 2m only; uvm: as the patched driver offers)")
 	f.IntVar(&o.Pages, "pages", o.Pages, "number of pages")
 	f.IntVar(&o.Batch, "batch", o.Batch, "pages per allocate/map/unmap/free call")
 	f.BoolVar(&o.Verify, "verify", false, "write a per-page pattern with a GPU kernel and check it on the GPU and from the host")

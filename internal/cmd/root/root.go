@@ -13,7 +13,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vattn/vattn/internal/cli"
+	benchcmd "github.com/vattn/vattn/internal/cmd/bench"
 	"github.com/vattn/vattn/internal/cmd/mapcmd"
+	"github.com/vattn/vattn/internal/cmd/selftest"
 	"github.com/vattn/vattn/internal/cmd/simulate"
 	tracecmd "github.com/vattn/vattn/internal/cmd/trace"
 	"github.com/vattn/vattn/internal/cmd/version"
@@ -42,6 +44,7 @@ latency with eBPF, and installs the patched nvidia-uvm driver.`,
 		mapcmd.NewCmd(format),
 	)
 	root.AddCommand(tracecmd.NewCmd(format))
+	root.AddCommand(benchcmd.NewCmd(format), selftest.NewCmd(format))
 	return root
 }
 

@@ -1,0 +1,197 @@
+// Package bench implements "vattnctl bench": map/unmap latency and throughput
+// per backend and page size, and kvcache Step/StepAsync costs at several batch
+// sizes, as a table or JSON. The measuring is in package bench; this file picks
+// the backend and prints.
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vattn/vattn/backend"
+	"github.com/vattn/vattn/backend/cudavmm"
+	"github.com/vattn/vattn/backend/sim"
+	"github.com/vattn/vattn/backend/uvm"
+	"github.com/vattn/vattn/bench"
+	"github.com/vattn/vattn/cuda"
+	"github.com/vattn/vattn/internal/cli"
+	"github.com/vattn/vattn/pagesize"
+)
+
+// cudaLib loads the driver; tests replace it with a fake.
+var cudaLib = cuda.Load
+
+type flags struct {
+	backend    string
+	pageSizes  string
+	device     string
+	pages      int
+	mapBatches []int
+	steps      []int
+	iterations int
+}
+
+// NewCmd returns the bench command.
+func NewCmd(format *cli.Format) *cobra.Command {
+	f := flags{backend: "sim"}
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Microbenchmarks: map/unmap latency and GB/s, kvcache step costs",
+		Long: `bench measures, for one backend and each page size, the latency and throughput
+of Map and Unmap calls (--pages pages in calls of each --map-batch), and what
+kvcache's Step costs at each --step-batch: a step that maps nothing, a step
+where every slot needs a new page index, and StepAsync's critical path.
+
+--backend sim needs no GPU: the driver's share comes from the simulator's
+latency model, so those rows are marked as estimates (measured allocator time
+plus modelled driver time). cudavmm and uvm run on the GPU chosen with -i.`,
+		Example: `  vattnctl bench
+  vattnctl bench --backend cudavmm -i 0 -o json
+  vattnctl bench --backend uvm --page-size 64k,256k`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rep, err := run(f)
+			if rep != nil {
+				if werr := write(cmd.OutOrStdout(), *format, rep); werr != nil && err == nil {
+					err = werr
+				}
+			}
+			return err
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.backend, "backend", f.backend, "backend to measure: sim, cudavmm or uvm")
+	fl.StringVar(&f.pageSizes, "page-size", "", "page sizes, comma-separated (default: sim and uvm all of 64k,128k,256k,2m; cudavmm 2m)")
+	fl.StringVarP(&f.device, "id", "i", "", "GPU index or UUID (as nvidia-smi -i); default GPU 0")
+	fl.IntVar(&f.pages, "pages", 256, "pages mapped and unmapped per map measurement")
+	fl.IntSliceVar(&f.mapBatches, "map-batch", []int{1, 64}, "pages per Map/Unmap call")
+	fl.IntSliceVar(&f.steps, "step-batch", []int{1, 32, 256}, "kvcache batch sizes (request slots)")
+	fl.IntVar(&f.iterations, "iterations", 8, "timed steps per step measurement")
+	return cmd
+}
+
+func run(f flags) (*bench.Report, error) {
+	o := bench.Options{Pages: f.pages, MapBatches: f.mapBatches, StepBatches: f.steps, Iterations: f.iterations}
+	for _, n := range append(append([]int{f.pages, f.iterations}, f.mapBatches...), f.steps...) {
+		if n <= 0 {
+			return nil, cli.Usagef("--pages, --iterations, --map-batch and --step-batch must be positive, got %d", n)
+		}
+	}
+	if f.pageSizes != "" {
+		ps, err := pagesize.ParseList(f.pageSizes)
+		if err != nil {
+			return nil, cli.WithCode(cli.ExitBadArgument, fmt.Errorf("--page-size: %w", err))
+		}
+		o.PageSizes = ps
+	}
+	var open bench.Opener
+	var device, driver string
+	switch f.backend {
+	case "sim":
+		if o.PageSizes == nil {
+			o.PageSizes = pagesize.All()
+		}
+		open = func(ps pagesize.Size) (backend.Backend, error) { return sim.New(sim.Config{PageSize: ps}) }
+		device = "simulated H100 80GB (latency model: backend/sim DefaultLatency)"
+	case "cudavmm", "uvm":
+		lib, err := cudaLib()
+		if err != nil {
+			return nil, cli.WithCode(cli.ExitLibraryMissing, fmt.Errorf("bench: %w", err))
+		}
+		driver = fmt.Sprintf("CUDA %s (%s)", lib.DriverVersionString(), lib.Path)
+		if dev, err := lib.SelectDevice(f.device); err == nil {
+			device = fmt.Sprintf("GPU %d: %s (%s)", dev.Index, dev.Name, dev.UUID)
+		}
+		if f.backend == "cudavmm" {
+			if o.PageSizes == nil {
+				o.PageSizes = []pagesize.Size{pagesize.Size2M}
+			}
+			open = func(ps pagesize.Size) (backend.Backend, error) {
+				return cudavmm.New(cudavmm.Options{Device: f.device, PageSize: ps, Lib: lib})
+			}
+		} else {
+			if o.PageSizes == nil {
+				o.PageSizes = pagesize.All()
+			}
+			open = func(ps pagesize.Size) (backend.Backend, error) {
+				return uvm.New(uvm.Options{Device: f.device, PageSize: ps, Lib: lib})
+			}
+		}
+	default:
+		return nil, cli.Usagef("--backend %q: want sim, cudavmm or uvm", f.backend)
+	}
+	rep, err := bench.Run(f.backend, open, o)
+	if rep != nil {
+		rep.Device, rep.Driver = device, driver
+	}
+	if err != nil {
+		return rep, cli.WithCode(exitCode(err), fmt.Errorf("bench: %w", err))
+	}
+	if len(rep.Map) == 0 && len(rep.Steps) == 0 {
+		return rep, cli.WithCode(cli.ExitNotSupported, fmt.Errorf("bench: nothing could run: %s", strings.Join(rep.Skipped, "; ")))
+	}
+	return rep, nil
+}
+
+func exitCode(err error) int {
+	switch {
+	case errors.Is(err, cuda.ErrDeviceNotFound), errors.Is(err, cuda.ErrNoDevice):
+		return cli.ExitNotFound
+	case errors.Is(err, backend.ErrUnavailable):
+		return cli.ExitNotSupported
+	}
+	return cli.ExitFailure
+}
+
+func write(w io.Writer, format cli.Format, rep *bench.Report) error {
+	if format == cli.JSON {
+		return cli.WriteJSON(w, rep)
+	}
+	fmt.Fprintf(w, "backend %s", rep.Backend)
+	if rep.Device != "" {
+		fmt.Fprintf(w, "  %s", rep.Device)
+	}
+	if rep.Driver != "" {
+		fmt.Fprintf(w, "  driver %s", rep.Driver)
+	}
+	fmt.Fprintln(w)
+	est := func(e bool) string {
+		if e {
+			return "estimate"
+		}
+		return "measured"
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	if len(rep.Map) > 0 {
+		fmt.Fprintln(tw, "page\top\tbatch\tcalls\tp50 µs\tp99 µs\tµs/page\tGB/s\t\t")
+		for _, r := range rep.Map {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.1f\t%.1f\t%.2f\t%.1f\t%s\t\n", r.PageSize.Short(), r.Op, r.Batch, r.Calls, r.P50us, r.P99us, r.UsPerPage, r.GBps, est(r.Estimate))
+		}
+		fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t")
+	}
+	if len(rep.Steps) > 0 {
+		fmt.Fprintln(tw, "page\tcase\tbatch\tcalls\tpages/call\tp50 µs\tmean µs\tmax µs\t\t")
+		for _, r := range rep.Steps {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.0f\t%.1f\t%.1f\t%.1f\t%s\t\n", r.PageSize.Short(), r.Case, r.Batch, r.Calls, r.PagesPerCall, r.P50us, r.MeanUs, r.MaxUs, est(r.Estimate))
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, r := range rep.Map {
+		if r.Source != "" && !seen[r.Source] {
+			seen[r.Source] = true
+			fmt.Fprintf(w, "estimates %s: %s\n", r.PageSize.Short(), r.Source)
+		}
+	}
+	for _, s := range rep.Skipped {
+		fmt.Fprintf(w, "skipped: %s\n", s)
+	}
+	return nil
+}

@@ -1,0 +1,134 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vattn/vattn/bench"
+	"github.com/vattn/vattn/cuda"
+	"github.com/vattn/vattn/cuda/cudafake"
+	"github.com/vattn/vattn/internal/cli"
+)
+
+func runCmd(t *testing.T, format cli.Format, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := NewCmd(&format)
+	var out, errOut bytes.Buffer
+	cmd.SetArgs(args)
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.WithCode(cli.ExitBadArgument, err) })
+	err := cmd.ExecuteContext(context.Background())
+	if err != nil {
+		errOut.WriteString(err.Error())
+	}
+	return cli.CodeOf(err), out.String(), errOut.String()
+}
+
+func TestBenchSimJSON(t *testing.T) {
+	code, out, errOut := runCmd(t, cli.JSON, "--backend", "sim", "--page-size", "64k,2m", "--step-batch", "1,32", "--iterations", "3", "--pages", "16")
+	if code != 0 {
+		t.Fatalf("code %d: %s", code, errOut)
+	}
+	var rep bench.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("json: %v\n%s", err, out)
+	}
+	if rep.Backend != "sim" || len(rep.Map) != 2*2*2 || len(rep.Steps) != 2*2*3 {
+		t.Fatalf("rows: %d map, %d steps", len(rep.Map), len(rep.Steps))
+	}
+	for _, r := range rep.Map {
+		if !r.Estimate || r.Source == "" || r.P50us <= 0 || r.GBps <= 0 || r.Calls != (16+r.Batch-1)/r.Batch {
+			t.Errorf("map row %+v", r)
+		}
+	}
+	for _, r := range rep.Steps {
+		if !r.Estimate || r.Calls != 3 || r.MeanUs <= 0 {
+			t.Errorf("step row %+v", r)
+		}
+		switch r.Case {
+		case bench.CaseNoNewPage:
+			if r.PagesPerCall != 0 || r.DriverUs != 0 {
+				t.Errorf("no-new-page row mapped: %+v", r)
+			}
+		case bench.CaseNewPage:
+			// Every slot maps one page index: 2 pages (K and V megacache ranges).
+			if r.PagesPerCall != float64(2*r.Batch) || r.DriverUs <= 0 {
+				t.Errorf("new-page row %+v", r)
+			}
+		}
+	}
+}
+
+func TestBenchSimTable(t *testing.T) {
+	code, out, errOut := runCmd(t, cli.Table, "--page-size", "256k", "--step-batch", "4", "--iterations", "2", "--pages", "8", "--map-batch", "8")
+	if code != 0 {
+		t.Fatalf("code %d: %s", code, errOut)
+	}
+	for _, want := range []string{"backend sim", "256k", "step-new-page", "stepasync-critical", "estimate", "estimates 256k: assumed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestBenchBadArguments(t *testing.T) {
+	for _, args := range [][]string{
+		{"--backend", "tpu"},
+		{"--page-size", "4k"},
+		{"--pages", "0"},
+		{"--step-batch", "-1"},
+	} {
+		if code, _, errOut := runCmd(t, cli.Table, args...); code != cli.ExitBadArgument {
+			t.Errorf("%v: code %d: %s", args, code, errOut)
+		}
+	}
+}
+
+func withFake(t *testing.T) *cudafake.Fake {
+	t.Helper()
+	f := cudafake.New()
+	old := cudaLib
+	cudaLib = func() (*cuda.Lib, error) { return cuda.NewLib(f.Driver(), "fake") }
+	t.Cleanup(func() { cudaLib = old })
+	return f
+}
+
+func TestBenchCUDAVMMOnFake(t *testing.T) {
+	f := withFake(t)
+	code, out, errOut := runCmd(t, cli.JSON, "--backend", "cudavmm", "--step-batch", "2", "--iterations", "2", "--pages", "4", "--map-batch", "1,4")
+	if code != 0 {
+		t.Fatalf("code %d: %s", code, errOut)
+	}
+	var rep bench.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Map) != 4 || len(rep.Steps) != 3 || !strings.Contains(rep.Device, "Fake H100") {
+		t.Fatalf("report %+v", rep)
+	}
+	for _, r := range rep.Map {
+		if r.Estimate || r.Backend != "cudavmm" {
+			t.Errorf("cudavmm row %+v", r)
+		}
+	}
+	if live := f.Live(); live != (cudafake.Live{}) {
+		t.Errorf("bench left %s", live)
+	}
+}
+
+func TestBenchUVMWithoutModule(t *testing.T) {
+	withFake(t)
+	// The fake CUDA process has no /dev/nvidia-uvm file, so every page size is
+	// skipped and nothing runs: not supported.
+	code, out, errOut := runCmd(t, cli.Table, "--backend", "uvm", "--page-size", "64k")
+	if code != cli.ExitNotSupported || !strings.Contains(errOut, "nothing could run") || !strings.Contains(out, "skipped: uvm 64KiB") {
+		t.Fatalf("code %d: %s\n%s", code, errOut, out)
+	}
+}

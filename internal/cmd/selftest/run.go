@@ -1,0 +1,265 @@
+package selftest
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/vattn/vattn/backend"
+	"github.com/vattn/vattn/backend/uvm"
+	"github.com/vattn/vattn/cuda"
+	"github.com/vattn/vattn/internal/cli"
+	"github.com/vattn/vattn/ioctl"
+	"github.com/vattn/vattn/pagesize"
+)
+
+// Report is the whole run.
+type Report struct {
+	Device string          `json:"device,omitempty"`
+	Probe  uvm.ProbeResult `json:"probe"`
+	Steps  []Step          `json:"steps"`
+	Result string          `json:"result"` // "pass", "fail", "not-supported", "no-device"
+	Code   int             `json:"exit_code"`
+}
+
+// Step is one check.
+type Step struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Seams for tests.
+var (
+	devicePath = uvm.DevicePath
+	cudaLib    = cuda.Load
+)
+
+func (r *Report) add(name string, err error, detail string) bool {
+	s := Step{Name: name, OK: err == nil, Detail: detail}
+	if err != nil {
+		s.Detail = err.Error()
+	}
+	r.Steps = append(r.Steps, s)
+	return err == nil
+}
+
+func (r *Report) end(result string, code int, err error) (*Report, error) {
+	r.Result, r.Code = result, code
+	if err == nil {
+		return r, nil
+	}
+	return r, cli.WithCode(code, err)
+}
+
+// Run runs every step on GPU device and returns the report and an error
+// carrying the exit code when not everything passed.
+func Run(device string) (*Report, error) {
+	rep := &Report{}
+	p, err := uvm.ProbeDevice(devicePath)
+	rep.Probe = p
+	if err != nil {
+		rep.add("probe "+devicePath, err, "")
+		return rep.end("fail", cli.ExitFailure, fmt.Errorf("selftest: %w", err))
+	}
+	switch p.State {
+	case uvm.StateNoDevice, uvm.StateNotUVM:
+		rep.add("probe "+devicePath, errors.New(p.Detail), "")
+		return rep.end("no-device", cli.ExitDriverNotLoaded, fmt.Errorf("selftest: no UVM device: %s", p.Detail))
+	case uvm.StateStock:
+		rep.add("probe "+devicePath, errors.New(p.Detail), "")
+		return rep.end("not-supported", cli.ExitNotSupported, fmt.Errorf("selftest: %s: %w", p.Detail, uvm.ErrNotPatched))
+	}
+	rep.add("probe "+devicePath, nil, p.Detail)
+	lib, err := cudaLib()
+	if err != nil {
+		rep.add("load libcuda", err, "")
+		return rep.end("fail", cli.ExitLibraryMissing, fmt.Errorf("selftest: %w", err))
+	}
+	first, err := uvm.New(uvm.Options{Device: device, Lib: lib})
+	if !rep.add("open uvm backend in a CUDA process", err, "") {
+		code := cli.ExitFailure
+		if errors.Is(err, backend.ErrUnavailable) {
+			code = cli.ExitNotSupported
+		}
+		return rep.end("fail", code, fmt.Errorf("selftest: %w", err))
+	}
+	d := first.Device()
+	rep.Device = fmt.Sprintf("GPU %d: %s (%s)", d.Index, d.Name, d.UUID)
+	var sizes []pagesize.Size
+	for _, g := range first.Probe().GPUs {
+		if g.UUID == d.UUID {
+			sizes = g.PageSizes
+		}
+	}
+	hostile(rep, first)
+	rep.add("close the first backend", first.Close(), "")
+	for _, ps := range sizes {
+		pageSize(rep, lib, device, ps)
+	}
+	closeWithLivePages(rep, lib, device)
+	for _, s := range rep.Steps {
+		if !s.OK {
+			return rep.end("fail", cli.ExitFailure, fmt.Errorf("selftest: step %q failed", s.Name))
+		}
+	}
+	return rep.end("pass", cli.ExitOK, nil)
+}
+
+// pageSize: allocate, map, write and read a pattern, remap, unmap, free.
+func pageSize(rep *Report, lib *cuda.Lib, device string, ps pagesize.Size) {
+	name := func(s string) string { return ps.Short() + ": " + s }
+	b, err := uvm.New(uvm.Options{Device: device, PageSize: ps, Lib: lib})
+	if !rep.add(name("open"), err, "") {
+		return
+	}
+	defer func() { rep.add(name("close"), b.Close(), "") }()
+	sz := ps.Bytes()
+	const n = 4
+	r, err := b.Reserve(2 * n * sz)
+	if !rep.add(name("reserve a managed range"), err, "") {
+		return
+	}
+	ids, err := b.AllocPages(n)
+	if !rep.add(name(fmt.Sprintf("allocate %d pages", n)), err, "") {
+		return
+	}
+	maps := make([]backend.Mapping, n)
+	for i, id := range ids {
+		maps[i] = backend.Mapping{Addr: r.Addr + uint64(i)*sz, Page: id}
+	}
+	if !rep.add(name("map them in one batch"), b.Map(maps), "") {
+		return
+	}
+	const tag = 0x5e1f7e57
+	if !rep.add(name("write a pattern with a GPU kernel"), b.Fill(r.Addr, n*sz, tag), "") {
+		return
+	}
+	res, err := b.Check(r.Addr, n*sz, 0, tag)
+	if err == nil && !res.OK() {
+		err = fmt.Errorf("%d words differ on the GPU, %d of %d host samples differ", res.GPUMismatches, res.HostMismatches, res.HostSampled)
+	}
+	if !rep.add(name("read it back (GPU and host)"), err, fmt.Sprintf("%d pages", res.Pages)) {
+		return
+	}
+	// Move page 1 to slot n+1: its data must follow it.
+	err = b.Unmap([]uint64{maps[1].Addr}, 0)
+	if err == nil {
+		err = b.Map([]backend.Mapping{{Addr: r.Addr + (n+1)*sz, Page: ids[1]}})
+	}
+	if err == nil {
+		res, err = b.Check(r.Addr+(n+1)*sz, sz, 1, tag)
+		if err == nil && !res.OK() {
+			err = fmt.Errorf("the remapped page lost its data: %d words differ on the GPU", res.GPUMismatches)
+		}
+	}
+	if !rep.add(name("remap a page elsewhere; its data follows"), err, "") {
+		return
+	}
+	addrs := []uint64{maps[0].Addr, r.Addr + (n+1)*sz, maps[2].Addr, maps[3].Addr}
+	if !rep.add(name("unmap"), b.Unmap(addrs, 0), "") {
+		return
+	}
+	if !rep.add(name("free"), b.FreePages(ids), "") {
+		return
+	}
+	rep.add(name("release the range"), b.Release(r), "")
+}
+
+// closeWithLivePages closes a backend with pages mapped and unmapped and checks
+// the module's pinned-bytes counter for CUDA's file is back where it was.
+func closeWithLivePages(rep *Report, lib *cuda.Lib, device string) {
+	const name = "close with live pages releases them"
+	b, err := uvm.New(uvm.Options{Device: device, Lib: lib})
+	if err != nil {
+		rep.add(name, err, "")
+		return
+	}
+	before := b.Probe().PinnedBytes
+	sz := b.PageSize().Bytes()
+	r, err := b.Reserve(4 * sz)
+	var ids []backend.PageID
+	if err == nil {
+		ids, err = b.AllocPages(4)
+	}
+	if err == nil {
+		err = b.Map([]backend.Mapping{{Addr: r.Addr, Page: ids[0]}, {Addr: r.Addr + sz, Page: ids[1]}})
+	}
+	var during uint64
+	if err == nil {
+		var p uvm.ProbeResult
+		if p, err = uvm.ProbeProcess(); err == nil {
+			during = p.PinnedBytes
+			if during < before+4*sz {
+				err = fmt.Errorf("module counts %d pinned bytes with 4 pages held, want at least %d", during, before+4*sz)
+			}
+		}
+	}
+	err = errors.Join(err, b.Close())
+	if err == nil {
+		var p uvm.ProbeResult
+		if p, err = uvm.ProbeProcess(); err == nil && p.State == uvm.StatePatched && p.PinnedBytes != before {
+			err = fmt.Errorf("module still counts %d pinned bytes after close, %d before", p.PinnedBytes, before)
+		}
+	}
+	rep.add(name, err, fmt.Sprintf("pinned bytes %d → %d → back", before, during))
+}
+
+// hostile sends arguments the module must refuse, each with its status.
+func hostile(rep *Report, b *uvm.Backend) {
+	fd, gpu := b.FD(), b.UUID()
+	sz := b.PageSize().Bytes()
+	r, err := b.Reserve(4 * sz)
+	if !rep.add("hostile: set up a range", err, "") {
+		return
+	}
+	hs := make([]uint64, 2)
+	_, err = ioctl.Alloc(fd, gpu, sz, hs)
+	if !rep.add("hostile: allocate 2 pages directly", err, "") {
+		return
+	}
+	expect := func(what string, want ioctl.Status, err error) {
+		var got ioctl.Status
+		switch {
+		case err == nil:
+			err = fmt.Errorf("accepted; want %s", want.Name())
+		case !errors.As(err, &got):
+			err = fmt.Errorf("want %s, got %w", want.Name(), err)
+		case got != want:
+			err = fmt.Errorf("want %s, got %s", want.Name(), got.Name())
+		default:
+			err = nil
+		}
+		rep.add("hostile: "+what, err, "refused with "+want.Name())
+	}
+	one := []uint64{0}
+	_, err = ioctl.Alloc(fd, gpu, 12345, one)
+	expect("allocate pages of 12345 bytes", ioctl.NV_ERR_INVALID_ARGUMENT, err)
+	_, err = ioctl.Alloc(fd, [16]byte{0xff, 0xee}, sz, one)
+	expect("allocate on an unregistered GPU", ioctl.NV_ERR_INVALID_DEVICE, err)
+	_, err = ioctl.Free(fd, []uint64{0})
+	expect("free handle 0", ioctl.NV_ERR_OBJECT_NOT_FOUND, err)
+	_, err = ioctl.Free(fd, []uint64{hs[0] ^ 0x5a5a5a5a00000000})
+	expect("free a made-up handle", ioctl.NV_ERR_OBJECT_NOT_FOUND, err)
+	_, err = ioctl.Map(fd, []ioctl.UVM_VATTN_MAP_ENTRY{{Address: r.Addr + 4096, Handle: hs[0]}})
+	expect("map at a misaligned address", ioctl.NV_ERR_INVALID_OFFSET, err)
+	_, err = ioctl.Map(fd, []ioctl.UVM_VATTN_MAP_ENTRY{{Address: 0x10 * sz, Handle: hs[0]}})
+	expect("map outside any managed range", ioctl.NV_ERR_INVALID_ADDRESS, err)
+	_, err = ioctl.Map(fd, []ioctl.UVM_VATTN_MAP_ENTRY{{Address: r.Addr, Handle: hs[0]}, {Address: r.Addr, Handle: hs[1]}})
+	expect("map two pages at one address in a batch", ioctl.NV_ERR_UVM_ADDRESS_IN_USE, err)
+	_, err = ioctl.Map(fd, []ioctl.UVM_VATTN_MAP_ENTRY{{Address: r.Addr, Handle: hs[0]}})
+	if rep.add("hostile: map a page properly", err, "") {
+		_, err = ioctl.Map(fd, []ioctl.UVM_VATTN_MAP_ENTRY{{Address: r.Addr + sz, Handle: hs[0]}})
+		expect("map a mapped page a second time", ioctl.NV_ERR_UVM_ADDRESS_IN_USE, err)
+		_, err = ioctl.Free(fd, hs[:1])
+		expect("free a mapped page", ioctl.NV_ERR_IN_USE, err)
+		_, err = ioctl.Unmap(fd, []uint64{r.Addr})
+		rep.add("hostile: unmap it", err, "")
+	}
+	_, err = ioctl.Unmap(fd, []uint64{r.Addr + 2*sz})
+	expect("unmap an address with nothing mapped", ioctl.NV_ERR_OBJECT_NOT_FOUND, err)
+	_, err = ioctl.Free(fd, hs)
+	rep.add("hostile: free the pages", err, "")
+	_, err = ioctl.Free(fd, hs[:1])
+	expect("free a page twice", ioctl.NV_ERR_OBJECT_NOT_FOUND, err)
+	rep.add("hostile: release the range", b.Release(r), "")
+}

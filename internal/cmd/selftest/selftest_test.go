@@ -1,0 +1,164 @@
+package selftest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vattn/vattn/backend/uvm"
+	"github.com/vattn/vattn/backend/uvm/uvmfake"
+	"github.com/vattn/vattn/cuda"
+	"github.com/vattn/vattn/cuda/cudafake"
+	"github.com/vattn/vattn/internal/cli"
+	"github.com/vattn/vattn/ioctl"
+)
+
+func run(t *testing.T, format cli.Format, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := NewCmd(&format)
+	var out, errOut bytes.Buffer
+	cmd.SetArgs(args)
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	err := cmd.ExecuteContext(context.Background())
+	if err != nil {
+		errOut.WriteString(err.Error())
+	}
+	return cli.CodeOf(err), out.String(), errOut.String()
+}
+
+func withDevice(t *testing.T, path string) {
+	t.Helper()
+	old := devicePath
+	devicePath = path
+	t.Cleanup(func() { devicePath = old })
+}
+
+func TestNoDevice(t *testing.T) {
+	withDevice(t, filepath.Join(t.TempDir(), "nvidia-uvm"))
+	code, out, errOut := run(t, cli.Table)
+	if code != cli.ExitDriverNotLoaded || !strings.Contains(errOut, "no UVM device") || !strings.Contains(out, "FAIL") || !strings.Contains(out, "not loaded") {
+		t.Fatalf("code %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, _ = run(t, cli.JSON)
+	var rep Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 9 || rep.Result != "no-device" || rep.Code != 9 || rep.Probe.State != "no-device" {
+		t.Fatalf("json: %v %+v", err, rep)
+	}
+}
+
+func TestNotUVM(t *testing.T) {
+	withDevice(t, os.DevNull)
+	code, out, _ := run(t, cli.Table)
+	if code != cli.ExitDriverNotLoaded || !strings.Contains(out, "not-uvm") {
+		t.Fatalf("code %d\n%s", code, out)
+	}
+}
+
+func TestStockDriver(t *testing.T) {
+	withDevice(t, os.DevNull)
+	defer ioctl.SetRawIoctl(func(int, uint32, unsafe.Pointer) unix.Errno { return unix.ENOSYS })()
+	code, out, errOut := run(t, cli.JSON)
+	var rep Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if code != cli.ExitNotSupported || rep.Result != "not-supported" || rep.Probe.Errno != "ENOSYS" || !strings.Contains(errOut, "vattnctl install-driver") {
+		t.Fatalf("code %d %+v\n%s", code, rep, errOut)
+	}
+}
+
+func TestLibcudaMissing(t *testing.T) {
+	withDevice(t, os.DevNull)
+	// A patched module answering GET_INFO on the device file.
+	defer ioctl.SetRawIoctl(func(_ int, cmd uint32, arg unsafe.Pointer) unix.Errno {
+		if cmd == ioctl.UVM_VATTN_GET_INFO {
+			(*ioctl.UVM_VATTN_GET_INFO_PARAMS)(arg).ABIVersion = ioctl.UVM_VATTN_ABI_VERSION
+		}
+		return 0
+	})()
+	old := cudaLib
+	cudaLib = func() (*cudaLibT, error) { return nil, errNoLib }
+	defer func() { cudaLib = old }()
+	code, out, _ := run(t, cli.Table)
+	if code != cli.ExitLibraryMissing || !strings.Contains(out, "PASS  probe") || !strings.Contains(out, "FAIL  load libcuda") {
+		t.Fatalf("code %d\n%s", code, out)
+	}
+}
+
+type cudaLibT = cuda.Lib
+
+var errNoLib = errors.New("libcuda.so.1 not found")
+
+// patched runs selftest over the fake CUDA driver and the fake patched module:
+// everything but the GPU's memory is there, so every step runs, the hostile
+// arguments are each refused as the header says, close releases the pages,
+// and the pattern read-back fails because the fake GPU stores nothing, which
+// proves the check can fail.
+func TestPatchedOnFakes(t *testing.T) {
+	withDevice(t, os.DevNull)
+	cf := cudafake.New()
+	old := cudaLib
+	cudaLib = func() (*cuda.Lib, error) { return cuda.NewLib(cf.Driver(), "fake") }
+	defer func() { cudaLib = old }()
+	dir := t.TempDir()
+	if err := os.Symlink(uvm.DevicePath, filepath.Join(dir, "6")); err != nil {
+		t.Fatal(err)
+	}
+	defer uvm.SetProcFDDir(dir)()
+	mod := uvmfake.New(6, cf.GPUs[0].UUID, 64)
+	mod.Managed = func(a uint64) bool { return a >= 1<<40 } // cudafake's ranges start there
+	defer mod.Install()()
+	code, out, errOut := run(t, cli.JSON)
+	var rep Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("json: %v\n%s", err, out)
+	}
+	if code != cli.ExitFailure || rep.Result != "fail" || !rep.Probe.Patched() {
+		t.Fatalf("code %d result %s: %s\n%s", code, rep.Result, errOut, out)
+	}
+	steps := map[string]Step{}
+	for _, s := range rep.Steps {
+		steps[s.Name] = s
+	}
+	var hostile int
+	for name, s := range steps {
+		if strings.HasPrefix(name, "hostile: ") {
+			hostile++
+			if !s.OK {
+				t.Errorf("%s: %s", name, s.Detail)
+			}
+		}
+	}
+	if hostile < 12 {
+		t.Errorf("only %d hostile steps ran", hostile)
+	}
+	for _, ps := range []string{"64k", "128k", "256k", "2m"} {
+		for _, name := range []string{"map them in one batch", "write a pattern with a GPU kernel", "close"} {
+			if s, ok := steps[ps+": "+name]; !ok || !s.OK {
+				t.Errorf("%s: %s: %+v", ps, name, s)
+			}
+		}
+		if s := steps[ps+": read it back (GPU and host)"]; s.OK || !strings.Contains(s.Detail, "host samples differ") {
+			t.Errorf("%s: read-back on a GPU that stores nothing: %+v", ps, s)
+		}
+	}
+	if s := steps["close with live pages releases them"]; !s.OK {
+		t.Errorf("close with live pages: %+v", s)
+	}
+	if p, m := mod.Live(); p != 0 || m != 0 {
+		t.Errorf("selftest left %d pages, %d mappings in the module", p, m)
+	}
+	if live := cf.Live(); live != (cudafake.Live{}) {
+		t.Errorf("selftest left %s", live)
+	}
+}
