@@ -318,7 +318,7 @@ func TestDeviceMegacache(t *testing.T) {
 }
 
 // TestDeviceCallOverhead logs what the binding and the backend add per call
-// (no assertion: timings are for docs/results-cudavmm.md, not pass/fail).
+// (no assertion: timings are for docs/results.md, not pass/fail).
 // All in one process, so process placement does not enter the comparison.
 func TestDeviceCallOverhead(t *testing.T) {
 	b := newDevice(t, Options{})

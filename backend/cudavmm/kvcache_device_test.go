@@ -219,7 +219,7 @@ func testKVCache(t *testing.T, mega bool) {
 }
 
 // TestDeviceKVCacheSteps logs the figures the issue compares with
-// vAttention's (no assertion: timings go to docs/results-cudavmm.md).
+// vAttention's (no assertion: timings go to docs/results.md).
 // Llama-3-8B shapes, batch 256.
 func TestDeviceKVCacheSteps(t *testing.T) {
 	for _, mega := range []bool{false, true} {
