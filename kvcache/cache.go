@@ -167,6 +167,17 @@ func (c *Cache) wait() {
 	}
 }
 
+// Wait blocks until the background mapping a StepAsync started has
+// finished. Every other caller-side method waits by itself; Wait is for
+// callers that want the mapping done before they read Stats or time a step.
+func (c *Cache) Wait() error {
+	if err := c.enter(); err != nil {
+		return fmt.Errorf("wait: %w", err)
+	}
+	c.mu.Unlock()
+	return nil
+}
+
 // ReservePhysical allocates physical pages worth bytes (rounded up to whole
 // pages) into the pool, so steps only map. It may be called again to grow
 // the pool. On error the pool is unchanged.
