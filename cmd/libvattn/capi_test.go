@@ -98,3 +98,27 @@ func TestPanicRecovered(t *testing.T) {
 		t.Fatalf("after panic: status %d, want %d", got, stSlotInactive)
 	}
 }
+
+// TestPython runs the Python module's tests (python/tests) against the
+// library just built, on the sim backend.
+func TestPython(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("python3 is missing: the Python module's tests need it under CI")
+		}
+		t.Skip("python3 not found; the Python module's tests need it")
+	}
+	dir := buildLib(t)
+	tests, err := filepath.Abs("../../python/tests")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(py, "-m", "unittest", "discover", "-v", "-s", tests)
+	cmd.Env = append(os.Environ(), "VATTN_LIB="+filepath.Join(dir, "libvattn.so"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("python tests: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
+}
