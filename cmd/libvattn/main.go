@@ -20,8 +20,8 @@
 //
 // Threads: calls on one handle are serialized by a per-handle mutex, so any
 // call may be made from any thread at any time; a call simply waits for
-// the one in progress. vattn_stats, vattn_free_kvblocks and
-// vattn_last_error do not take that mutex and run concurrently with a
+// the one in progress. vattn_stats, vattn_free_kvblocks, vattn_wait_layer
+// and vattn_last_error do not take that mutex and run concurrently with a
 // step in progress. Calls on different handles run in parallel.
 // vattn_destroy waits for the call in progress on its handle; calls made
 // after it fail with VATTN_ERR_BAD_HANDLE.
@@ -230,6 +230,36 @@ func vattn_step_async(h C.int64_t, seqLens *C.int64_t, n C.int32_t) C.vattn_stat
 			return err
 		}
 		return c.cache.StepAsync(lens)
+	})
+}
+
+// vattn_step_layered is vattn_step for a prefill run layer by layer: layer
+// 0's pages are mapped when it returns, the other layers' in the
+// background; call vattn_wait_layer(l) before layer l's attention.
+//
+//export vattn_step_layered
+func vattn_step_layered(h C.int64_t, seqLens *C.int64_t, n C.int32_t) C.vattn_status {
+	return with(h, func(c *cacheHandle) error {
+		lens, err := c.lens(seqLens, n)
+		if err != nil {
+			return err
+		}
+		return c.cache.StepLayered(lens)
+	})
+}
+
+// vattn_wait_layer blocks until layer's pages for the last
+// vattn_step_layered are mapped. It does not take the handle's mutex, so
+// it runs while the background mapping is in flight (another thread's
+// call on the handle may be waiting for that mapping to end).
+//
+//export vattn_wait_layer
+func vattn_wait_layer(h C.int64_t, layer C.int32_t) C.vattn_status {
+	return withShared(h, func(c *cacheHandle) error {
+		if n := c.cache.Config().Layers; layer < 0 || int(layer) >= n {
+			return errArg("layer %d out of range [0, %d)", int(layer), n)
+		}
+		return c.cache.WaitLayer(int(layer))
 	})
 }
 

@@ -55,6 +55,16 @@ class ModuleAPI(unittest.TestCase):
         vattn.step_async(lens)
         vattn.wait()
         self.assertEqual(vattn.stats()["live_tokens"], 1024)
+        j = vattn.alloc_new_batch_idx(500)
+        lens[j] = 500
+        vattn.step_layered(lens)
+        for layer in range(LAYERS):
+            vattn.wait_layer(layer)
+        vattn.wait()
+        st = vattn.stats()
+        self.assertEqual(st["live_tokens"], 1524)
+        self.assertGreaterEqual(st["bg_map_calls"], LAYERS - 1)
+        vattn.free_batch_idx(j)
         vattn.free_batch_idx(i)
         self.assertEqual(vattn.stats()["active_slots"], 0)
         self.assertEqual(vattn.layout()["tokens_per_page"], 1024)
@@ -129,6 +139,9 @@ class Errors(unittest.TestCase):
 
     def test_pointers(self):
         self.expect(vattn.ERR_BAD_ARGUMENT, "layer 4 out of range", self.c.kv_pointers, LAYERS)
+        self.expect(vattn.ERR_BAD_ARGUMENT, "layer -1 out of range", self.c.wait_layer, -1)
+        self.expect(vattn.ERR_OUT_OF_PAGES, "reserve more", lambda: (self.c.alloc_new_batch_idx(5),
+                    self.c.step_layered([5, 0, 0, 0])), cls=vattn.OutOfPagesError)
 
     def test_after_cleanup(self):
         self.c.cleanup()

@@ -32,7 +32,7 @@ import threading
 
 __all__ = [
     "init_kvcache", "reserve_physical_pages", "alloc_new_batch_idx", "step",
-    "step_async", "wait", "free_batch_idx", "num_free_kvblocks", "cleanup",
+    "step_async", "step_layered", "wait_layer", "wait", "free_batch_idx", "num_free_kvblocks", "cleanup",
     "stats", "layout", "KVCache", "CudaArray", "VattnError", "NoFreeSlotError",
     "OutOfPagesError", "UnavailableError",
 ]
@@ -166,6 +166,8 @@ def _declare(lib):
         "vattn_step": [_i64, P(_i64), _i32],
         "vattn_step_async": [_i64, P(_i64), _i32],
         "vattn_wait": [_i64],
+        "vattn_step_layered": [_i64, P(_i64), _i32],
+        "vattn_wait_layer": [_i64, _i32],
         "vattn_free_kvblocks": [_i64, P(_i64)],
         "vattn_stats": [_i64, P(_Stats)],
         "vattn_last_error": [_i64, ctypes.c_char_p, ctypes.c_size_t, P(ctypes.c_size_t)],
@@ -371,6 +373,16 @@ class KVCache:
     def step_async(self, seq_lens):
         self._call("step_async", self._lib.vattn_step_async, self._seq("step_async", seq_lens), self.max_batch_size)
 
+    def step_layered(self, seq_lens):
+        """Layer-pipelined prefill: maps layer 0's pages now and the other
+        layers' in the background. Call wait_layer(l) before layer l's
+        attention (from any thread)."""
+        self._call("step_layered", self._lib.vattn_step_layered, self._seq("step_layered", seq_lens),
+                   self.max_batch_size)
+
+    def wait_layer(self, layer):
+        self._call("wait_layer", self._lib.vattn_wait_layer, int(layer))
+
     def wait(self):
         self._call("wait", self._lib.vattn_wait)
 
@@ -437,6 +449,14 @@ def step(seq_lens, eager_reclaim=None):
 
 def step_async(seq_lens):
     _current("step_async").step_async(seq_lens)
+
+
+def step_layered(seq_lens):
+    _current("step_layered").step_layered(seq_lens)
+
+
+def wait_layer(layer):
+    _current("wait_layer").wait_layer(layer)
 
 
 def wait():

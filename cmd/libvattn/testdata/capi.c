@@ -124,6 +124,8 @@ int main(int argc, char **argv) {
 	EXPECT(vattn_step(999, lens, 4), VATTN_ERR_BAD_HANDLE);
 	EXPECT(vattn_step_async(999, lens, 4), VATTN_ERR_BAD_HANDLE);
 	EXPECT(vattn_wait(999), VATTN_ERR_BAD_HANDLE);
+	EXPECT(vattn_step_layered(999, lens, 4), VATTN_ERR_BAD_HANDLE);
+	EXPECT(vattn_wait_layer(999, 0), VATTN_ERR_BAD_HANDLE);
 	EXPECT(vattn_stats(999, &st), VATTN_ERR_BAD_HANDLE);
 	EXPECT(vattn_free_kvblocks(999, &i64), VATTN_ERR_BAD_HANDLE);
 	EXPECT(vattn_destroy(999), VATTN_ERR_BAD_HANDLE);
@@ -138,6 +140,7 @@ int main(int argc, char **argv) {
 	EXPECT(vattn_step(h, NULL, 4), VATTN_ERR_BAD_ARGUMENT);
 	EXPECT(vattn_step(h, lens, -1), VATTN_ERR_BAD_ARGUMENT);
 	EXPECT(vattn_step_async(h, NULL, 4), VATTN_ERR_BAD_ARGUMENT);
+	EXPECT(vattn_step_layered(h, NULL, 4), VATTN_ERR_BAD_ARGUMENT);
 	EXPECT(vattn_reserve_physical(h, -1), VATTN_ERR_BAD_ARGUMENT);
 
 	// Layout and pointers.
@@ -203,6 +206,23 @@ int main(int argc, char **argv) {
 	EXPECT(vattn_wait(h), VATTN_OK);
 	EXPECT(vattn_stats(h, &st), VATTN_OK);
 	CHECK(st.live_tokens == 1024);
+
+	// Layered prefill: layer 0 now, the rest in the background.
+	int32_t idx2;
+	EXPECT(vattn_alloc_batch_idx(h, 10, &idx2), VATTN_OK);
+	int64_t l2[4] = {0};
+	l2[idx] = 1024; l2[idx2] = 10;
+	EXPECT(vattn_step_layered(h, l2, 4), VATTN_OK);
+	for (int l = 0; l < 4; l++) EXPECT(vattn_wait_layer(h, l), VATTN_OK);
+	EXPECT(vattn_wait_layer(h, 4), VATTN_ERR_BAD_ARGUMENT);
+	EXPECT(vattn_wait_layer(h, -1), VATTN_ERR_BAD_ARGUMENT);
+	EXPECT(vattn_wait(h), VATTN_OK);
+	EXPECT(vattn_stats(h, &st), VATTN_OK);
+	CHECK(st.live_tokens == 1034);
+	CHECK(st.bg_map_calls >= 3);
+	l2[idx2] = 2000;
+	EXPECT(vattn_step_layered(h, l2, 4), VATTN_ERR_CONTEXT_TOO_LONG);
+	EXPECT(vattn_free_batch_idx(h, idx2), VATTN_OK);
 
 	// Fill every slot.
 	int32_t others[3];
