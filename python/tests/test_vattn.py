@@ -137,6 +137,15 @@ class Errors(unittest.TestCase):
         self.expect(vattn.ERR_BAD_ARGUMENT, "eager_reclaim", c.step, [0] * BATCH, True)
         c.step([0] * BATCH, False)
 
+    def test_grow_pool(self):
+        c = make(grow_pool=True)
+        try:
+            i = c.alloc_new_batch_idx(10)
+            c.step([10 if k == i else 0 for k in range(BATCH)])  # no reservation: the step allocates
+            self.assertEqual(c.stats()["reserved_pages"], 8)
+        finally:
+            c.cleanup()
+
     def test_pointers(self):
         self.expect(vattn.ERR_BAD_ARGUMENT, "layer 4 out of range", self.c.kv_pointers, LAYERS)
         self.expect(vattn.ERR_BAD_ARGUMENT, "layer -1 out of range", self.c.wait_layer, -1)

@@ -94,7 +94,7 @@ _i32, _i64, _u64, _f64 = ctypes.c_int32, ctypes.c_int64, ctypes.c_uint64, ctypes
 class _Config(ctypes.Structure):
     _fields_ = [("layers", _i32), ("kv_heads", _i32), ("head_dim", _i32), ("dtype_bytes", _i32),
                 ("max_batch", _i32), ("max_context", _i32), ("megacache", _i32),
-                ("eager_reclaim", _i32), ("page_size", _i64), ("sim_gpu_memory", _i64)]
+                ("eager_reclaim", _i32), ("grow_pool", _i32), ("_pad", _i32), ("page_size", _i64), ("sim_gpu_memory", _i64)]
 
 
 class _Layout(ctypes.Structure):
@@ -277,7 +277,7 @@ class KVCache:
 
     def __init__(self, num_layers, num_kv_heads, head_size, max_batch_size, max_context_length,
                  device, dtype, page_size, megacache=False, backend=None, eager_reclaim=False,
-                 sim_gpu_memory=0):
+                 sim_gpu_memory=0, grow_pool=False):
         self._lib = _load()
         self.backend = backend or os.environ.get("VATTN_BACKEND", "cudavmm")
         self.num_layers, self.max_batch_size = num_layers, max_batch_size
@@ -291,7 +291,7 @@ class KVCache:
                 raise VattnError("init_kvcache", ERR_BAD_ARGUMENT, "%s must be a non-negative int below 2^31, got %r" % (name, v))
         cfg = _Config(layers=num_layers, kv_heads=num_kv_heads, head_dim=head_size, dtype_bytes=size,
                       max_batch=max_batch_size, max_context=max_context_length, megacache=int(bool(megacache)),
-                      eager_reclaim=int(bool(eager_reclaim)), page_size=_page_bytes(page_size),
+                      eager_reclaim=int(bool(eager_reclaim)), grow_pool=int(bool(grow_pool)), page_size=_page_bytes(page_size),
                       sim_gpu_memory=sim_gpu_memory)
         h = _i64(0)
         _check(self._lib, "init_kvcache",
@@ -422,7 +422,7 @@ def init_kvcache(num_layers, num_kv_heads, head_size, max_batch_size, max_contex
                  device, dtype, page_size, megacache=False, **kw):
     """Create the process-wide cache and return its 2*num_layers K then V
     tensors. Extra keywords: backend ("cudavmm" or "sim"; default
-    $VATTN_BACKEND or cudavmm), eager_reclaim, sim_gpu_memory."""
+    $VATTN_BACKEND or cudavmm), eager_reclaim, grow_pool, sim_gpu_memory."""
     global _cache
     if _cache is not None:
         raise VattnError("init_kvcache", ERR_BAD_CONFIG, "a cache exists: call cleanup first")
