@@ -175,15 +175,14 @@ class Paged:
         pass
 
     def write(self, l, seqs, k, v):
-        idx = torch.cat([self.flat(s, st, c) for (s, st, c, _) in seqs])
-        self.k[l][idx] = k
-        self.v[l][idx] = v
-        self._read = {}
+        if l == 0:  # block tables change only between steps: index once per step
+            self._w = torch.cat([self.flat(s, st, c) for (s, st, c, _) in seqs])
+            self._read = {s: self.flat(s, 0, t) for (s, _, _, t) in seqs}
+        self.k[l][self._w] = k
+        self.v[l][self._w] = v
 
     def read(self, l, slot, total):
-        i = self._read.get(slot)
-        if i is None:
-            i = self._read[slot] = self.flat(slot, 0, total)
+        i = self._read[slot]
         return self.k[l][i], self.v[l][i]
 
 
