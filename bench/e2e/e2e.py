@@ -27,6 +27,10 @@ import time
 import torch
 import torch.nn.functional as F
 
+# The vattn module: python/ of the repository (or of the carried copy).
+_here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(_here, "..", "..", "python"))
+
 HIDDEN, HEADS, KV_HEADS, HEAD_DIM, FFN, VOCAB = 4096, 32, 8, 128, 14336, 128256
 
 
@@ -387,7 +391,15 @@ def main():
             if time.time() - start > args.budget_s:
                 out["results"][wl]["configs"][cfg] = {"skipped": "time budget"}
                 continue
-            st, rec = run(cfg, args, model, reqs, dev, refs)
+            try:
+                st, rec = run(cfg, args, model, reqs, dev, refs)
+            except Exception as e:  # record it and go on: one layout's failure is a result too
+                import traceback
+                traceback.print_exc()
+                out["results"][wl]["configs"][cfg] = {"error": "%s: %s" % (type(e).__name__, e)}
+                torch.cuda.synchronize()
+                torch.cuda.empty_cache()
+                continue
             if cfg == "static":
                 refs = rec
             print(wl, cfg, {k: v for k, v in st.items() if k != "mem"}, flush=True)
