@@ -48,16 +48,6 @@ def load_trace(path, n, seed, max_ctx):
     return out
 
 
-def synthetic(n, seed, max_ctx):
-    rnd = random.Random(seed)
-    out = []
-    for _ in range(n):
-        p = min(max_ctx // 2, max(16, int(rnd.lognormvariate(6.5, 0.8))))
-        d = min(max_ctx - p, max(1, int(rnd.lognormvariate(4.5, 0.7))))
-        out.append((p, d))
-    return out
-
-
 class Model:
     def __init__(self, layers, dev, seed):
         g = torch.Generator(device=dev).manual_seed(seed)
@@ -346,6 +336,7 @@ def run(cfg_name, args, model, reqs, dev, refs):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--trace", required=True)
+    ap.add_argument("--synthetic", help="CSV from go run ./bench/e2e/gensynth (the project's generator)")
     ap.add_argument("--requests", type=int, default=512)
     ap.add_argument("--layers", type=int, default=32)
     ap.add_argument("--max-batch", type=int, default=32)
@@ -382,8 +373,11 @@ def main():
         out["driver"] = "unknown (%s)" % e
     start = time.time()
     for wl in args.workloads.split(","):
-        reqs = load_trace(args.trace, args.requests, args.seed, args.max_ctx) if wl == "arxiv" else \
-            synthetic(args.requests, args.seed, args.max_ctx)
+        path = args.trace if wl == "arxiv" else args.synthetic
+        if not path:
+            print("no file for workload %s: skipped" % wl, file=sys.stderr)
+            continue
+        reqs = load_trace(path, args.requests, args.seed, args.max_ctx)
         out["results"][wl] = {"mean_prompt": sum(p for p, _ in reqs) / len(reqs),
                               "mean_decode": sum(d for _, d in reqs) / len(reqs), "configs": {}}
         refs = None
