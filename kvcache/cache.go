@@ -77,6 +77,8 @@ type Cache struct {
 	jobDone  chan struct{}
 	busy     bool  // a job is in flight (touched by the caller's goroutine only)
 	nextLens []int // the job's input, reused
+
+	lay layered // StepLayered's progress
 }
 
 type growth struct{ slot, to int }
@@ -156,6 +158,10 @@ func (c *Cache) enter() error {
 		c.mu.Unlock()
 		return ErrClosed
 	}
+	if err := c.undoLayered(); err != nil {
+		c.mu.Unlock()
+		return err
+	}
 	return nil
 }
 
@@ -170,6 +176,17 @@ func (c *Cache) wait() {
 		<-c.jobDone
 		c.busy = false
 	}
+}
+
+// Wait blocks until the background mapping a StepAsync started has
+// finished. Every other caller-side method waits by itself; Wait is for
+// callers that want the mapping done before they read Stats or time a step.
+func (c *Cache) Wait() error {
+	if err := c.enter(); err != nil {
+		return fmt.Errorf("wait: %w", err)
+	}
+	c.mu.Unlock()
+	return nil
 }
 
 // ReservePhysical allocates physical pages worth bytes (rounded up to whole
@@ -369,18 +386,8 @@ func (c *Cache) mapper() {
 
 // step validates seqLens, maps what is missing and records the lengths.
 func (c *Cache) step(seqLens []int, ph *phase) error {
-	if len(seqLens) > len(c.slots) {
-		return fmt.Errorf("%w: %d lengths for %d slots", ErrSlotRange, len(seqLens), len(c.slots))
-	}
-	for i, n := range seqLens {
-		switch {
-		case n < 0:
-			return fmt.Errorf("slot %d: %w: %d", i, ErrBadLength, n)
-		case n > c.cfg.MaxContext:
-			return fmt.Errorf("slot %d: %w: %d > %d", i, ErrContextTooLong, n, c.cfg.MaxContext)
-		case n > 0 && !c.slots[i].active:
-			return fmt.Errorf("slot %d: %w", i, ErrSlotInactive)
-		}
+	if err := c.checkLens(seqLens); err != nil {
+		return err
 	}
 	if err := c.ensure(seqLens, ph); err != nil {
 		return err
@@ -399,9 +406,43 @@ func (c *Cache) step(seqLens []int, ph *phase) error {
 	return nil
 }
 
+// checkLens validates a step's lengths.
+func (c *Cache) checkLens(seqLens []int) error {
+	if len(seqLens) > len(c.slots) {
+		return fmt.Errorf("%w: %d lengths for %d slots", ErrSlotRange, len(seqLens), len(c.slots))
+	}
+	for i, n := range seqLens {
+		switch {
+		case n < 0:
+			return fmt.Errorf("slot %d: %w: %d", i, ErrBadLength, n)
+		case n > c.cfg.MaxContext:
+			return fmt.Errorf("slot %d: %w: %d > %d", i, ErrContextTooLong, n, c.cfg.MaxContext)
+		case n > 0 && !c.slots[i].active:
+			return fmt.Errorf("slot %d: %w", i, ErrSlotInactive)
+		}
+	}
+	return nil
+}
+
 // ensure maps page indexes so every slot i holds lens[i] tokens. It changes
 // no slot unless it succeeds; pages it takes from idle slots stay in the pool.
 func (c *Cache) ensure(lens []int, ph *phase) error {
+	grow, pages, maps, err := c.plan(lens, ph)
+	if err != nil || len(maps) == 0 {
+		return err
+	}
+	if err := c.mapBatches(maps, ph); err != nil {
+		c.pool = append(c.pool, pages...)
+		return err
+	}
+	c.commit(grow, pages)
+	return nil
+}
+
+// plan takes the pages a step needs and builds its mappings, index-major
+// per slot and in range order within an index, so the pages of slot s
+// index j are pages[k:k+PagesPerIndex]. The slices are the cache's scratch.
+func (c *Cache) plan(lens []int, ph *phase) ([]growth, []backend.PageID, []backend.Mapping, error) {
 	grow := c.grow[:0]
 	indexes := 0
 	for i, n := range lens {
@@ -416,15 +457,13 @@ func (c *Cache) ensure(lens []int, ph *phase) error {
 	}
 	c.grow = grow
 	if indexes == 0 {
-		return nil
+		return nil, nil, nil, nil
 	}
 	ppi := c.layout.PagesPerIndex
 	pages, err := c.take(indexes*ppi, lens, ph)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
-	// Build the mappings, index-major per slot, in range order within an
-	// index, so the pages of slot s index j are pages[k:k+ppi].
 	maps := c.maps[:0]
 	k := 0
 	for _, g := range grow {
@@ -436,29 +475,13 @@ func (c *Cache) ensure(lens []int, ph *phase) error {
 		}
 	}
 	c.maps = maps
-	for done := 0; done < len(maps); {
-		end := min(done+c.cfg.MaxMapBatch, len(maps))
-		start := time.Now()
-		err := c.b.Map(maps[done:end])
-		took := time.Since(start)
-		ph.maps.add(1, end-done, took)
-		c.st.mapLatency.observe(took)
-		if err != nil {
-			err = fmt.Errorf("%w: map %d pages: %w", ErrBackend, end-done, err)
-			if done > 0 {
-				// Undo this step's earlier batches. No GPU work was given
-				// these pages yet, so there is nothing to wait for.
-				if uerr := c.unmap(maps[:done], 0, ph); uerr != nil {
-					c.broken(uerr)
-					return errors.Join(err, fmt.Errorf("undo %d mappings: %w", done, uerr))
-				}
-			}
-			c.pool = append(c.pool, pages...)
-			return err
-		}
-		done = end
-	}
-	k = 0
+	return grow, pages, maps, nil
+}
+
+// commit records mapped pages under their slots.
+func (c *Cache) commit(grow []growth, pages []backend.PageID) {
+	ppi := c.layout.PagesPerIndex
+	k := 0
 	for _, g := range grow {
 		s := &c.slots[g.slot]
 		n := (g.to - s.mapped) * ppi
@@ -467,7 +490,6 @@ func (c *Cache) ensure(lens []int, ph *phase) error {
 		s.mapped = g.to
 		s.covered = min(c.layout.tokensIn(g.to), c.cfg.MaxContext)
 	}
-	return nil
 }
 
 // broken records an unmap that failed while undoing a failed step: the
@@ -654,6 +676,9 @@ func (c *Cache) Close() error {
 	defer c.cancel()
 
 	var errs []error
+	if err := c.undoLayered(); err != nil {
+		errs = append(errs, err)
+	}
 	var maps []backend.Mapping
 	var pages []backend.PageID
 	ppi := c.layout.PagesPerIndex

@@ -693,3 +693,24 @@ func TestStepAsyncRace(t *testing.T) {
 	c.wait()
 	checkConsistent(t, c, b)
 }
+
+// Wait returns once the background mapping is done: Stats then shows it
+// without another step; after Close it reports ErrClosed.
+func TestWait(t *testing.T) {
+	b := newSim(t, pagesize.Size64K, 1<<32, nil)
+	c, err := New(llama3(2, 4096), b)
+	must(t, err)
+	must(t, c.ReservePhysical(64<<20))
+	s, err := c.AllocBatchIdx(32)
+	must(t, err)
+	must(t, c.StepAsync(lens(2, s, 32)))
+	must(t, c.Wait())
+	if st := c.Stats(); st.Background.Map.Calls != 1 {
+		t.Fatalf("background map calls after Wait = %d, want 1", st.Background.Map.Calls)
+	}
+	must(t, c.Wait()) // nothing in flight: returns at once
+	must(t, c.Close())
+	if err := c.Wait(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Wait after Close = %v, want ErrClosed", err)
+	}
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// buildLib builds libvattn.so and its header into a temporary directory.
+func buildLib(t *testing.T) string {
+	t.Helper()
+	if _, err := exec.LookPath("gcc"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("gcc is missing: the C ABI test needs it under CI")
+		}
+		t.Skip("gcc not found; the C ABI test needs it")
+	}
+	dir := t.TempDir()
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", filepath.Join(dir, "libvattn.so"), ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build libvattn.so: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// TestCABI compiles testdata/capi.c against the library and runs it: every
+// exported function and every error code a C caller can reach.
+func TestCABI(t *testing.T) {
+	dir := buildLib(t)
+	bin := filepath.Join(dir, "capi")
+	src, err := filepath.Abs("testdata/capi.c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := exec.Command("gcc", "-Wall", "-Werror", "-o", bin, src, "-I", dir, "-L", dir, "-lvattn", "-lpthread", "-Wl,-rpath,"+dir)
+	if out, err := cc.CombinedOutput(); err != nil {
+		t.Fatalf("compile capi.c: %v\n%s", err, out)
+	}
+	gpu := "unavailable"
+	if _, err := os.Stat("/dev/nvidiactl"); err == nil {
+		gpu = "gpu"
+	}
+	out, err := exec.Command(bin, gpu).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "ok" {
+		t.Fatalf("capi: %v\n%s", err, out)
+	}
+}
+
+// TestHeaderCodes checks the generated header's enum against the Go
+// constants the boundary returns.
+func TestHeaderCodes(t *testing.T) {
+	dir := buildLib(t)
+	h, err := os.ReadFile(filepath.Join(dir, "libvattn.h"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]status{
+		"VATTN_OK = 0": stOK, "VATTN_ERR_BAD_HANDLE = 1": stBadHandle, "VATTN_ERR_BAD_ARGUMENT = 2": stBadArgument,
+		"VATTN_ERR_BAD_CONFIG = 3": stBadConfig, "VATTN_ERR_SLOT_RANGE = 4": stSlotRange,
+		"VATTN_ERR_SLOT_INACTIVE = 5": stSlotInactive, "VATTN_ERR_BAD_LENGTH = 6": stBadLength,
+		"VATTN_ERR_CONTEXT_TOO_LONG = 7": stContextTooLong, "VATTN_ERR_NO_FREE_SLOT = 8": stNoFreeSlot,
+		"VATTN_ERR_OUT_OF_PAGES = 9": stOutOfPages, "VATTN_ERR_BACKEND = 10": stBackend,
+		"VATTN_ERR_UNAVAILABLE = 11": stUnavailable, "VATTN_ERR_PANIC = 12": stPanic,
+		"VATTN_ERR_BUFFER_TOO_SMALL = 13": stBufferTooSmall,
+	}
+	for decl, code := range want {
+		var n int
+		_, num, _ := strings.Cut(decl, " = ")
+		if _, err := fmt.Sscan(num, &n); err != nil || status(n) != code || !strings.Contains(string(h), decl) {
+			t.Errorf("header lacks %q for code %d", decl, code)
+		}
+	}
+}
+
+// TestPanicRecovered: a panic inside a call becomes VATTN_ERR_PANIC with
+// the panic in the handle's message, and the handle stays usable.
+func TestPanicRecovered(t *testing.T) {
+	h, err := create("sim", 0, createConfig{layers: 1, kvHeads: 1, headDim: 64, dtypeBytes: 2, maxBatch: 1, maxContext: 16, pageSize: 2 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer destroy(h)
+	if got := guardHandle(h, true, func(*cacheHandle) error { panic("boom") }); got != stPanic {
+		t.Fatalf("status %d, want %d", got, stPanic)
+	}
+	msg, _ := lastError(h)
+	if !strings.Contains(msg, "panic: boom") {
+		t.Fatalf("message %q lacks the panic", msg)
+	}
+	if got := guard(0, func() error { panic(errors.New("bang")) }); got != stPanic {
+		t.Fatalf("global status %d, want %d", got, stPanic)
+	}
+	if got := guardHandle(h, true, func(c *cacheHandle) error { return c.cache.Step([]int{16}) }); got != stSlotInactive {
+		t.Fatalf("after panic: status %d, want %d", got, stSlotInactive)
+	}
+}
+
+// TestPython runs the Python module's tests (python/tests) against the
+// library just built, on the sim backend.
+func TestPython(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("python3 is missing: the Python module's tests need it under CI")
+		}
+		t.Skip("python3 not found; the Python module's tests need it")
+	}
+	dir := buildLib(t)
+	tests, err := filepath.Abs("../../python/tests")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(py, "-m", "unittest", "discover", "-v", "-s", tests)
+	cmd.Env = append(os.Environ(), "VATTN_LIB="+filepath.Join(dir, "libvattn.so"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("python tests: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
+}

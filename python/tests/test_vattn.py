@@ -1,0 +1,248 @@
+"""Tests of the vattn Python module against the real libvattn.so, on the
+simulator backend (and, where torch and a GPU are present, cudavmm).
+
+    VATTN_LIB=build/libvattn.so python3 -m unittest discover -s python/tests -v
+"""
+
+import os
+import sys
+import threading
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import vattn  # noqa: E402
+
+MB = 1 << 20
+LAYERS, HEADS, DIM, BATCH, CTX = 4, 8, 128, 4, 1024
+
+
+def make(**kw):
+    args = dict(backend="sim", sim_gpu_memory=1 << 30)
+    args.update(kw)
+    return vattn.KVCache(LAYERS, HEADS, DIM, BATCH, CTX, 0, "bfloat16", "2M", **args)
+
+
+class ModuleAPI(unittest.TestCase):
+    """The vAttention-style module functions, in a server's order."""
+
+    def tearDown(self):
+        vattn.cleanup()
+
+    def test_lifecycle(self):
+        kv = vattn.init_kvcache(LAYERS, HEADS, DIM, BATCH, CTX, "cuda:0", "torch.bfloat16", 2 * MB,
+                                backend="sim", sim_gpu_memory=1 << 30)
+        self.assertEqual(len(kv), 2 * LAYERS)
+        ks, vs = kv[:LAYERS], kv[LAYERS:]
+        self.assertEqual(ks[0].shape, (BATCH, CTX, HEADS, DIM))
+        self.assertEqual(ks[0].strides, (CTX * HEADS * DIM * 2, HEADS * DIM * 2, DIM * 2, 2))
+        self.assertEqual(len({a.ptr for a in kv}), 2 * LAYERS, "every range distinct")
+        cai = vs[1].__cuda_array_interface__
+        self.assertEqual(cai["data"], (vs[1].ptr, False))
+        self.assertEqual(cai["version"], 3)
+
+        vattn.reserve_physical_pages(64 * MB)
+        self.assertEqual(vattn.num_free_kvblocks(), 4)  # 32 pages, 8 per block
+        i = vattn.alloc_new_batch_idx(100)
+        lens = [0] * BATCH
+        lens[i] = 100
+        vattn.step(lens)
+        st = vattn.stats()
+        self.assertEqual(st["mapped_pages"], 8)
+        self.assertEqual(st["live_tokens"], 100)
+        self.assertEqual(vattn.num_free_kvblocks(), 3)
+        lens[i] = 1024
+        vattn.step_async(lens)
+        vattn.wait()
+        self.assertEqual(vattn.stats()["live_tokens"], 1024)
+        j = vattn.alloc_new_batch_idx(500)
+        lens[j] = 500
+        vattn.step_layered(lens)
+        for layer in range(LAYERS):
+            vattn.wait_layer(layer)
+        vattn.wait()
+        st = vattn.stats()
+        self.assertEqual(st["live_tokens"], 1524)
+        self.assertGreaterEqual(st["bg_map_calls"], LAYERS - 1)
+        vattn.free_batch_idx(j)
+        vattn.free_batch_idx(i)
+        self.assertEqual(vattn.stats()["active_slots"], 0)
+        self.assertEqual(vattn.layout()["tokens_per_page"], 1024)
+        vattn.cleanup()
+        with self.assertRaisesRegex(vattn.VattnError, "call init_kvcache first"):
+            vattn.num_free_kvblocks()
+
+    def test_second_init_refused(self):
+        vattn.init_kvcache(1, 1, 64, 1, 16, 0, "float16", "2M", backend="sim")
+        with self.assertRaisesRegex(vattn.VattnError, "cleanup first"):
+            vattn.init_kvcache(1, 1, 64, 1, 16, 0, "float16", "2M", backend="sim")
+
+
+class Errors(unittest.TestCase):
+    def setUp(self):
+        self.c = make()
+
+    def tearDown(self):
+        self.c.cleanup()
+
+    def expect(self, code, regex, fn, *args, cls=vattn.VattnError, **kw):
+        with self.assertRaises(cls) as cm:
+            fn(*args, **kw)
+        self.assertEqual(cm.exception.code, code, str(cm.exception))
+        self.assertRegex(str(cm.exception), regex)
+
+    def test_config(self):
+        self.expect(vattn.ERR_BAD_CONFIG, "layers must be positive", make_layers, 0)
+        self.expect(vattn.ERR_BAD_ARGUMENT, "unsupported dtype", vattn.KVCache, 1, 1, 64, 1, 16, 0, "complex", "2M")
+        self.expect(vattn.ERR_BAD_ARGUMENT, "device 'tpu'", vattn.KVCache, 1, 1, 64, 1, 16, "tpu", "float16", "2M")
+        self.expect(vattn.ERR_BAD_ARGUMENT, "page size 'huge'", vattn.KVCache, 1, 1, 64, 1, 16, 0, "float16", "huge")
+        self.expect(vattn.ERR_BAD_ARGUMENT, "num_layers must be", vattn.KVCache, -1, 1, 64, 1, 16, 0, "float16", "2M")
+        self.expect(vattn.ERR_BAD_ARGUMENT, "unknown backend", vattn.KVCache, 1, 1, 64, 1, 16, 0, "float16", "2M",
+                    backend="tpu")
+        self.expect(vattn.ERR_BAD_CONFIG, "page size", vattn.KVCache, 1, 1, 64, 1, 16, 0, "float16", 12345,
+                    backend="sim")
+
+    def test_unavailable(self):
+        if os.path.exists("/dev/nvidiactl"):
+            self.skipTest("a GPU is present: cudavmm is available")
+        self.expect(vattn.ERR_UNAVAILABLE, "unavailable", vattn.KVCache, 1, 1, 64, 1, 16, 0, "float16", "2M",
+                    backend="cudavmm", cls=vattn.UnavailableError)
+
+    def test_slots(self):
+        c = self.c
+        self.expect(vattn.ERR_BAD_LENGTH, "bad sequence length", c.alloc_new_batch_idx, -1)
+        self.expect(vattn.ERR_CONTEXT_TOO_LONG, "longer than max context", c.alloc_new_batch_idx, CTX + 1)
+        self.expect(vattn.ERR_SLOT_RANGE, "out of range", c.free_batch_idx, BATCH)
+        self.expect(vattn.ERR_SLOT_INACTIVE, "double free", c.free_batch_idx, 0)
+        got = [c.alloc_new_batch_idx(1) for _ in range(BATCH)]
+        self.assertEqual(sorted(got), list(range(BATCH)))
+        self.expect(vattn.ERR_NO_FREE_SLOT, "all 4 slots active", c.alloc_new_batch_idx, 1, cls=vattn.NoFreeSlotError)
+
+    def test_steps(self):
+        c = self.c
+        i = c.alloc_new_batch_idx(10)
+        lens = [0] * BATCH
+        lens[i] = 10
+        self.expect(vattn.ERR_OUT_OF_PAGES, "reserve more", c.step, lens, cls=vattn.OutOfPagesError)
+        self.expect(vattn.ERR_OUT_OF_PAGES, "out of", c.reserve_physical_pages, 2 << 30, cls=vattn.OutOfPagesError)
+        self.expect(vattn.ERR_BAD_ARGUMENT, "negative byte count", c.reserve_physical_pages, -1)
+        c.reserve_physical_pages(64 * MB)
+        c.step(lens)
+        self.expect(vattn.ERR_SLOT_RANGE, "5 lengths for 4 slots", c.step, [0] * 5)
+        other = [0] * BATCH
+        other[(i + 1) % BATCH] = 3
+        self.expect(vattn.ERR_SLOT_INACTIVE, "not active", c.step_async, other)
+        lens[i] = CTX + 1
+        self.expect(vattn.ERR_CONTEXT_TOO_LONG, "longer than max context", c.step, lens)
+        self.expect(vattn.ERR_BAD_ARGUMENT, "eager_reclaim", c.step, [0] * BATCH, True)
+        c.step([0] * BATCH, False)
+
+    def test_grow_pool(self):
+        c = make(grow_pool=True)
+        try:
+            i = c.alloc_new_batch_idx(10)
+            c.step([10 if k == i else 0 for k in range(BATCH)])  # no reservation: the step allocates
+            self.assertEqual(c.stats()["reserved_pages"], 8)
+        finally:
+            c.cleanup()
+
+    def test_pointers(self):
+        self.expect(vattn.ERR_BAD_ARGUMENT, "layer 4 out of range", self.c.kv_pointers, LAYERS)
+        self.expect(vattn.ERR_BAD_ARGUMENT, "layer -1 out of range", self.c.wait_layer, -1)
+        self.expect(vattn.ERR_OUT_OF_PAGES, "reserve more", lambda: (self.c.alloc_new_batch_idx(5),
+                    self.c.step_layered([5, 0, 0, 0])), cls=vattn.OutOfPagesError)
+
+    def test_after_cleanup(self):
+        self.c.cleanup()
+        self.c.cleanup()  # idempotent
+        self.expect(vattn.ERR_BAD_HANDLE, "cleaned up", self.c.step, [0])
+
+
+def make_layers(n):
+    return vattn.KVCache(n, HEADS, DIM, BATCH, CTX, 0, "bfloat16", "2M", backend="sim")
+
+
+class Layouts(unittest.TestCase):
+    def test_megacache(self):
+        c = make(megacache=True)
+        try:
+            lay = c.layout
+            self.assertEqual(lay["ranges"], 2)
+            self.assertEqual(lay["token_bytes"], LAYERS * lay["layer_bytes"])
+            arrs = c.tensors()  # sim: descriptions, never tensors
+            self.assertIsInstance(arrs[0], vattn.CudaArray)
+            self.assertEqual(arrs[1].ptr - arrs[0].ptr, lay["layer_bytes"])
+            self.assertEqual(arrs[0].strides[1], lay["token_bytes"])
+        finally:
+            c.cleanup()
+
+
+class Threads(unittest.TestCase):
+    def test_stats_while_stepping(self):
+        c = make()
+        c.reserve_physical_pages(64 * MB)
+        errors = []
+        stop = threading.Event()
+
+        def stepper():
+            try:
+                for n in range(200):
+                    i = c.alloc_new_batch_idx(1)
+                    lens = [0] * BATCH
+                    lens[i] = 1 + n % CTX
+                    c.step_async(lens)
+                    c.free_batch_idx(i)
+            except Exception as e:  # reported below
+                errors.append(e)
+            finally:
+                stop.set()
+
+        def reader():
+            try:
+                while not stop.is_set():
+                    c.stats()
+                    c.num_free_kvblocks()
+            except Exception as e:
+                errors.append(e)
+
+        ts = [threading.Thread(target=stepper), threading.Thread(target=reader), threading.Thread(target=reader)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        c.cleanup()
+        self.assertEqual(errors, [])
+
+
+class Torch(unittest.TestCase):
+    """Zero-copy tensors on a real GPU: needs torch and cudavmm."""
+
+    def test_tensors_write_read(self):
+        try:
+            import torch
+        except ImportError:
+            self.skipTest("torch not installed: tensor wrapping not tested")
+        if not torch.cuda.is_available():
+            self.skipTest("no CUDA device: tensor wrapping not tested")
+        torch.cuda.init()
+        c = vattn.KVCache(2, 8, 128, 2, 4096, 0, torch.bfloat16, "2M", backend="cudavmm")
+        try:
+            kv = c.tensors()
+            self.assertEqual(kv[0].dtype, torch.bfloat16)
+            self.assertEqual(kv[0].data_ptr(), c.kv_pointers(0)[0])
+            c.reserve_physical_pages(64 * MB)
+            i = c.alloc_new_batch_idx(300)
+            lens = [0, 0]
+            lens[i] = 300
+            c.step(lens)
+            x = torch.randn(300, 8, 128, device="cuda", dtype=torch.bfloat16)
+            kv[1][i, :300].copy_(x)
+            torch.cuda.synchronize()
+            self.assertTrue(torch.equal(kv[1][i, :300], x))
+        finally:
+            torch.cuda.synchronize()
+            c.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()

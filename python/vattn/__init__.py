@@ -1,0 +1,482 @@
+"""vattn for Python: a drop-in for vAttention's Python API over libvattn.so.
+
+A server written against vAttention switches by changing its import::
+
+    import vattn as vattention
+    kv = vattention.init_kvcache(num_layers, num_kv_heads, head_size,
+                                 max_batch_size, max_context_length,
+                                 device, dtype, page_size)
+    k_caches, v_caches = kv[:num_layers], kv[num_layers:]
+
+Pure Python over ctypes: no build step. The library is found through the
+VATTN_LIB environment variable, next to this package, or in the repository's
+build/ directory (go build -buildmode=c-shared -o build/libvattn.so
+./cmd/libvattn).
+
+The K and V caches are virtual ranges whose physical pages come and go: the
+tensors init_kvcache returns are zero-copy views of them (built through
+__cuda_array_interface__), shaped [max_batch_size, max_context_length,
+num_kv_heads, head_size] per layer, valid until cleanup(). On the "sim"
+backend (no GPU) there is no device memory: init_kvcache returns
+CudaArray descriptions (pointer, shape, strides) instead of tensors.
+
+Every failure raises VattnError (or a subclass) carrying the library's
+status code and message; nothing exits the process. The module-level
+functions act on one process-wide cache, as vAttention's do; KVCache is the
+same API as an object, for several caches.
+"""
+
+import ctypes
+import os
+import threading
+
+__all__ = [
+    "init_kvcache", "reserve_physical_pages", "alloc_new_batch_idx", "step",
+    "step_async", "step_layered", "wait_layer", "wait", "free_batch_idx", "num_free_kvblocks", "cleanup",
+    "stats", "layout", "KVCache", "CudaArray", "VattnError", "NoFreeSlotError",
+    "OutOfPagesError", "UnavailableError",
+]
+
+# vattn_status, as libvattn.h declares it.
+OK = 0
+ERR_BAD_HANDLE = 1
+ERR_BAD_ARGUMENT = 2
+ERR_BAD_CONFIG = 3
+ERR_SLOT_RANGE = 4
+ERR_SLOT_INACTIVE = 5
+ERR_BAD_LENGTH = 6
+ERR_CONTEXT_TOO_LONG = 7
+ERR_NO_FREE_SLOT = 8
+ERR_OUT_OF_PAGES = 9
+ERR_BACKEND = 10
+ERR_UNAVAILABLE = 11
+ERR_PANIC = 12
+ERR_BUFFER_TOO_SMALL = 13
+
+STATUS_NAMES = {
+    OK: "ok", ERR_BAD_HANDLE: "bad handle", ERR_BAD_ARGUMENT: "bad argument",
+    ERR_BAD_CONFIG: "bad config", ERR_SLOT_RANGE: "slot out of range",
+    ERR_SLOT_INACTIVE: "slot inactive", ERR_BAD_LENGTH: "bad length",
+    ERR_CONTEXT_TOO_LONG: "context too long", ERR_NO_FREE_SLOT: "no free slot",
+    ERR_OUT_OF_PAGES: "out of pages", ERR_BACKEND: "backend failure",
+    ERR_UNAVAILABLE: "backend unavailable", ERR_PANIC: "internal error",
+    ERR_BUFFER_TOO_SMALL: "buffer too small",
+}
+
+
+class VattnError(RuntimeError):
+    """A libvattn call failed. code is the vattn_status, op the call."""
+
+    def __init__(self, op, code, message):
+        self.op, self.code, self.message = op, code, message
+        name = STATUS_NAMES.get(code, "status %d" % code)
+        super().__init__("vattn: %s: %s: %s" % (op, name, message) if message else "vattn: %s: %s" % (op, name))
+
+
+class NoFreeSlotError(VattnError):
+    """Every batch slot holds a request."""
+
+
+class OutOfPagesError(VattnError):
+    """No physical page left: reserve more, or free requests."""
+
+
+class UnavailableError(VattnError):
+    """The backend cannot run here (no libcuda, no GPU)."""
+
+
+_SUBCLASS = {ERR_NO_FREE_SLOT: NoFreeSlotError, ERR_OUT_OF_PAGES: OutOfPagesError,
+             ERR_UNAVAILABLE: UnavailableError}
+
+_i32, _i64, _u64, _f64 = ctypes.c_int32, ctypes.c_int64, ctypes.c_uint64, ctypes.c_double
+
+
+class _Config(ctypes.Structure):
+    _fields_ = [("layers", _i32), ("kv_heads", _i32), ("head_dim", _i32), ("dtype_bytes", _i32),
+                ("max_batch", _i32), ("max_context", _i32), ("megacache", _i32),
+                ("eager_reclaim", _i32), ("grow_pool", _i32), ("_pad", _i32), ("page_size", _i64), ("sim_gpu_memory", _i64)]
+
+
+class _Layout(ctypes.Structure):
+    _fields_ = [("page_size", _i64), ("megacache", _i32), ("ranges", _i32), ("slot_bytes", _i64),
+                ("token_bytes", _i64), ("layer_bytes", _i64), ("head_bytes", _i64),
+                ("pages_per_index", _i32), ("indexes_per_slot", _i32), ("tokens_per_page", _i32)]
+
+
+_STAT_FIELDS = [
+    ("reserved_pages", _i64), ("free_pages", _i64), ("mapped_pages", _i64), ("idle_pages", _i64),
+    ("active_slots", _i64), ("live_tokens", _i64), ("mapped_bytes", _i64), ("live_bytes", _i64),
+]
+for _phase in ("fg_map", "fg_unmap", "bg_map", "bg_unmap", "alloc"):
+    _STAT_FIELDS += [(_phase + "_calls", _i64), (_phase + "_pages", _i64), (_phase + "_seconds", _f64)]
+_STAT_FIELDS += [("reclaimed_pages", _i64), ("fence_waits", _i64), ("background_errors", _i64),
+                 ("inconsistencies", _i64)]
+
+
+class _Stats(ctypes.Structure):
+    _fields_ = _STAT_FIELDS
+
+
+_lib = None
+_lib_lock = threading.Lock()
+
+
+def _candidates():
+    env = os.environ.get("VATTN_LIB")
+    if env:
+        return [env]
+    here = os.path.dirname(os.path.abspath(__file__))
+    return [os.path.join(here, "libvattn.so"),
+            os.path.join(here, "..", "..", "build", "libvattn.so"),
+            os.path.join(here, "..", "build", "libvattn.so")]
+
+
+def _load():
+    global _lib
+    with _lib_lock:
+        if _lib is not None:
+            return _lib
+        tried = []
+        for path in _candidates():
+            if not os.path.exists(path):
+                tried.append(path + " (missing)")
+                continue
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError as e:
+                raise VattnError("load", ERR_UNAVAILABLE, "load %s: %s" % (path, e)) from e
+            _declare(lib)
+            _lib = lib
+            return lib
+        raise VattnError("load", ERR_UNAVAILABLE,
+                         "libvattn.so not found (set VATTN_LIB or build it: go build -buildmode=c-shared "
+                         "-o build/libvattn.so ./cmd/libvattn); tried " + ", ".join(tried))
+
+
+def _declare(lib):
+    P = ctypes.POINTER
+    sigs = {
+        "vattn_create": [ctypes.c_char_p, _i32, P(_Config), P(_i64)],
+        "vattn_destroy": [_i64],
+        "vattn_reserve_physical": [_i64, _i64],
+        "vattn_layout": [_i64, P(_Layout)],
+        "vattn_kv_pointers": [_i64, _i32, P(_u64), P(_u64)],
+        "vattn_alloc_batch_idx": [_i64, _i64, P(_i32)],
+        "vattn_free_batch_idx": [_i64, _i32],
+        "vattn_step": [_i64, P(_i64), _i32],
+        "vattn_step_async": [_i64, P(_i64), _i32],
+        "vattn_wait": [_i64],
+        "vattn_step_layered": [_i64, P(_i64), _i32],
+        "vattn_wait_layer": [_i64, _i32],
+        "vattn_free_kvblocks": [_i64, P(_i64)],
+        "vattn_stats": [_i64, P(_Stats)],
+        "vattn_last_error": [_i64, ctypes.c_char_p, ctypes.c_size_t, P(ctypes.c_size_t)],
+    }
+    for name, args in sigs.items():
+        fn = getattr(lib, name)
+        fn.argtypes = args
+        fn.restype = ctypes.c_int
+
+
+def _last_error(lib, handle):
+    n = ctypes.c_size_t(0)
+    lib.vattn_last_error(handle, None, 0, ctypes.byref(n))
+    buf = ctypes.create_string_buffer(n.value + 1)
+    if lib.vattn_last_error(handle, buf, len(buf), None) not in (OK, ERR_BUFFER_TOO_SMALL):
+        return ""
+    return buf.value.decode("utf-8", "replace")
+
+
+def _check(lib, op, code, handle):
+    if code == OK:
+        return
+    # Bad-handle errors are recorded process-wide (handle 0).
+    msg = _last_error(lib, 0 if code == ERR_BAD_HANDLE else handle)
+    raise _SUBCLASS.get(code, VattnError)(op, code, msg)
+
+
+_DTYPES = {  # name: (bytes, typestr for __cuda_array_interface__)
+    "float16": (2, "<f2"), "half": (2, "<f2"),
+    # bf16 and fp8 have no array-interface type: torch views them.
+    "bfloat16": (2, "<i2"),
+    "float32": (4, "<f4"), "float": (4, "<f4"),
+    "float8_e4m3fn": (1, "|u1"), "float8_e5m2": (1, "|u1"), "uint8": (1, "|u1"), "int8": (1, "|i1"),
+}
+
+
+def _dtype_name(dtype):
+    name = str(dtype)
+    if name.startswith("torch."):
+        name = name[len("torch."):]
+    if name not in _DTYPES:
+        raise VattnError("init_kvcache", ERR_BAD_ARGUMENT,
+                         "unsupported dtype %r (want one of %s)" % (dtype, ", ".join(sorted(_DTYPES))))
+    return name
+
+
+def _device_index(device):
+    if isinstance(device, int):
+        return device
+    if not isinstance(device, str):
+        index = getattr(device, "index", None)  # torch.device
+        if isinstance(index, int):
+            return index
+    s = str(device)
+    if s == "cuda":
+        return 0
+    if s.startswith("cuda:") and s[5:].isdigit():
+        return int(s[5:])
+    if s.isdigit():
+        return int(s)
+    raise VattnError("init_kvcache", ERR_BAD_ARGUMENT, "device %r: want an index, 'cuda:N' or a torch.device" % (device,))
+
+
+_SIZE_SUFFIX = {"k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20}
+
+
+def _page_bytes(page_size):
+    if isinstance(page_size, int):
+        return page_size
+    s = str(page_size).strip().lower()
+    for suf in sorted(_SIZE_SUFFIX, key=len, reverse=True):
+        if s.endswith(suf) and s[: -len(suf)].isdigit():
+            return int(s[: -len(suf)]) * _SIZE_SUFFIX[suf]
+    if s.isdigit():
+        return int(s)
+    raise VattnError("init_kvcache", ERR_BAD_ARGUMENT, "page size %r: want bytes or e.g. '64K', '2M'" % (page_size,))
+
+
+class CudaArray:
+    """A device array description: what __cuda_array_interface__ needs."""
+
+    def __init__(self, ptr, shape, strides, typestr, dtype_name, device):
+        self.ptr, self.shape, self.strides = ptr, tuple(shape), tuple(strides)
+        self.typestr, self.dtype_name, self.device = typestr, dtype_name, device
+
+    @property
+    def __cuda_array_interface__(self):
+        # stream None: the caller orders access (vAttention's tensors work so).
+        return {"shape": self.shape, "strides": self.strides, "typestr": self.typestr,
+                "data": (self.ptr, False), "version": 3, "stream": None}
+
+    def __repr__(self):
+        return "CudaArray(ptr=%#x, shape=%s, strides=%s, dtype=%s)" % (self.ptr, self.shape, self.strides, self.dtype_name)
+
+
+def _as_tensor(arr):
+    import torch
+    t = torch.as_tensor(arr, device="cuda:%d" % arr.device)
+    want = getattr(torch, arr.dtype_name)
+    return t if t.dtype == want else t.view(want)
+
+
+class KVCache:
+    """One cache: the vAttention API as methods. Safe to use from several
+    threads: libvattn serializes calls on one cache, and stats() and
+    num_free_kvblocks() do not wait for a step in progress."""
+
+    def __init__(self, num_layers, num_kv_heads, head_size, max_batch_size, max_context_length,
+                 device, dtype, page_size, megacache=False, backend=None, eager_reclaim=False,
+                 sim_gpu_memory=0, grow_pool=False):
+        self._lib = _load()
+        self.backend = backend or os.environ.get("VATTN_BACKEND", "cudavmm")
+        self.num_layers, self.max_batch_size = num_layers, max_batch_size
+        self.eager_reclaim = bool(eager_reclaim)
+        self.dtype_name = _dtype_name(dtype)
+        self.device = _device_index(device)
+        size, self._typestr = _DTYPES[self.dtype_name]
+        for name, v in (("num_layers", num_layers), ("num_kv_heads", num_kv_heads), ("head_size", head_size),
+                        ("max_batch_size", max_batch_size), ("max_context_length", max_context_length)):
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 1 << 31:
+                raise VattnError("init_kvcache", ERR_BAD_ARGUMENT, "%s must be a non-negative int below 2^31, got %r" % (name, v))
+        cfg = _Config(layers=num_layers, kv_heads=num_kv_heads, head_dim=head_size, dtype_bytes=size,
+                      max_batch=max_batch_size, max_context=max_context_length, megacache=int(bool(megacache)),
+                      eager_reclaim=int(bool(eager_reclaim)), grow_pool=int(bool(grow_pool)), page_size=_page_bytes(page_size),
+                      sim_gpu_memory=sim_gpu_memory)
+        h = _i64(0)
+        _check(self._lib, "init_kvcache",
+               self._lib.vattn_create(self.backend.encode(), self.device, ctypes.byref(cfg), ctypes.byref(h)), 0)
+        self._h = h.value
+        self._lens = (_i64 * max_batch_size)()
+        self.layout = self._layout()
+        self.shape = (max_batch_size, max_context_length, num_kv_heads, head_size)
+
+    def _call(self, op, fn, *args):
+        if self._h is None:
+            raise VattnError(op, ERR_BAD_HANDLE, "the cache was cleaned up")
+        _check(self._lib, op, fn(self._h, *args), self._h)
+
+    def _layout(self):
+        lay = _Layout()
+        self._call("layout", self._lib.vattn_layout, ctypes.byref(lay))
+        return {name: getattr(lay, name) for name, _ in _Layout._fields_}
+
+    def kv_pointers(self, layer):
+        """Device addresses of layer's K and V tensors."""
+        k, v = _u64(0), _u64(0)
+        self._call("kv_pointers", self._lib.vattn_kv_pointers, layer, ctypes.byref(k), ctypes.byref(v))
+        return k.value, v.value
+
+    def arrays(self):
+        """The 2*num_layers K then V arrays, as CudaArray descriptions."""
+        size = _DTYPES[self.dtype_name][0]
+        lay = self.layout
+        strides = (lay["slot_bytes"], lay["token_bytes"], lay["head_bytes"], size)
+        ks, vs = [], []
+        for layer in range(self.num_layers):
+            k, v = self.kv_pointers(layer)
+            ks.append(CudaArray(k, self.shape, strides, self._typestr, self.dtype_name, self.device))
+            vs.append(CudaArray(v, self.shape, strides, self._typestr, self.dtype_name, self.device))
+        return ks + vs
+
+    def tensors(self):
+        """The K then V caches: torch tensors where the backend has device
+        memory and torch is importable, else CudaArray descriptions."""
+        arrs = self.arrays()
+        if self.backend == "sim":
+            return arrs
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            return arrs
+        return [_as_tensor(a) for a in arrs]
+
+    def reserve_physical_pages(self, num_bytes):
+        self._call("reserve_physical_pages", self._lib.vattn_reserve_physical, int(num_bytes))
+
+    def alloc_new_batch_idx(self, seq_len):
+        out = _i32(0)
+        self._call("alloc_new_batch_idx", self._lib.vattn_alloc_batch_idx, int(seq_len), ctypes.byref(out))
+        return out.value
+
+    def free_batch_idx(self, batch_idx):
+        self._call("free_batch_idx", self._lib.vattn_free_batch_idx, int(batch_idx))
+
+    def _seq(self, op, seq_lens):
+        seq = [int(x) for x in (seq_lens.tolist() if hasattr(seq_lens, "tolist") else seq_lens)]
+        if len(seq) > self.max_batch_size:
+            raise VattnError(op, ERR_SLOT_RANGE, "%d lengths for %d slots" % (len(seq), self.max_batch_size))
+        for i in range(self.max_batch_size):
+            self._lens[i] = seq[i] if i < len(seq) else 0
+        return self._lens
+
+    def step(self, seq_lens, eager_reclaim=None):
+        """Map pages so slot i holds seq_lens[i] tokens. The reclaim policy
+        is fixed at init (eager_reclaim=...); vAttention's per-step flag is
+        accepted only when it agrees."""
+        if eager_reclaim is not None and bool(eager_reclaim) != self.eager_reclaim:
+            raise VattnError("step", ERR_BAD_ARGUMENT,
+                             "eager_reclaim=%s, but the cache was made with eager_reclaim=%s (set it in init_kvcache)"
+                             % (bool(eager_reclaim), self.eager_reclaim))
+        self._call("step", self._lib.vattn_step, self._seq("step", seq_lens), self.max_batch_size)
+
+    def step_async(self, seq_lens):
+        self._call("step_async", self._lib.vattn_step_async, self._seq("step_async", seq_lens), self.max_batch_size)
+
+    def step_layered(self, seq_lens):
+        """Layer-pipelined prefill: maps layer 0's pages now and the other
+        layers' in the background. Call wait_layer(l) before layer l's
+        attention (from any thread)."""
+        self._call("step_layered", self._lib.vattn_step_layered, self._seq("step_layered", seq_lens),
+                   self.max_batch_size)
+
+    def wait_layer(self, layer):
+        self._call("wait_layer", self._lib.vattn_wait_layer, int(layer))
+
+    def wait(self):
+        self._call("wait", self._lib.vattn_wait)
+
+    def num_free_kvblocks(self):
+        out = _i64(0)
+        self._call("num_free_kvblocks", self._lib.vattn_free_kvblocks, ctypes.byref(out))
+        return out.value
+
+    def stats(self):
+        st = _Stats()
+        self._call("stats", self._lib.vattn_stats, ctypes.byref(st))
+        return {name: getattr(st, name) for name, _ in _Stats._fields_}
+
+    def cleanup(self):
+        if self._h is None:
+            return
+        h, self._h = self._h, None
+        _check(self._lib, "cleanup", self._lib.vattn_destroy(h), 0)
+
+    def __del__(self):
+        try:
+            self.cleanup()
+        except Exception:
+            pass
+
+
+_cache = None
+
+
+def _current(op):
+    if _cache is None:
+        raise VattnError(op, ERR_BAD_HANDLE, "no cache: call init_kvcache first")
+    return _cache
+
+
+def init_kvcache(num_layers, num_kv_heads, head_size, max_batch_size, max_context_length,
+                 device, dtype, page_size, megacache=False, **kw):
+    """Create the process-wide cache and return its 2*num_layers K then V
+    tensors. Extra keywords: backend ("cudavmm" or "sim"; default
+    $VATTN_BACKEND or cudavmm), eager_reclaim, grow_pool, sim_gpu_memory."""
+    global _cache
+    if _cache is not None:
+        raise VattnError("init_kvcache", ERR_BAD_CONFIG, "a cache exists: call cleanup first")
+    _cache = KVCache(num_layers, num_kv_heads, head_size, max_batch_size, max_context_length,
+                     device, dtype, page_size, megacache, **kw)
+    return _cache.tensors()
+
+
+def reserve_physical_pages(num_bytes):
+    _current("reserve_physical_pages").reserve_physical_pages(num_bytes)
+
+
+def alloc_new_batch_idx(seq_len):
+    return _current("alloc_new_batch_idx").alloc_new_batch_idx(seq_len)
+
+
+def free_batch_idx(batch_idx):
+    _current("free_batch_idx").free_batch_idx(batch_idx)
+
+
+def step(seq_lens, eager_reclaim=None):
+    _current("step").step(seq_lens, eager_reclaim)
+
+
+def step_async(seq_lens):
+    _current("step_async").step_async(seq_lens)
+
+
+def step_layered(seq_lens):
+    _current("step_layered").step_layered(seq_lens)
+
+
+def wait_layer(layer):
+    _current("wait_layer").wait_layer(layer)
+
+
+def wait():
+    _current("wait").wait()
+
+
+def num_free_kvblocks():
+    return _current("num_free_kvblocks").num_free_kvblocks()
+
+
+def stats():
+    return _current("stats").stats()
+
+
+def layout():
+    return dict(_current("layout").layout)
+
+
+def cleanup():
+    global _cache
+    if _cache is not None:
+        c, _cache = _cache, None
+        c.cleanup()
