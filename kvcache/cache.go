@@ -165,11 +165,6 @@ func (c *Cache) enter() error {
 	return nil
 }
 
-// Wait blocks until the background mapping a StepAsync started has finished.
-// Every method does this first; Wait lets a caller (a benchmark timing only
-// the critical path, a shutdown) do it on its own.
-func (c *Cache) Wait() { c.wait() }
-
 // wait blocks until the background mapper is idle.
 func (c *Cache) wait() {
 	if c.busy {
