@@ -21,7 +21,9 @@
 //
 // A Cache is used by one goroutine (the serving loop) plus the cache's own
 // background mapper, which StepAsync feeds; every call first waits for the
-// background work to finish. Stats and Slots may be called from any goroutine.
+// background work to finish. Stats, Slots and FreeIndexes may be called from
+// any goroutine; they wait while a step holds the cache, which includes a
+// step waiting for the GPU to finish with pages it needs.
 package kvcache
 
 import (
@@ -194,6 +196,9 @@ func (c *Cache) ReservePhysical(bytes uint64) error {
 	defer c.mu.Unlock()
 	if bytes == 0 {
 		return fmt.Errorf("reserve physical: %w: zero bytes", ErrBadLength)
+	}
+	if bytes > 1<<56 {
+		return fmt.Errorf("reserve physical: %w: %d bytes", ErrBadLength, bytes)
 	}
 	n := c.layout.PageSize.Pages(bytes)
 	if n > 1<<40 {
@@ -520,10 +525,17 @@ func (c *Cache) take(n int, lens []int, ph *phase) ([]backend.PageID, error) {
 			return nil, fmt.Errorf("%w: need %d pages, pool has %d and idle slots %d (reserve more physical memory or free requests)",
 				ErrOutOfPages, n, len(c.pool), spare)
 		}
-		if err := c.reclaim(n-len(c.pool), true, lens, ph); err != nil {
+		// Only the caller's own steps wait for the GPU: the background
+		// mapper's lookahead is not worth blocking on (the next Step maps
+		// what it could not).
+		if err := c.reclaim(n-len(c.pool), ph == &c.st.fg, lens, ph); err != nil {
 			return nil, err
 		}
 		if short := n - len(c.pool); short > 0 {
+			if !c.cfg.GrowPool {
+				return nil, fmt.Errorf("%w: need %d pages, %d free; the rest still in use by the GPU",
+					ErrOutOfPages, n, len(c.pool))
+			}
 			if err := c.allocPages(short); err != nil {
 				return nil, err
 			}
@@ -691,7 +703,11 @@ func (c *Cache) Close() error {
 			err = c.fence.Wait(c.ctx, fence)
 		}
 		if err != nil {
+			// The GPU may still read these pages: leave them mapped (the
+			// backend's own Close releases them) rather than pull memory
+			// from under running work.
 			errs = append(errs, fmt.Errorf("close: wait for the GPU: %w", err))
+			maps = nil
 		}
 		for start := 0; start < len(maps); start += c.cfg.MaxMapBatch {
 			batch := maps[start:min(start+c.cfg.MaxMapBatch, len(maps))]

@@ -583,10 +583,77 @@ func TestTrim(t *testing.T) {
 		t.Fatalf("trimmed %d, stats %+v", n, c.Stats())
 	}
 	checkConsistent(t, c, b)
-	b.InjectFault(sim.OpMap, 1)
 	if n, err := c.Trim(); n != 0 || err != nil {
 		t.Fatalf("empty trim: %d %v", n, err)
 	}
+	must(t, c.ReservePhysical(1<<20))
+	b.InjectFault(sim.OpFree, 1)
+	if n, err := c.Trim(); n != 0 || !errors.Is(err, ErrBackend) {
+		t.Fatalf("failed trim: %d %v", n, err)
+	}
+	if st := c.Stats(); st.FreePages != 16 || st.ReservedPages != 64+16 {
+		t.Fatalf("failed trim changed the pool: %+v", st)
+	}
+	checkConsistent(t, c, b)
+	if err := c.ReservePhysical(^uint64(0)); !errors.Is(err, ErrBadLength) {
+		t.Fatalf("reserve of 2^64-1 bytes: %v", err)
+	}
+}
+
+// recordFailFence fails Record once armed.
+type recordFailFence struct {
+	*backend.ManualFence
+	fail bool
+}
+
+func (f *recordFailFence) Record() (backend.Epoch, error) {
+	if f.fail {
+		return 0, errors.New("event create failed")
+	}
+	return f.ManualFence.Record()
+}
+
+func TestCloseLeavesPagesWhenTheGPUCannotBeWaitedFor(t *testing.T) {
+	fence := &recordFailFence{ManualFence: backend.NewManualFence(false)}
+	b := newSim(t, pagesize.Size64K, 1<<32, fence)
+	c, err := New(llama3(2, 1024), b)
+	must(t, err)
+	must(t, c.ReservePhysical(16<<20))
+	i, _ := c.AllocBatchIdx(100)
+	must(t, c.Step(lens(2, i, 100)))
+	must(t, c.FreeBatchIdx(i)) // epoch 1, still running
+	fence.fail = true
+	if err := c.Close(); !errors.Is(err, ErrBackend) {
+		t.Fatalf("Close = %v", err)
+	}
+	if st := b.Stats(); st.PagesMapped != 256 {
+		t.Fatalf("Close unmapped pages the GPU may read: %+v", st)
+	}
+	fence.CompleteAll()
+	must(t, b.Close())
+}
+
+func TestBackgroundMapperNeverWaitsForTheGPU(t *testing.T) {
+	fence := backend.NewManualFence(false)
+	b := newSim(t, pagesize.Size64K, 1<<32, fence)
+	c := newCache(t, llama3(2, 4096), b)
+	must(t, c.ReservePhysical(2*64*64<<10)) // 2 page indexes
+	i, _ := c.AllocBatchIdx(32)
+	must(t, c.Step(lens(2, i, 32)))
+	must(t, c.FreeBatchIdx(i)) // epoch 1, not complete: its page is not reusable
+	j, _ := c.AllocBatchIdx(0)
+	must(t, c.StepAsync(lens(2, j, 32))) // the lookahead needs i's page
+	done := make(chan Stats, 1)
+	go func() { c.Wait(); done <- c.Stats() }()
+	select {
+	case st := <-done:
+		if st.BackgroundErrors != 1 || st.FenceWaits != 0 {
+			t.Fatalf("stats %+v", st)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the background mapper blocked on the GPU")
+	}
+	checkConsistent(t, c, b)
 }
 
 func TestDataFollowsPages(t *testing.T) {
@@ -669,8 +736,8 @@ func TestStepAsyncRace(t *testing.T) {
 	l := make([]int, 16)
 	for step := range 400 {
 		if step%7 == 0 {
-			if s, err := c.AllocBatchIdx(step % 300); err == nil {
-				l[s] = step % 300
+			if s, err := c.AllocBatchIdx(1 + step%300); err == nil {
+				l[s] = 1 + step%300
 			}
 		}
 		if step%11 == 0 {

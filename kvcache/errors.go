@@ -4,7 +4,8 @@ import "errors"
 
 // Errors the cache returns (wrapped with detail); branch on them with
 // errors.Is. After any of them the cache is as it was before the call,
-// except that idle pages may have been reclaimed into the pool.
+// except that pages no request needs (idle slots', and active slots' beyond
+// what their requests used) may have been reclaimed into the pool.
 var (
 	ErrBadConfig      = errors.New("bad cache config")
 	ErrSlotRange      = errors.New("batch slot out of range")

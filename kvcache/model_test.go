@@ -3,6 +3,7 @@ package kvcache
 import (
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/vattn/vattn/backend"
@@ -57,6 +58,16 @@ func runOps(t *testing.T, data []byte) {
 		t.Fatal(err)
 	}
 	model := map[int]int{} // active slot -> length
+	// freedAt: slots freed at an epoch, whose old pages GPU work up to that
+	// epoch may read. The cache may unmap them or hand them to a new request
+	// only once that epoch completed: checked after every operation.
+	freedAt := map[int]backend.Epoch{}
+	pagesOf := func(s int) []backend.PageID {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return slices.Clone(c.slots[s].pages)
+	}
+	before := map[int][]backend.PageID{}
 
 	// allowed reports whether err is one the operation may return given the
 	// state: out of memory and injected backend faults.
@@ -64,6 +75,9 @@ func runOps(t *testing.T, data []byte) {
 		return errors.Is(err, ErrOutOfPages) || errors.Is(err, backend.ErrInjected)
 	}
 	for step := 0; !r.done() && step < 400; step++ {
+		for s := range freedAt {
+			before[s] = pagesOf(s)
+		}
 		op := r.next() % 9
 		switch op {
 		case 0, 1: // alloc
@@ -106,6 +120,8 @@ func runOps(t *testing.T, data []byte) {
 				t.Fatalf("free %d: %v", s, err)
 			default:
 				delete(model, s)
+				freedAt[s] = fence.Recorded()
+				before[s] = pagesOf(s)
 			}
 		case 3, 4, 5: // step, sync or async
 			l := make([]int, cfg.MaxBatch)
@@ -173,6 +189,21 @@ func runOps(t *testing.T, data []byte) {
 		}
 		// Compare with the model once the background mapper is idle.
 		c.wait()
+		for s, e := range freedAt {
+			now := pagesOf(s)
+			_, active := model[s]
+			old, reused := before[s], active
+			if len(now) < len(old) || !slices.Equal(now, old[:min(len(now), len(old))]) {
+				reused = true
+			}
+			if len(old) > 0 && reused && fence.Completed() < e {
+				t.Fatalf("op %d: slot %d's pages reused or unmapped before epoch %d completed (completed %d)",
+					step, s, e, fence.Completed())
+			}
+			if active || len(now) == 0 {
+				delete(freedAt, s)
+			}
+		}
 		for _, s := range c.Slots() {
 			n, busy := model[s.Index]
 			if s.Active != busy || busy && s.Length != n {
