@@ -24,7 +24,10 @@ type usage struct {
 // kvcache, or the PagedAttention baseline.
 type memory interface {
 	alloc(tokens int) (int, error) // a free slot, memory comes with step
-	step(lens []int) error         // errNoMemory (wrapped) leaves it unchanged
+	// step makes lens fit; errNoMemory (wrapped) leaves it unchanged.
+	// admit marks an admission probe, mapped on the spot; the iteration's
+	// decode step may map the next step's pages in the background.
+	step(lens []int, admit bool) error
 	free(slot int) error
 	usage() usage
 	close() error
@@ -70,9 +73,9 @@ func newVattnMemory(shape Shape, ps pagesize.Size, mega, async bool, budget uint
 
 func (m *vattnMemory) alloc(tokens int) (int, error) { return m.cache.AllocBatchIdx(tokens) }
 
-func (m *vattnMemory) step(lens []int) error {
+func (m *vattnMemory) step(lens []int, admit bool) error {
 	var err error
-	if m.async {
+	if m.async && !admit {
 		err = m.cache.StepAsync(lens)
 	} else {
 		err = m.cache.Step(lens)
@@ -86,6 +89,8 @@ func (m *vattnMemory) step(lens []int) error {
 func (m *vattnMemory) free(slot int) error { return m.cache.FreeBatchIdx(slot) }
 
 func (m *vattnMemory) usage() usage {
+	// Sample after the background mapper is done, so runs are repeatable.
+	_ = m.cache.Wait()
 	st := m.cache.Stats()
 	return usage{
 		mapped: uint64(st.MappedPages-st.IdlePages) * m.page,
@@ -137,7 +142,7 @@ func (m *pagedMemory) alloc(int) (int, error) {
 	return -1, kvcache.ErrNoFreeSlot
 }
 
-func (m *pagedMemory) step(lens []int) error {
+func (m *pagedMemory) step(lens []int, _ bool) error {
 	need := 0
 	for i, n := range lens {
 		if b := (n + m.blockTokens - 1) / m.blockTokens; b > m.slots[i].blocks {

@@ -54,6 +54,19 @@ func schedule(ctx context.Context, cfg *Config, mem memory, res *Result, progres
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		// Requests whose last token came out leave.
+		kept := running[:0]
+		for _, ri := range running {
+			if reqs[ri].generated >= reqs[ri].decode {
+				if err := finish(ri); err != nil {
+					return err
+				}
+				completed++
+				continue
+			}
+			kept = append(kept, ri)
+		}
+		running = kept
 		// Admit: prefill of waiting requests, oldest first.
 		for len(queue) > 0 && len(running) < cfg.MaxBatch {
 			ri := queue[0]
@@ -63,7 +76,7 @@ func schedule(ctx context.Context, cfg *Config, mem memory, res *Result, progres
 				return fmt.Errorf("alloc: %w", err)
 			}
 			lens[slot] = r.length()
-			err = mem.step(lens)
+			err = mem.step(lens, true)
 			if err == nil && mem.usage().free < watermark && len(running) > 0 {
 				err = errNoMemory
 			}
@@ -89,28 +102,17 @@ func schedule(ctx context.Context, cfg *Config, mem memory, res *Result, progres
 			running = append(running, ri)
 		}
 		res.MaxBatchReached = max(res.MaxBatchReached, len(running))
-		// Requests whose last token came out leave.
-		kept := running[:0]
-		for _, ri := range running {
-			if reqs[ri].generated >= reqs[ri].decode {
-				if err := finish(ri); err != nil {
-					return err
-				}
-				completed++
-				continue
-			}
-			kept = append(kept, ri)
-		}
-		running = kept
 		if len(running) == 0 {
 			continue
 		}
 		// Decode: every running request appends its last token.
 		for _, ri := range running {
-			lens[reqs[ri].slot] = reqs[ri].length()
+			if reqs[ri].generated < reqs[ri].decode { // a finished one leaves next iteration
+				lens[reqs[ri].slot] = reqs[ri].length()
+			}
 		}
 		for {
-			err := mem.step(lens)
+			err := mem.step(lens, false)
 			if err == nil {
 				break
 			}
@@ -129,8 +131,13 @@ func schedule(ctx context.Context, cfg *Config, mem memory, res *Result, progres
 				break
 			}
 		}
+		if len(running) == 0 {
+			continue // everything was preempted: no step ran
+		}
 		for _, ri := range running {
-			reqs[ri].generated++
+			if reqs[ri].generated < reqs[ri].decode {
+				reqs[ri].generated++
+			}
 		}
 		u := mem.usage()
 		res.Steps++

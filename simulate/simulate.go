@@ -104,16 +104,19 @@ type Result struct {
 
 // Report is a whole simulation.
 type Report struct {
-	Model       string   `json:"model"`
-	TP          int      `json:"tp"`
-	Trace       string   `json:"trace"`
-	Requests    int      `json:"requests"`
-	MaxBatch    int      `json:"max_batch"`
-	MaxContext  int      `json:"max_context"`
-	GPUMemory   uint64   `json:"gpu_memory_bytes"`
-	KVBudget    uint64   `json:"kv_budget_bytes"`
-	TokenBytes  uint64   `json:"token_bytes"`
-	Results     []Result `json:"results"`
+	Model      string   `json:"model"`
+	TP         int      `json:"tp"`
+	Trace      string   `json:"trace"`
+	Requests   int      `json:"requests"`
+	MaxBatch   int      `json:"max_batch"`
+	MaxContext int      `json:"max_context"`
+	GPUMemory  uint64   `json:"gpu_memory_bytes"`
+	KVBudget   uint64   `json:"kv_budget_bytes"`
+	TokenBytes uint64   `json:"token_bytes"`
+	Results    []Result `json:"results"`
+	// Unavailable lists configurations that cannot exist for this model
+	// (e.g. a token that does not tile the page), with the reason.
+	Unavailable []string `json:"unavailable,omitempty"`
 	WallSeconds float64  `json:"wall_seconds"`
 }
 
@@ -217,6 +220,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			if errors.Is(err, kvcache.ErrBadConfig) {
 				// e.g. a token larger than a page and not a multiple: the
 				// layout cannot exist; say so in the report and go on.
+				rep.Unavailable = append(rep.Unavailable, fmt.Sprintf("%s: %v", r.name, err))
 				continue
 			}
 			return nil, fmt.Errorf("%s: %w", r.name, err)
@@ -227,7 +231,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				cfg.Progress(r.name, done, total)
 			}
 		})
-		if vm, ok := mem.(*vattnMemory); ok {
+		if vm, ok := mem.(*vattnMemory); ok && err == nil {
+			_ = vm.cache.Wait()
 			res.PageTokens = vm.cache.Layout().TokensPerPage
 			st := vm.cache.Stats()
 			res.MapCalls = st.Foreground.Map.Calls + st.Background.Map.Calls

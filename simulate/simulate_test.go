@@ -54,7 +54,7 @@ func TestRunSmall(t *testing.T) {
 		if r.WasteFraction < 0 || r.WasteFraction >= 1 || r.MaxBatchReached == 0 || r.MaxBatchReached > 64 {
 			t.Errorf("%s: waste %g, max batch %d", r.Name, r.WasteFraction, r.MaxBatchReached)
 		}
-		if r.Layout != Paged && (r.MapCalls == 0 || r.CriticalSecondsAsync > r.CriticalSecondsSync || r.CriticalSecondsSync == 0) {
+		if r.Layout != Paged && (r.MapCalls == 0 || r.CriticalSecondsAsync <= 0 || r.CriticalSecondsSync <= r.CriticalSecondsAsync) {
 			t.Errorf("%s: %d map calls, critical sync %g async %g", r.Name, r.MapCalls, r.CriticalSecondsSync, r.CriticalSecondsAsync)
 		}
 		if r.LatencyAssumed != (r.Layout != Paged && r.PageSize != pagesize.Size2M) {
@@ -166,4 +166,38 @@ func BenchmarkSimulateArxiv(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(len(cfg.Trace.Requests)*len(pagesize.All())*b.N)/b.Elapsed().Seconds(), "requests/s")
+}
+
+// TestRunIsRepeatable: the same config twice gives the same numbers (the
+// background mapper's timing must not leak into the metrics).
+func TestRunIsRepeatable(t *testing.T) {
+	cfg := Config{Model: model(t, "llama-3-8b", 1), Trace: synthetic(t, 200), GPUMemory: 24 << 30, MaxBatch: 32,
+		PageSizes: []pagesize.Size{pagesize.Size2M}, Layouts: []Layout{PerLayer}, PagedBlock: []int{}}
+	var first Result
+	for i := range 3 {
+		rep, err := Run(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := rep.Results[0]
+		r.WallSeconds = 0
+		if i == 0 {
+			first = r
+		} else if r != first {
+			t.Fatalf("run %d differs:\n%+v\n%+v", i, r, first)
+		}
+	}
+}
+
+func TestUnavailableLayoutIsReported(t *testing.T) {
+	m := model(t, "llama-3-8b", 1)
+	m.HeadDim = 80 // 1280-byte tokens do not tile 64 KiB pages
+	rep, err := Run(context.Background(), Config{Model: m, Trace: synthetic(t, 5), PageSizes: []pagesize.Size{pagesize.Size64K},
+		Layouts: []Layout{PerLayer}, PagedBlock: []int{16}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Results) != 1 || len(rep.Unavailable) != 1 {
+		t.Fatalf("results %d, unavailable %v", len(rep.Results), rep.Unavailable)
+	}
 }

@@ -211,6 +211,9 @@ func printTable(w io.Writer, rep *simulate.Report) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	for _, u := range rep.Unavailable {
+		fmt.Fprintf(w, "not run: %s\n", u)
+	}
 	fmt.Fprintln(w, "\nWASTE: mapped memory under running requests that holds no token. CRIT: estimated mapping time")
 	fmt.Fprintln(w, "on the critical path, from the simulator's latency model (H100 figures for 2 MiB).")
 	if assumed {
