@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vattn/vattn/internal/cli"
+	"github.com/vattn/vattn/internal/cmd/drivercmd"
 	"github.com/vattn/vattn/internal/cmd/mapcmd"
 	"github.com/vattn/vattn/internal/cmd/simulate"
 	tracecmd "github.com/vattn/vattn/internal/cmd/trace"
@@ -42,6 +43,7 @@ latency with eBPF, and installs the patched nvidia-uvm driver.`,
 		mapcmd.NewCmd(format),
 	)
 	root.AddCommand(tracecmd.NewCmd(format))
+	root.AddCommand(drivercmd.NewInstallCmd(format), drivercmd.NewUninstallCmd(format), drivercmd.NewStatusCmd(format))
 	return root
 }
 
