@@ -193,3 +193,10 @@ func (m *fakeMachine) write(p, content string) {
 		m.t.Fatal(err)
 	}
 }
+
+func removeAll(t *testing.T, m *fakeMachine, p string) {
+	t.Helper()
+	if err := os.RemoveAll(filepath.Join(m.env.Root, p)); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -178,7 +178,7 @@ func (e *Env) CollectStatus(ctx context.Context, kver string) (*Status, error) {
 	default:
 		s.SmallPages = "unknown: the loaded nvidia_uvm is vattn-uvm, not probed"
 	}
-	s.SigEnforce = sigEnforce(e.ModuleAttr("module", "sig_enforce"))
+	s.SigEnforce = sigEnforce(e.ModuleAttr("module", "parameters/sig_enforce"))
 	s.SecureBoot = e.secureBoot(ctx)
 	return s, nil
 }
