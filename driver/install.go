@@ -143,14 +143,15 @@ func (e *Env) PlanInstall(ctx context.Context, opts InstallOptions) (*Plan, Targ
 	if err != nil {
 		return nil, t, err
 	}
+	// Any vattn-uvm already known to DKMS is either exactly this install (nothing to do)
+	// or something uninstall-driver must clear first: we never modify a package in place.
 	for _, en := range entries {
-		if en.Version != t.Package {
-			return nil, t, fmt.Errorf("%w (%s)", ErrOtherInstalled, en.Line)
-		}
-		if en.Kernel == t.Kernel && en.State == "installed" {
+		if en.Version == t.Package && en.Kernel == t.Kernel && en.State == "installed" {
 			return nil, t, fmt.Errorf("%w for %s (%s)", ErrAlreadyInstalled, t.Kernel, en.Line)
 		}
-		return nil, t, fmt.Errorf("%w (%s is %s)", ErrOtherInstalled, en.Line, en.State)
+	}
+	if len(entries) > 0 {
+		return nil, t, fmt.Errorf("%w (%s)", ErrOtherInstalled, entries[0].Line)
 	}
 	if _, err := os.Stat(e.path(t.SourceTree)); err == nil {
 		return nil, t, fmt.Errorf("%s exists but DKMS does not know it: remove it first", t.SourceTree)
