@@ -454,8 +454,10 @@ const (
 	ExtraPatchEnv   = "VATTNCTL_TEST_EXTRA_PATCH"
 )
 
+// corruptFirstObject breaks a header every NVIDIA object includes, so the build fails on
+// the first object it compiles (after conftest) instead of minutes later.
 func corruptFirstObject(tree string) error {
-	p := filepath.Join(tree, "nvidia-uvm", "uvm.c")
+	p := filepath.Join(tree, "common", "inc", "nvtypes.h")
 	b, err := os.ReadFile(p)
 	if err != nil {
 		return err
