@@ -4,7 +4,8 @@
 # (default: 535.261.03 550.163.01). No module is loaded. Run as root; called by
 # dkms_test.go. For each version it first installs the stock driver with DKMS (package
 # vattn-test-stock, standing in for a vendor install so nvidia.ko exists for the version
-# check), and removes it again at the end.
+# check), and removes it again at the end. The rollback cases run for the first version
+# (or VATTN_DKMS_ROLLBACK_VERSION; "none" skips them).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 VERSIONS=("$@")
@@ -104,7 +105,7 @@ for ver in "${VERSIONS[@]}"; do
     same_as "$W/before" "$ver dry-run"
 
     # rollback: a failure at each step leaves the machine as it was
-    if [ "$ver" = "${VERSIONS[0]}" ]; then
+    if [ "$ver" = "${VATTN_DKMS_ROLLBACK_VERSION:-${VERSIONS[0]}}" ]; then
         printf -- '--- a/nvidia-uvm/uvm.c\n+++ b/nvidia-uvm/uvm.c\n@@ -1,3 +1,3 @@\n-this line is not there\n+nor this\n context\n' >"$W/bad.patch"
         VATTNCTL_TEST_EXTRA_PATCH="$W/bad.patch" expect_fail "$ver bad patch" "${I[@]}"
         for step in record stage dkms-add; do
@@ -118,9 +119,11 @@ for ver in "${VERSIONS[@]}"; do
         pass "$ver PRE_INSTALL refuses $other, accepts $ver"
         # missing headers: hide the build link; dkms build fails; rollback
         mv "/lib/modules/$K/build" "$W/build-link"
+        trap 'mv "$W/build-link" "/lib/modules/$K/build"' EXIT
         snapshot "$W/before-nohdr"
         REF="$W/before-nohdr" VATTNCTL_TEST_SKIP_HEADER_CHECK=1 expect_fail "$ver missing headers" "${I[@]}"
         mv "$W/build-link" "/lib/modules/$K/build"
+        trap - EXIT
         same_as "$W/before" "$ver headers restored"
         VATTNCTL_TEST_CORRUPT_STAGE=1 expect_fail "$ver build fails on its first object" "${I[@]}"
         grep -q "corrupted by VATTNCTL_TEST_CORRUPT_STAGE" /var/lib/vattnctl/build-"$ver"-vattn1-"$K".log ||
