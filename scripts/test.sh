@@ -50,7 +50,7 @@ deps() {
 # Unit and integration tests of every package; eBPF tests attach for real
 # (CI runs as root). -p 1 keeps tests that build C fixtures or kernel trees
 # from racing for the two cores; the long timeout covers the kernel tiers.
-unit() { go test -count=1 -timeout 60m ./...; }
+unit() { go test -count=1 -timeout 60m $(go list ./... | grep -v /tests/dkms); }
 
 # -short: the full-trace simulation runs in the unit tier; under the race
 # detector it would take minutes for nothing new.
@@ -69,6 +69,11 @@ tier unit unit
 tier race race
 tier bench-smoke bench_smoke
 tier kernel kernel
+
+# DKMS end to end for real, per NVIDIA branch: stock driver installed with
+# DKMS, then install-driver/status/uninstall-driver and rollback cases.
+dkms() { go test -count=1 -p 1 -timeout 80m ./tests/dkms/; }
+tier dkms dkms
 
 echo
 if [ ${#failed[@]} -ne 0 ]; then

@@ -13,7 +13,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vattn/vattn/internal/cli"
+	"github.com/vattn/vattn/driver"
 	benchcmd "github.com/vattn/vattn/internal/cmd/bench"
+	"github.com/vattn/vattn/internal/cmd/drivercmd"
 	"github.com/vattn/vattn/internal/cmd/mapcmd"
 	"github.com/vattn/vattn/internal/cmd/selftest"
 	"github.com/vattn/vattn/internal/cmd/simulate"
@@ -45,6 +47,9 @@ latency with eBPF, and installs the patched nvidia-uvm driver.`,
 	)
 	root.AddCommand(tracecmd.NewCmd(format))
 	root.AddCommand(benchcmd.NewCmd(format), selftest.NewCmd(format))
+	root.AddCommand(drivercmd.NewInstallCmd(format), drivercmd.NewUninstallCmd(format), drivercmd.NewStatusCmd(format))
+	// status and install-driver ask the module through backend/uvm's probe.
+	driver.ProbeUVM = drivercmd.ProbeUVM
 	return root
 }
 

@@ -1,0 +1,107 @@
+package drivercmd
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vattn/vattn/driver"
+	"github.com/vattn/vattn/internal/cli"
+)
+
+func fakeEnv(t *testing.T, files map[string]string) func() *driver.Env {
+	root := t.TempDir()
+	for p, c := range files {
+		full := filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return func() *driver.Env {
+		return &driver.Env{Root: root,
+			Exec: func(context.Context, string, ...string) ([]byte, error) {
+				return nil, errors.New("no tools here")
+			},
+			LookPath: func(string) (string, error) { return "", errors.New("not found") },
+		}
+	}
+}
+
+func run(t *testing.T, cmd func(*cli.Format) *cobra.Command, format cli.Format, args ...string) (string, int) {
+	t.Helper()
+	c := cmd(&format)
+	var out bytes.Buffer
+	c.SetOut(&out)
+	c.SetErr(&out)
+	c.SetArgs(args)
+	err := c.ExecuteContext(context.Background())
+	return out.String(), cli.CodeOf(err)
+}
+
+func TestStatusExitCodes(t *testing.T) {
+	old := NewEnv
+	defer func() { NewEnv = old }()
+	NewEnv = fakeEnv(t, map[string]string{
+		"/proc/sys/kernel/osrelease":                "6.1.0-56-amd64\n",
+		"/lib/modules/6.1.0-56-amd64/modules.dep":   "",
+		"/proc/driver/nvidia/version":               "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  (x)  2025\n",
+		"/sys/module/nvidia_uvm/srcversion":         "ABC\n",
+		"/sys/module/module/parameters/sig_enforce": "Y\n",
+	})
+	out, code := run(t, NewStatusCmd, cli.Table)
+	if code != cli.ExitOK {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	for _, want := range []string{"580.159.04 (open kernel module", "small pages:           unavailable", "module signatures:     enforced", "dkms:                  not installed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	out, code = run(t, NewStatusCmd, cli.JSON)
+	var s driver.Status
+	if code != cli.ExitOK || json.Unmarshal([]byte(out), &s) != nil || s.Driver.Version != "580.159.04" || s.SigEnforce != "enforced" {
+		t.Fatalf("json exit %d: %s", code, out)
+	}
+	_, code = run(t, NewStatusCmd, cli.Table, "--kernel", "9.9.9")
+	if code != cli.ExitNotFound {
+		t.Errorf("unknown kernel: exit %d", code)
+	}
+
+	NewEnv = fakeEnv(t, map[string]string{"/proc/sys/kernel/osrelease": "6.1.0-56-amd64\n"})
+	out, code = run(t, NewStatusCmd, cli.Table)
+	if code != cli.ExitDriverNotLoaded || !strings.Contains(out, "NVIDIA driver:         not loaded") {
+		t.Errorf("not loaded: exit %d\n%s", code, out)
+	}
+}
+
+func TestInstallFlagsAndCodes(t *testing.T) {
+	old := NewEnv
+	defer func() { NewEnv = old }()
+	_, code := run(t, NewInstallCmd, cli.Table, "--no-load", "--reload", "--dry-run")
+	if code != cli.ExitBadArgument {
+		t.Errorf("--no-load --reload: exit %d", code)
+	}
+	NewEnv = fakeEnv(t, map[string]string{
+		"/proc/sys/kernel/osrelease":              "6.1.0-56-amd64\n",
+		"/lib/modules/6.1.0-56-amd64/modules.dep": "",
+		"/proc/driver/nvidia/version":             "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  (x)  2025\n",
+	})
+	out, code := run(t, NewInstallCmd, cli.Table, "--dry-run")
+	if code != cli.ExitNotSupported {
+		t.Errorf("unsupported version: exit %d %s", code, out)
+	}
+	out, code = run(t, NewUninstallCmd, cli.Table, "--dry-run")
+	if code != cli.ExitOK || !strings.Contains(out, "nothing to do") {
+		t.Errorf("uninstall with nothing installed: exit %d %s", code, out)
+	}
+}
