@@ -12,8 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/vattn/vattn/internal/cli"
 	"github.com/vattn/vattn/driver"
+	"github.com/vattn/vattn/internal/cli"
 	benchcmd "github.com/vattn/vattn/internal/cmd/bench"
 	"github.com/vattn/vattn/internal/cmd/drivercmd"
 	"github.com/vattn/vattn/internal/cmd/mapcmd"
