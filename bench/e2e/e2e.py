@@ -121,10 +121,11 @@ class Contiguous:
     def write(self, l, seqs, k, v):
         at = 0
         if all(c == 1 for (_, _, c, _) in seqs) and len(seqs) > 1:
-            slots = torch.tensor([s for (s, _, _, _) in seqs], device=k.device)
-            pos = torch.tensor([st for (_, st, _, _) in seqs], device=k.device)
-            self.ks[l][slots, pos] = k
-            self.vs[l][slots, pos] = v
+            if l == 0:  # the same positions in every layer: build the index once per step
+                self._slots = torch.tensor([s for (s, _, _, _) in seqs], device=k.device)
+                self._pos = torch.tensor([st for (_, st, _, _) in seqs], device=k.device)
+            self.ks[l][self._slots, self._pos] = k
+            self.vs[l][self._slots, self._pos] = v
             return
         for (slot, start, count, _) in seqs:
             self.ks[l][slot, start: start + count] = k[at: at + count]
@@ -136,47 +137,57 @@ class Contiguous:
 
 
 class Paged:
+    """A block pool with per-request block tables (vLLM-style), preallocated to
+    the static layout's size; attention reads a request's K/V through a gather
+    of its blocks. Each slot keeps its token -> pool-row index on the GPU,
+    extended when a block is added, so a step builds no index it already has."""
+
     def __init__(self, layers, blocks, bs, dev):
         self.bs = bs
         self.k = [torch.zeros(blocks * bs, KV_HEADS, HEAD_DIM, dtype=torch.bfloat16, device=dev) for _ in range(layers)]
         self.v = [torch.zeros_like(t) for t in self.k]
         self.free = list(range(blocks))
         self.table = {}  # slot -> list of blocks
-        self.idx = {}
+        self.rows = {}  # slot -> int64 GPU tensor: pool row of each token slot the blocks hold
+        self.ar = torch.arange(bs, device=dev)
         self.dev = dev
 
     def ensure(self, slot, n):
         t = self.table.setdefault(slot, [])
+        new = []
         while len(t) * self.bs < n:
             if not self.free:
                 raise RuntimeError("paged pool exhausted")
-            t.append(self.free.pop())
-        self.idx[slot] = None
+            b = self.free.pop()
+            t.append(b)
+            new.append(b)
+        if new:
+            add = (torch.tensor(new, device=self.dev)[:, None] * self.bs + self.ar).reshape(-1)
+            old = self.rows.get(slot)
+            self.rows[slot] = add if old is None else torch.cat([old, add])
 
     def release(self, slot):
         self.free.extend(self.table.pop(slot, []))
-        self.idx.pop(slot, None)
+        self.rows.pop(slot, None)
 
-    def used_bytes(self):
-        return sum(len(t) for t in self.table.values()) * self.bs * KV_HEADS * HEAD_DIM * 2 * 2 * len(self.k)
-
-    def flat(self, slot, start, count):
-        t = torch.tensor(self.table[slot], device=self.dev)
-        p = torch.arange(start, start + count, device=self.dev)
-        return t[p // self.bs] * self.bs + p % self.bs
+    def blocks_in_use(self):
+        return sum(len(t) for t in self.table.values())
 
     def before_layer(self, l):
         pass
 
     def write(self, l, seqs, k, v):
         if l == 0:  # block tables change only between steps: index once per step
-            self._w = torch.cat([self.flat(s, st, c) for (s, st, c, _) in seqs])
-            self._read = {s: self.flat(s, 0, t) for (s, _, _, t) in seqs}
+            if all(c == 1 for (_, _, c, _) in seqs):
+                w = [self.table[s][st // self.bs] * self.bs + st % self.bs for (s, st, _, _) in seqs]
+                self._w = torch.tensor(w, device=self.dev)
+            else:
+                self._w = torch.cat([self.rows[s][st: st + c] for (s, st, c, _) in seqs])
         self.k[l][self._w] = k
         self.v[l][self._w] = v
 
     def read(self, l, slot, total):
-        i = self._read[slot]
+        i = self.rows[slot][:total]
         return self.k[l][i], self.v[l][i]
 
 
@@ -185,14 +196,55 @@ def dev_used():
     return total - free
 
 
-def run(cfg_name, args, model, reqs, dev, refs):
+def pct(xs, q):
+    if not xs:
+        return None
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def call_summary(xs):
+    """Seconds per call -> total and per-call microseconds."""
+    return dict(calls=len(xs), total_s=round(sum(xs), 4),
+                mean_us=round(1e6 * sum(xs) / len(xs), 1) if xs else None,
+                p50_us=round(1e6 * pct(xs, 0.5), 1) if xs else None,
+                p99_us=round(1e6 * pct(xs, 0.99), 1) if xs else None,
+                max_us=round(1e6 * max(xs), 1) if xs else None)
+
+
+def kv_bytes_per_token(layers):
+    return KV_HEADS * HEAD_DIM * 2 * 2 * layers  # bf16, K and V, every layer
+
+
+def warm_up(model, reqs, args, dev):
+    """Run every prompt length of the sample once and every decode batch size,
+    so cuBLAS's per-shape kernel choice and the caching allocator's growth are
+    paid before any configuration is timed, whatever the order."""
+    L, B = args.layers, args.max_batch
+    T = max(p for p, _ in reqs) + 1
+    ks = [torch.zeros(B, max(T, 64), KV_HEADS, HEAD_DIM, dtype=torch.bfloat16, device=dev) for _ in range(L)]
+    kv = Contiguous(ks, [torch.zeros_like(t) for t in ks])
+    t0 = time.perf_counter()
+    for p in sorted({p for p, _ in reqs}):
+        model.forward(torch.zeros(p, dtype=torch.long, device=dev), torch.arange(p, device=dev), kv, [(0, 0, p, p)])
+    for b in range(1, B + 1):
+        model.forward(torch.zeros(b, dtype=torch.long, device=dev), torch.full((b,), 32, device=dev), kv,
+                      [(s, 32, 1, 33) for s in range(b)])
+    torch.cuda.synchronize()
+    del kv, ks
+    return time.perf_counter() - t0
+
+
+def run(cfg_name, args, model, reqs, dev):
     import vattn
     L, B, T = args.layers, args.max_batch, args.max_ctx
-    kvbytes_tok = KV_HEADS * HEAD_DIM * 2
+    per_tok = kv_bytes_per_token(L)
     torch.cuda.synchronize()
-    base_used = dev_used()
+    torch.cuda.empty_cache()
+    base_used = dev_used()  # before any KV memory of this configuration
     cache = None
     mode = None
+    page_bytes = 2 << 20
     if cfg_name == "static":
         ks = [torch.zeros(B, T, KV_HEADS, HEAD_DIM, dtype=torch.bfloat16, device=dev) for _ in range(L)]
         vs = [torch.zeros_like(t) for t in ks]
@@ -207,28 +259,49 @@ def run(cfg_name, args, model, reqs, dev, refs):
         cache.reserve_physical_pages(args.reserve_gib << 30)
         t = cache.tensors()
         kv = Contiguous(t[:L], t[L:])
-        if mode == "layered":
-            kv.before_layer = lambda l: cache.wait_layer(l)
+    torch.cuda.synchronize()
+
+    def kv_held():
+        """Device bytes the layout holds for K/V right now: static and paged
+        hold their whole pool for the run, vattn its physical pages."""
+        if cache is None:
+            return kv_alloc
+        return cache.stats()["reserved_pages"] * page_bytes
+
+    if cache is None:  # exact: what the layout's tensors hold (the caching allocator may reuse old segments)
+        tensors = (kv.ks + kv.vs) if isinstance(kv, Contiguous) else (kv.k + kv.v)
+        kv_alloc = sum(t.numel() * t.element_size() for t in tensors)
+    else:
+        kv_alloc = kv_held()
     queue = list(enumerate(reqs))
     queue.reverse()
     active = {}  # slot -> [rid, length, remaining decode, next token]
     free_slots = list(range(B))
     lens = [0] * B
+    calls = {"prefill": [], "wait_layer": [], "decode": []}
     st = dict(prefill_tokens=0, decode_tokens=0, prefill_s=0.0, decode_s=0.0, decode_steps=0,
-              vattn_call_s=0.0, vattn_prefill_call_s=0.0, vattn_decode_call_s=0.0, mem=[], peak_used=0)
+              kv_alloc_bytes=kv_alloc, mem=[], peak_kv_bytes=0, peak_device_bytes=0, peak_live_kv_bytes=0)
     recorded = {}
     rnd = torch.Generator(device=dev).manual_seed(7)
+
+    def timed(kind, fn, *a):
+        s = time.perf_counter()
+        fn(*a)
+        calls[kind].append(time.perf_counter() - s)
+
+    if mode == "layered":
+        prefill_wait = lambda l: timed("wait_layer", cache.wait_layer, l)
     t0 = time.perf_counter()
 
-    def vcall(fn, arg, kind):
-        s = time.perf_counter()
-        fn(arg)
-        d = time.perf_counter() - s
-        st["vattn_call_s"] += d
-        st["vattn_%s_call_s" % kind] += d
+    def sample():
+        held, used = kv_held(), dev_used() - base_used
+        live = sum(lens) * per_tok
+        st["peak_kv_bytes"] = max(st["peak_kv_bytes"], held)
+        st["peak_device_bytes"] = max(st["peak_device_bytes"], used)
+        st["peak_live_kv_bytes"] = max(st["peak_live_kv_bytes"], live)
+        st["mem"].append((round(time.perf_counter() - t0, 3), held, used, live))
 
     while queue or active:
-        # admit: one prefill per iteration while slots are free
         admitted = 0
         while queue and admitted < args.admit and len(active) < B:
             rid, (p, d) = queue.pop()
@@ -242,7 +315,9 @@ def run(cfg_name, args, model, reqs, dev, refs):
             lens[slot] = p
             if cache is not None:
                 fn = {"sync": cache.step, "async": cache.step_async, "layered": cache.step_layered}[mode]
-                vcall(fn, lens, "prefill")
+                timed("prefill", fn, lens)
+                if mode == "layered":
+                    kv.before_layer = prefill_wait
             elif isinstance(kv, Paged):
                 kv.ensure(slot, p)
             toks = torch.randint(0, VOCAB, (p,), device=dev, generator=rnd)
@@ -251,12 +326,15 @@ def run(cfg_name, args, model, reqs, dev, refs):
             if rid < 4:
                 rec = lambda o, rid=rid: recorded.__setitem__((rid, 0), o.float().cpu())
             nxt = model.forward(toks, pos, kv, [(slot, 0, p, p)], rec)
+            if mode == "layered":
+                kv.before_layer = lambda l: None  # decode steps: step_async mapped them already
             torch.cuda.synchronize()
             st["prefill_s"] += time.perf_counter() - s
             st["prefill_tokens"] += p
             active[slot] = [rid, p, d - 1, nxt[0]]
             admitted += 1
-        # retire requests that produced all their tokens
+        if admitted:
+            sample()
         for slot in [s for s, a in active.items() if a[2] <= 0]:
             del active[slot]
             lens[slot] = 0
@@ -274,8 +352,7 @@ def run(cfg_name, args, model, reqs, dev, refs):
         for sl in slots:
             lens[sl] = active[sl][1] + 1
         if cache is not None:
-            fn = cache.step if mode == "sync" else cache.step_async
-            vcall(fn, lens, "decode")
+            timed("decode", cache.step if mode == "sync" else cache.step_async, lens)
         elif isinstance(kv, Paged):
             for sl in slots:
                 kv.ensure(sl, lens[sl])
@@ -289,11 +366,7 @@ def run(cfg_name, args, model, reqs, dev, refs):
             if rid < 4 and step_no <= 5:
                 rec_rows[i] = (rid, step_no)
         rec = (lambda o: [recorded.__setitem__(k, o[i:i + 1].float().cpu()) for i, k in rec_rows.items()]) if rec_rows else None
-        if mode == "layered":
-            kv.before_layer = lambda l: None  # decode steps: step_async already mapped them
         nxt = model.forward(toks, pos, kv, seqs, rec)
-        if mode == "layered":
-            kv.before_layer = lambda l: cache.wait_layer(l)
         torch.cuda.synchronize()
         st["decode_s"] += time.perf_counter() - s
         st["decode_steps"] += 1
@@ -303,34 +376,71 @@ def run(cfg_name, args, model, reqs, dev, refs):
             a[1] += 1
             a[2] -= 1
             a[3] = nxt[i]
-        used = dev_used() - base_used
-        st["peak_used"] = max(st["peak_used"], used)
-        if st["decode_steps"] % 4 == 0:
-            st["mem"].append((round(time.perf_counter() - t0, 3), used))
-    st["wall_s"] = time.perf_counter() - t0
+        if st["decode_steps"] % 2 == 0:
+            sample()
+    st["wall_s"] = round(time.perf_counter() - t0, 2)
     if cache is not None:
         cache.wait()
         vs_ = cache.stats()
         st["vattn_stats"] = {k: vs_[k] for k in ("reserved_pages", "fg_map_calls", "fg_map_pages", "fg_map_seconds",
                                                 "bg_map_calls", "bg_map_pages", "bg_map_seconds", "alloc_calls",
                                                 "alloc_seconds", "fg_unmap_calls", "reclaimed_pages")}
+        st["vattn_calls"] = {k: call_summary(v) for k, v in calls.items() if v}
+        st["vattn_critical_path_s"] = round(sum(sum(v) for v in calls.values()), 4)
     st["prefill_tok_s"] = st["prefill_tokens"] / st["prefill_s"]
     st["decode_tok_s"] = st["decode_tokens"] / st["decode_s"]
     st["ms_per_decode_step"] = 1000 * st["decode_s"] / max(1, st["decode_steps"])
-    # correctness against the static run
-    if refs is None:
-        st["recorded"] = len(recorded)
-    else:
-        diffs = [float((recorded[k] - refs[k]).abs().max()) for k in refs if k in recorded]
-        st["max_abs_diff_vs_static"] = max(diffs) if diffs else None
-        st["compared_outputs"] = len(diffs)
-        st["ref_scale"] = max(float(refs[k].abs().max()) for k in refs)
     del kv
     if cache is not None:
         cache.cleanup()
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
     return st, recorded
+
+
+def compare(results, recs):
+    """Attention outputs of every configuration against the static run's."""
+    ref = recs.get("static")
+    if not ref:
+        return
+    scale = max(float(t.abs().max()) for t in ref.values())
+    for cfg, rec in recs.items():
+        if cfg == "static" or cfg not in results:
+            continue
+        diffs = [float((rec[k] - ref[k]).abs().max()) for k in ref if k in rec]
+        results[cfg]["compared_outputs"] = len(diffs)
+        results[cfg]["max_abs_diff_vs_static"] = max(diffs) if diffs else None
+        results[cfg]["ref_scale"] = scale
+        results[cfg]["correct"] = bool(diffs) and len(diffs) == len(ref) and max(diffs) <= 1e-2 * scale
+
+
+def plot(out, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing: no plot", file=sys.stderr)
+        return
+    for wl, r in out["results"].items():
+        fig, ax = plt.subplots(1, 2, figsize=(12, 4))
+        for cfg, st in r["configs"].items():
+            if st.get("mem"):
+                xs = [m[0] for m in st["mem"]]
+                ax[0].plot(xs, [m[1] / 2**30 for m in st["mem"]], label=cfg)
+                ax[1].plot(xs, [m[2] / 2**30 for m in st["mem"]], label=cfg)
+        live = max((c for c in r["configs"].values() if c.get("mem")), key=lambda c: len(c["mem"]), default=None)
+        if live:
+            ax[0].plot([m[0] for m in live["mem"]], [m[3] / 2**30 for m in live["mem"]], "k:", label="live K/V (tokens)")
+        ax[0].set_title("K/V device memory held: " + wl)
+        ax[1].set_title("device memory beyond the model: " + wl)
+        for a in ax:
+            a.set_xlabel("seconds")
+            a.set_ylabel("GiB")
+            a.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(os.path.join(path, "memory-%s.png" % wl))
+        plt.close(fig)
 
 
 def main():
@@ -344,26 +454,27 @@ def main():
     ap.add_argument("--admit", type=int, default=4)
     ap.add_argument("--reserve-gib", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--configs", default="static,vattn-sync,vattn-async,vattn-layered,paged16,paged256")
+    ap.add_argument("--configs", default="vattn-sync,vattn-async,vattn-layered,static,paged16,paged256",
+                    help="run order of the first workload; later workloads rotate it by one")
     ap.add_argument("--workloads", default="arxiv,synthetic")
-    ap.add_argument("--budget-s", type=float, default=400)
+    ap.add_argument("--budget-s", type=float, default=540)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     dev = torch.device("cuda:0")
     torch.cuda.init()
+    # Flash (else memory-efficient) attention for every configuration: the
+    # cuDNN backend PyTorch may pick on Hopper builds a plan per new K/V length,
+    # which costs tens of ms each and lands on whichever configuration meets a
+    # length first (seen on the H200: the first configuration's decode 5x slower).
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    sdpa = sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION])
+    sdpa.__enter__()
     torch.manual_seed(args.seed)
     model = Model(args.layers, dev, args.seed)
-    # warm up cuBLAS and SDPA so the first configuration pays no start-up
-    wk = [torch.zeros(2, 512, KV_HEADS, HEAD_DIM, dtype=torch.bfloat16, device=dev) for _ in range(args.layers)]
-    warm = Contiguous(wk, [torch.zeros_like(t) for t in wk])
-    for _ in range(2):
-        model.forward(torch.zeros(300, dtype=torch.long, device=dev), torch.arange(300, device=dev), warm, [(0, 0, 300, 300)])
-        model.forward(torch.zeros(2, dtype=torch.long, device=dev), torch.tensor([300, 300], device=dev), warm,
-                      [(0, 300, 1, 301), (1, 300, 1, 301)])
-    del warm, wk
     torch.cuda.synchronize()
     out = dict(device=torch.cuda.get_device_name(0), torch=torch.__version__, cuda=torch.version.cuda,
                layers=args.layers, max_batch=args.max_batch, max_ctx=args.max_ctx, requests=args.requests,
+               kv_bytes_per_token=kv_bytes_per_token(args.layers), sdpa="flash, else memory-efficient",
                date=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), results={})
     try:
         import subprocess
@@ -372,56 +483,46 @@ def main():
     except Exception as e:
         out["driver"] = "unknown (%s)" % e
     start = time.time()
-    for wl in args.workloads.split(","):
+    order = args.configs.split(",")
+    for wi, wl in enumerate(args.workloads.split(",")):
         path = args.trace if wl == "arxiv" else args.synthetic
         if not path:
             print("no file for workload %s: skipped" % wl, file=sys.stderr)
             continue
         reqs = load_trace(path, args.requests, args.seed, args.max_ctx)
-        out["results"][wl] = {"mean_prompt": sum(p for p, _ in reqs) / len(reqs),
-                              "mean_decode": sum(d for _, d in reqs) / len(reqs), "configs": {}}
-        refs = None
-        for cfg in args.configs.split(","):
+        cfgs = order[wi % len(order):] + order[:wi % len(order)]
+        res = out["results"][wl] = {"mean_prompt": sum(p for p, _ in reqs) / len(reqs),
+                                    "mean_decode": sum(d for _, d in reqs) / len(reqs),
+                                    "order": cfgs, "configs": {}}
+        res["warm_up_s"] = round(warm_up(model, reqs, args, dev), 2)
+        recs = {}
+        for cfg in cfgs:
             if time.time() - start > args.budget_s:
-                out["results"][wl]["configs"][cfg] = {"skipped": "time budget"}
+                res["configs"][cfg] = {"skipped": "time budget"}
                 continue
             try:
-                st, rec = run(cfg, args, model, reqs, dev, refs)
+                st, rec = run(cfg, args, model, reqs, dev)
             except Exception as e:  # record it and go on: one layout's failure is a result too
                 import traceback
                 traceback.print_exc()
-                out["results"][wl]["configs"][cfg] = {"error": "%s: %s" % (type(e).__name__, e)}
+                res["configs"][cfg] = {"error": "%s: %s" % (type(e).__name__, e)}
                 torch.cuda.synchronize()
                 torch.cuda.empty_cache()
                 continue
-            if cfg == "static":
-                refs = rec
+            recs[cfg] = rec
+            res["configs"][cfg] = st
             print(wl, cfg, {k: v for k, v in st.items() if k != "mem"}, flush=True)
-            out["results"][wl]["configs"][cfg] = st
             json.dump(out, open(args.out, "w"), indent=1)
-        # largest batch each layout fits in the static layout's KV memory
+        compare(res["configs"], recs)
+        # largest batch each layout fits in the static layout's K/V memory, from the sample's lengths
         budget = args.max_batch * args.max_ctx
         per = lambda g: sum(math.ceil((p + d) / g) * g for p, d in reqs) / len(reqs)
         tok_page = (2 << 20) // (KV_HEADS * HEAD_DIM * 2)
-        out["results"][wl]["max_batch_in_static_memory"] = {
+        res["max_batch_in_static_memory"] = {
             "static": args.max_batch, "paged16": int(budget / per(16)), "paged256": int(budget / per(256)),
             "vattn_2M": int(budget / per(tok_page))}
-    json.dump(out, open(args.out, "w"), indent=1)
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        for wl, r in out["results"].items():
-            plt.figure(figsize=(8, 4))
-            for cfg, st in r["configs"].items():
-                if "mem" in st and st["mem"]:
-                    xs, ys = zip(*st["mem"])
-                    plt.plot(xs, [y / 2**30 for y in ys], label=cfg)
-            plt.xlabel("seconds"); plt.ylabel("GiB used beyond weights"); plt.title("KV memory over time: " + wl)
-            plt.legend(); plt.tight_layout()
-            plt.savefig(os.path.join(os.path.dirname(args.out), "memory-%s.png" % wl))
-    except ImportError:
-        print("matplotlib missing: no plot", file=sys.stderr)
+        json.dump(out, open(args.out, "w"), indent=1)
+    plot(out, os.path.dirname(os.path.abspath(args.out)))
 
 
 if __name__ == "__main__":
