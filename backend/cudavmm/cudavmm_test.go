@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vattn/vattn/backend"
+	"github.com/vattn/vattn/backend/internal/gpumem"
 	"github.com/vattn/vattn/cuda"
 	"github.com/vattn/vattn/cuda/cudafake"
 	"github.com/vattn/vattn/pagesize"
@@ -573,7 +574,7 @@ func TestPatternOnFake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Pages != 2 || res.HostSampled != 2*2*hostSampleWords || res.HostMismatches == 0 || res.OK() {
+	if res.Pages != 2 || res.HostSampled != 2*2*gpumem.HostSampleWords || res.HostMismatches == 0 || res.OK() {
 		t.Errorf("check on the fake: %+v", res)
 	}
 	if f.Launches() != 3 {

@@ -16,7 +16,7 @@
 package uvm
 
 import (
-	"encoding/binary"
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -24,6 +24,7 @@ import (
 
 	"github.com/vattn/vattn/backend"
 	"github.com/vattn/vattn/backend/cudavmm"
+	"github.com/vattn/vattn/backend/internal/gpumem"
 	"github.com/vattn/vattn/cuda"
 	"github.com/vattn/vattn/ioctl"
 	"github.com/vattn/vattn/pagesize"
@@ -66,7 +67,7 @@ type Backend struct {
 	pages    map[backend.PageID]uint64 // handle → address mapped at, 0 when unmapped
 	mapped   map[uint64]backend.PageID
 	fence    cudavmm.EventFence
-	kernels  *cuda.Kernels
+	verify   *gpumem.Verifier
 	closed   bool
 }
 
@@ -136,6 +137,7 @@ func New(opts Options) (_ *Backend, err error) {
 		b.maxBatch = ioctl.UVM_VATTN_MAX_BATCH
 	}
 	b.fence = cudavmm.NewEventFence(b.ctx, opts.Stream)
+	b.verify = gpumem.NewVerifier(b.ctx, dev.Device)
 	return b, nil
 }
 
@@ -270,7 +272,7 @@ func (b *Backend) Reserve(size uint64) (backend.Region, error) {
 	if err != nil {
 		return backend.Region{}, fmt.Errorf("reserve %d bytes: %w", size, err)
 	}
-	i, _ := slices.BinarySearchFunc(b.regions, r.Addr, func(x region, a uint64) int { return cmpU64(x.Addr, a) })
+	i, _ := slices.BinarySearchFunc(b.regions, r.Addr, func(x region, a uint64) int { return cmp.Compare(x.Addr, a) })
 	b.regions = slices.Insert(b.regions, i, r)
 	return r.Region, nil
 }
@@ -282,7 +284,7 @@ func (b *Backend) Release(r backend.Region) error {
 	if b.closed {
 		return backend.ErrClosed
 	}
-	i, found := slices.BinarySearchFunc(b.regions, r.Addr, func(x region, a uint64) int { return cmpU64(x.Addr, a) })
+	i, found := slices.BinarySearchFunc(b.regions, r.Addr, func(x region, a uint64) int { return cmp.Compare(x.Addr, a) })
 	if !found || b.regions[i].Region != r {
 		return fmt.Errorf("release region %#x+%#x: %w", r.Addr, r.Size, backend.ErrOutOfRange)
 	}
@@ -398,7 +400,7 @@ func (b *Backend) FreePages(ids []backend.PageID) error {
 }
 
 func (b *Backend) regionOf(addr uint64) bool {
-	i, found := slices.BinarySearchFunc(b.regions, addr, func(x region, a uint64) int { return cmpU64(x.Addr, a) })
+	i, found := slices.BinarySearchFunc(b.regions, addr, func(x region, a uint64) int { return cmp.Compare(x.Addr, a) })
 	if !found {
 		i--
 	}
@@ -531,18 +533,7 @@ func (b *Backend) Unmap(addrs []uint64, fence backend.Epoch) error {
 }
 
 // MemInfo implements backend.Backend.
-func (b *Backend) MemInfo() (backend.MemInfo, error) {
-	var mi backend.MemInfo
-	err := b.ctx.Do(func(bd cuda.Bound) error {
-		var err error
-		mi.Free, mi.Total, err = bd.MemGetInfo()
-		return err
-	})
-	if err != nil {
-		return mi, fmt.Errorf("memory info: %w", err)
-	}
-	return mi, nil
-}
+func (b *Backend) MemInfo() (backend.MemInfo, error) { return gpumem.MemInfo(b.ctx) }
 
 // Held counts what the backend holds: reserved regions, pages, mapped pages.
 func (b *Backend) Held() (regions, pages, mapped int) {
@@ -588,10 +579,8 @@ func (b *Backend) Close() error {
 		errs = append(errs, statusErr("close: free pages", err, backend.ErrUnknownPage))
 	}
 	err := b.ctx.Do(func(bd cuda.Bound) error {
-		if b.kernels != nil {
-			if err := b.kernels.Close(bd); err != nil {
-				errs = append(errs, fmt.Errorf("close: verification kernels: %w", err))
-			}
+		if err := b.verify.Close(bd); err != nil {
+			errs = append(errs, fmt.Errorf("close: %w", err))
 		}
 		for _, r := range b.regions {
 			if err := bd.MemFree(r.raw); err != nil {
@@ -606,40 +595,20 @@ func (b *Backend) Close() error {
 	return errors.Join(errs...)
 }
 
-// CheckResult reports a pattern check.
-type CheckResult struct {
-	Pages          int    `json:"pages"`
-	GPUMismatches  uint64 `json:"gpu_mismatched_words"`
-	HostSampled    int    `json:"host_sampled_words"`
-	HostMismatches int    `json:"host_mismatched_words"`
-}
+// CheckResult reports a pattern check (see package gpumem, which the
+// cudavmm backend shares).
+type CheckResult = gpumem.CheckResult
 
-// OK reports whether every checked word matched.
-func (c CheckResult) OK() bool { return c.GPUMismatches == 0 && c.HostMismatches == 0 }
-
-const hostSampleWords = 64
-
-func (b *Backend) checkMapped(addr, size uint64) error {
-	if size == 0 || addr%b.size != 0 || size%b.size != 0 {
-		return fmt.Errorf("pattern range %#x+%#x: %w", addr, size, backend.ErrMisaligned)
+// patternRange checks that [addr, addr+size) can be filled or checked. b.mu
+// is held.
+func (b *Backend) patternRange(addr, size uint64, page0, tag uint32) (cuda.PatternRange, error) {
+	if b.closed {
+		return cuda.PatternRange{}, backend.ErrClosed
 	}
-	for a := addr; a < addr+size; a += b.size {
-		if _, ok := b.mapped[a]; !ok {
-			return fmt.Errorf("pattern range %#x+%#x: page %#x %w", addr, size, a, backend.ErrNotMapped)
-		}
+	if err := gpumem.CheckMapped(b.mapped, b.size, addr, size); err != nil {
+		return cuda.PatternRange{}, err
 	}
-	return nil
-}
-
-func (b *Backend) kernelsLocked(bd cuda.Bound) (*cuda.Kernels, error) {
-	if b.kernels == nil {
-		k, err := cuda.LoadKernels(bd, b.dev.Device)
-		if err != nil {
-			return nil, err
-		}
-		b.kernels = k
-	}
-	return b.kernels, nil
+	return cuda.PatternRange{Base: cuda.DevicePtr(addr), Bytes: size, PageSize: b.size, Page0: page0, Tag: tag}, nil
 }
 
 // Fill writes Pattern(page, word, tag) over the mapped range [addr, addr+size)
@@ -647,25 +616,17 @@ func (b *Backend) kernelsLocked(bd cuda.Bound) (*cuda.Kernels, error) {
 func (b *Backend) Fill(addr, size uint64, tag uint32) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.closed {
-		return backend.ErrClosed
-	}
-	if err := b.checkMapped(addr, size); err != nil {
+	r, err := b.patternRange(addr, size, 0, tag)
+	if err != nil {
 		return err
 	}
-	return b.ctx.Do(func(bd cuda.Bound) error {
-		k, err := b.kernelsLocked(bd)
-		if err != nil {
-			return fmt.Errorf("fill: %w", err)
-		}
-		if err := k.Fill(bd, 0, cuda.PatternRange{Base: cuda.DevicePtr(addr), Bytes: size, PageSize: b.size, Tag: tag}); err != nil {
-			return fmt.Errorf("fill: %w", err)
-		}
-		if err := bd.Synchronize(); err != nil {
-			return fmt.Errorf("fill: %w", err)
-		}
-		return nil
-	})
+	if err := b.verify.Fill(0, r); err != nil {
+		return err
+	}
+	if err := b.ctx.Do(func(bd cuda.Bound) error { return bd.Synchronize() }); err != nil {
+		return fmt.Errorf("fill: %w", err)
+	}
+	return nil
 }
 
 // Check verifies what Fill wrote over [addr, addr+size), with page indexes
@@ -673,52 +634,9 @@ func (b *Backend) Fill(addr, size uint64, tag uint32) error {
 func (b *Backend) Check(addr, size uint64, page0, tag uint32) (CheckResult, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	res := CheckResult{Pages: int(size / b.size)}
-	if b.closed {
-		return res, backend.ErrClosed
-	}
-	if err := b.checkMapped(addr, size); err != nil {
-		return res, err
-	}
-	err := b.ctx.Do(func(bd cuda.Bound) error {
-		k, err := b.kernelsLocked(bd)
-		if err != nil {
-			return err
-		}
-		res.GPUMismatches, err = k.Mismatches(bd, 0, cuda.PatternRange{Base: cuda.DevicePtr(addr), Bytes: size, PageSize: b.size, Page0: page0, Tag: tag})
-		if err != nil {
-			return err
-		}
-		buf := make([]byte, 4*hostSampleWords)
-		words := uint32(b.size / 4)
-		for i := range uint32(res.Pages) {
-			page := addr + uint64(i)*b.size
-			for _, first := range []uint32{0, words - hostSampleWords} {
-				if err := bd.CopyDtoH(buf, cuda.DevicePtr(page+4*uint64(first))); err != nil {
-					return err
-				}
-				for w := range uint32(hostSampleWords) {
-					res.HostSampled++
-					if binary.LittleEndian.Uint32(buf[4*w:]) != cuda.Pattern(page0+i, first+w, tag) {
-						res.HostMismatches++
-					}
-				}
-			}
-		}
-		return nil
-	})
+	r, err := b.patternRange(addr, size, page0, tag)
 	if err != nil {
-		return res, fmt.Errorf("check pattern: %w", err)
+		return CheckResult{Pages: int(size / b.size)}, err
 	}
-	return res, nil
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	return b.verify.Check(0, r)
 }
