@@ -225,15 +225,40 @@ func statusErr(op string, err error, notFound error) error {
 	return fmt.Errorf("%s: %w: %w", op, sentinel, err)
 }
 
-// chunks calls f on consecutive pieces of n entries, at most max each, and stops
-// at the first error.
-func chunks(n, max int, f func(lo, hi int) error) error {
-	for lo := 0; lo < n; lo += max {
-		if err := f(lo, min(lo+max, n)); err != nil {
-			return err
+// inBatches issues one driver call per piece of xs of at most max entries,
+// stopping at the first error, and returns how many entries the driver
+// applied: all of them, or those of the earlier calls plus the count the
+// failing call reported done.
+func inBatches[T any](xs []T, max int, call func(batch []T) (done uint32, err error)) (int, error) {
+	for lo := 0; lo < len(xs); lo += max {
+		if done, err := call(xs[lo:min(lo+max, len(xs))]); err != nil {
+			return lo + int(done), err
 		}
 	}
-	return nil
+	return len(xs), nil
+}
+
+// The batch calls for inBatches. ALLOC reports no partial progress: a
+// failed call leaves nothing of its batch allocated.
+
+func (b *Backend) allocBatch(hs []uint64) (uint32, error) {
+	_, err := ioctl.Alloc(b.fd, b.uuid, b.size, hs)
+	return 0, err
+}
+
+func (b *Backend) mapBatch(es []ioctl.UVM_VATTN_MAP_ENTRY) (uint32, error) {
+	p, err := ioctl.Map(b.fd, es)
+	return p.Done, err
+}
+
+func (b *Backend) unmapBatch(as []uint64) (uint32, error) {
+	p, err := ioctl.Unmap(b.fd, as)
+	return p.Done, err
+}
+
+func (b *Backend) freeBatch(hs []uint64) (uint32, error) {
+	p, err := ioctl.Free(b.fd, hs)
+	return p.Done, err
 }
 
 // Reserve implements backend.Backend with a managed allocation, aligned to the
@@ -312,14 +337,7 @@ func (b *Backend) AllocPages(n int) ([]backend.PageID, error) {
 		return nil, fmt.Errorf("allocate %d pages: %w", n, backend.ErrBadArgument)
 	}
 	handles := make([]uint64, n)
-	done := 0
-	err := chunks(n, b.maxBatch, func(lo, hi int) error {
-		if _, err := ioctl.Alloc(b.fd, b.uuid, b.size, handles[lo:hi]); err != nil {
-			return err
-		}
-		done = hi
-		return nil
-	})
+	done, err := inBatches(handles, b.maxBatch, b.allocBatch)
 	if err != nil {
 		err = statusErr(fmt.Sprintf("allocate %d pages of %s", n, pagesize.Size(b.size)), err, backend.ErrUnknownPage)
 		if done > 0 {
@@ -340,16 +358,7 @@ func (b *Backend) AllocPages(n int) ([]backend.PageID, error) {
 // freeHandles frees pages that are not in the books yet (an allocation being
 // undone). Pages it could not free are recorded so that Close retries.
 func (b *Backend) freeHandles(hs []uint64) error {
-	freed := 0
-	err := chunks(len(hs), b.maxBatch, func(lo, hi int) error {
-		p, err := ioctl.Free(b.fd, hs[lo:hi])
-		freed = lo + int(p.Done)
-		if err != nil {
-			return err
-		}
-		freed = hi
-		return nil
-	})
+	freed, err := inBatches(hs, b.maxBatch, b.freeBatch)
 	if err != nil {
 		for _, h := range hs[freed:] {
 			b.pages[backend.PageID(h)] = 0
@@ -380,16 +389,7 @@ func (b *Backend) FreePages(ids []backend.PageID) error {
 		seen[id] = true
 		hs[i] = uint64(id)
 	}
-	freed := 0
-	err := chunks(len(hs), b.maxBatch, func(lo, hi int) error {
-		p, err := ioctl.Free(b.fd, hs[lo:hi])
-		freed = lo + int(p.Done)
-		if err != nil {
-			return err
-		}
-		freed = hi
-		return nil
-	})
+	freed, err := inBatches(hs, b.maxBatch, b.freeBatch)
 	for _, h := range hs[:freed] {
 		delete(b.pages, backend.PageID(h))
 	}
@@ -441,16 +441,7 @@ func (b *Backend) Map(maps []backend.Mapping) error {
 		addrs[m.Addr], pages[m.Page] = true, true
 		entries[i] = ioctl.UVM_VATTN_MAP_ENTRY{Address: m.Addr, Handle: uint64(m.Page)}
 	}
-	done := 0
-	err := chunks(len(entries), b.maxBatch, func(lo, hi int) error {
-		p, err := ioctl.Map(b.fd, entries[lo:hi])
-		done = lo + int(p.Done)
-		if err != nil {
-			return err
-		}
-		done = hi
-		return nil
-	})
+	done, err := inBatches(entries, b.maxBatch, b.mapBatch)
 	if err == nil {
 		for _, m := range maps {
 			b.mapped[m.Addr] = m.Page
@@ -468,16 +459,7 @@ func (b *Backend) Map(maps []backend.Mapping) error {
 	for i, e := range entries[:done] {
 		undo[i] = e.Address
 	}
-	undone := 0
-	uerr := chunks(len(undo), b.maxBatch, func(lo, hi int) error {
-		p, err := ioctl.Unmap(b.fd, undo[lo:hi])
-		undone = lo + int(p.Done)
-		if err != nil {
-			return err
-		}
-		undone = hi
-		return nil
-	})
+	undone, uerr := inBatches(undo, b.maxBatch, b.unmapBatch)
 	if uerr != nil {
 		// The driver keeps mappings we could not undo: record them so Close
 		// still releases them, and say so.
@@ -512,16 +494,7 @@ func (b *Backend) Unmap(addrs []uint64, fence backend.Epoch) error {
 		}
 		seen[a] = true
 	}
-	done := 0
-	err := chunks(len(addrs), b.maxBatch, func(lo, hi int) error {
-		p, err := ioctl.Unmap(b.fd, addrs[lo:hi])
-		done = lo + int(p.Done)
-		if err != nil {
-			return err
-		}
-		done = hi
-		return nil
-	})
+	done, err := inBatches(addrs, b.maxBatch, b.unmapBatch)
 	for _, a := range addrs[:done] {
 		b.pages[b.mapped[a]] = 0
 		delete(b.mapped, a)
@@ -572,10 +545,7 @@ func (b *Backend) Close() error {
 			left = append(left, uint64(id))
 		}
 	}
-	if err := chunks(len(left), b.maxBatch, func(lo, hi int) error {
-		_, err := ioctl.Free(b.fd, left[lo:hi])
-		return err
-	}); err != nil {
+	if _, err := inBatches(left, b.maxBatch, b.freeBatch); err != nil {
 		errs = append(errs, statusErr("close: free pages", err, backend.ErrUnknownPage))
 	}
 	err := b.ctx.Do(func(bd cuda.Bound) error {
