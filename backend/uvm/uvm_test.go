@@ -12,6 +12,7 @@ import (
 	"github.com/vattn/vattn/backend/uvm/uvmfake"
 	"github.com/vattn/vattn/cuda"
 	"github.com/vattn/vattn/cuda/cudafake"
+	"github.com/vattn/vattn/internal/cudatest"
 	"github.com/vattn/vattn/ioctl"
 	"github.com/vattn/vattn/pagesize"
 )
@@ -23,7 +24,7 @@ const testFD = 6
 func setup(t *testing.T, maxBatch uint32) (*Backend, *cudafake.Fake, *uvmfake.Module) {
 	t.Helper()
 	fdDir(t, map[int]string{5: DevicePath, testFD: DevicePath})
-	cf, lib := fakeCUDA(t)
+	cf, lib := cudatest.Fake(t)
 	fu := uvmfake.New(testFD, cf.GPUs[0].UUID, maxBatch)
 	t.Cleanup(fu.Install())
 	b, err := New(Options{Lib: lib})
@@ -31,17 +32,6 @@ func setup(t *testing.T, maxBatch uint32) (*Backend, *cudafake.Fake, *uvmfake.Mo
 		t.Fatal(err)
 	}
 	return b, cf, fu
-}
-
-// fakeCUDA gives the fake CUDA driver and a library on it.
-func fakeCUDA(t *testing.T) (*cudafake.Fake, *cuda.Lib) {
-	t.Helper()
-	cf := cudafake.New()
-	lib, err := cuda.NewLib(cf.Driver(), "fake")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cf, lib
 }
 
 // withPages reserves a region of regionPages pages on b and allocates n
@@ -84,7 +74,7 @@ func mapAll(r backend.Region, ids []backend.PageID, size uint64) []backend.Mappi
 func TestNewStockDriver(t *testing.T) {
 	for _, errno := range []unix.Errno{unix.ENOSYS, unix.EINVAL} {
 		fdDir(t, map[int]string{testFD: DevicePath})
-		cf, lib := fakeCUDA(t)
+		cf, lib := cudatest.Fake(t)
 		fu := uvmfake.New(testFD, cf.GPUs[0].UUID, 16)
 		fu.Errno = errno
 		restore := fu.Install()
@@ -101,7 +91,7 @@ func TestNewStockDriver(t *testing.T) {
 
 func TestNewRefusals(t *testing.T) {
 	fdDir(t, nil)
-	cf, lib := fakeCUDA(t)
+	cf, lib := cudatest.Fake(t)
 	if _, err := New(Options{Lib: lib}); !errors.Is(err, backend.ErrUnavailable) || errors.Is(err, ErrNotPatched) {
 		t.Errorf("no UVM file: %v", err)
 	}

@@ -7,45 +7,37 @@ import (
 	"github.com/vattn/vattn/backend"
 	"github.com/vattn/vattn/cuda"
 	"github.com/vattn/vattn/cuda/cudafake"
+	"github.com/vattn/vattn/internal/cudatest"
 )
 
 const page = 2 << 20
 
-// onFake gives a retained context on the fake driver and a verifier on it,
-// closed (and checked to leave nothing behind) when the test ends.
+// onFake gives a context on the fake driver (the test's own retain) and a
+// verifier on it, closed when the test ends; the driver must be left holding
+// nothing.
 func onFake(t *testing.T) (*cudafake.Fake, *cuda.Ctx, *Verifier) {
 	t.Helper()
-	f, ctx, v := fakeVerifier(t)
+	f, ctx, v := fakeVerifier(t, cudafake.Live{})
 	t.Cleanup(func() {
 		if err := ctx.Do(v.Close); err != nil {
 			t.Errorf("close: %v", err)
-		}
-		if err := ctx.Release(); err != nil {
-			t.Error(err)
-		}
-		if live := f.Live(); live != (cudafake.Live{}) {
-			t.Errorf("left %s", live)
 		}
 	})
 	return f, ctx, v
 }
 
-func fakeVerifier(t *testing.T) (*cudafake.Fake, *cuda.Ctx, *Verifier) {
+// fakeVerifier is onFake without the Close: after the test the driver must
+// hold what left says.
+func fakeVerifier(t *testing.T, left cudafake.Live) (*cudafake.Fake, *cuda.Ctx, *Verifier) {
 	t.Helper()
-	f := cudafake.New()
-	lib, err := cuda.NewLib(f.Driver(), "fake")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dev, err := lib.SelectDevice("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, err := lib.Retain(dev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f, ctx, NewVerifier(ctx, dev.Device)
+	f, lib := cudatest.Fake(t)
+	t.Cleanup(func() {
+		if live := f.Live(); live != left {
+			t.Errorf("left %s, want %s", live, left)
+		}
+	})
+	gpu := cudatest.Retain(t, lib)
+	return f, gpu.Ctx, NewVerifier(gpu.Ctx, gpu.Ctx.Device.Device)
 }
 
 // failedIn reports whether err comes from the C function sym.
@@ -152,7 +144,7 @@ func TestErrors(t *testing.T) {
 // A failing unload is reported; the rest of the kernels' memory is still
 // freed, and a second Close has nothing left to do.
 func TestCloseError(t *testing.T) {
-	f, ctx, v := fakeVerifier(t)
+	f, ctx, v := fakeVerifier(t, cudafake.Live{Modules: 1})
 	if err := ctx.Do(v.Close); err != nil {
 		t.Errorf("close before the kernels were loaded: %v", err)
 	}
@@ -165,11 +157,5 @@ func TestCloseError(t *testing.T) {
 	}
 	if err := ctx.Do(v.Close); err != nil {
 		t.Errorf("second close: %v", err)
-	}
-	if err := ctx.Release(); err != nil {
-		t.Error(err)
-	}
-	if live := f.Live(); live != (cudafake.Live{Modules: 1}) {
-		t.Errorf("left %s, want only the module that failed to unload", live)
 	}
 }
