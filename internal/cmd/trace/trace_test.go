@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vattn/vattn/internal/cli"
+	"github.com/vattn/vattn/internal/testenv"
 	"github.com/vattn/vattn/trace"
 )
 
@@ -30,13 +31,7 @@ func needRoot(t *testing.T) {
 	if runtime.GOARCH != "amd64" {
 		t.Skip("skipping: the eBPF programs are built for amd64 only")
 	}
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("vattnctl trace needs root; CI must run this test as root")
-	}
-	t.Skip("skipping: vattnctl trace needs root")
+	testenv.NeedRoot(t, "vattnctl trace")
 }
 
 // The test's ioctl command on /dev/null: a number no driver knows, so that
