@@ -7,6 +7,7 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"runtime"
 	"testing"
 )
 
@@ -27,6 +28,17 @@ func needRoot(t testing.TB, what string, euid int) {
 		t.Fatalf("%s needs root; CI must run this test as root", what)
 	}
 	t.Skipf("skipping: %s needs root", what)
+}
+
+// NeedEBPF ends t unless it can load the project's eBPF programs: they are
+// built for amd64 only, so elsewhere the test skips, under CI too; and
+// loading them needs root (see NeedRoot).
+func NeedEBPF(t testing.TB, what string) {
+	t.Helper()
+	if runtime.GOARCH != "amd64" {
+		t.Skip("skipping: the eBPF programs are built for amd64 only")
+	}
+	NeedRoot(t, what)
 }
 
 // NeedTool returns the path of the program name, or ends t when it is not

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"testing"
 )
@@ -16,6 +17,11 @@ func (r *recorder) Helper() {}
 
 func (r *recorder) Fatalf(format string, args ...any) {
 	r.ended = "fail: " + fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+func (r *recorder) Skip(args ...any) {
+	r.ended = "skip: " + fmt.Sprint(args...)
 	runtime.Goexit()
 }
 
@@ -68,5 +74,19 @@ func TestNeedTool(t *testing.T) {
 	var p string
 	if got := run(t, func(tb testing.TB) { p = NeedTool(tb, "sh", "apt") }); got != "" || p == "" {
 		t.Errorf("sh: %q %q", got, p)
+	}
+}
+
+func TestNeedEBPF(t *testing.T) {
+	t.Setenv("CI", "true")
+	want := ""
+	switch {
+	case runtime.GOARCH != "amd64":
+		want = "skip: skipping: the eBPF programs are built for amd64 only"
+	case os.Geteuid() != 0:
+		want = "fail: tracing needs root; CI must run this test as root"
+	}
+	if got := run(t, func(tb testing.TB) { NeedEBPF(tb, "tracing") }); got != want {
+		t.Errorf("%q, want %q", got, want)
 	}
 }

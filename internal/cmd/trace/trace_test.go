@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -28,10 +27,7 @@ import (
 
 func needRoot(t *testing.T) {
 	t.Helper()
-	if runtime.GOARCH != "amd64" {
-		t.Skip("skipping: the eBPF programs are built for amd64 only")
-	}
-	testenv.NeedRoot(t, "vattnctl trace")
+	testenv.NeedEBPF(t, "vattnctl trace")
 }
 
 // The test's ioctl command on /dev/null: a number no driver knows, so that
