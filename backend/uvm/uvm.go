@@ -238,8 +238,8 @@ func inBatches[T any](xs []T, max int, call func(batch []T) (done uint32, err er
 	return len(xs), nil
 }
 
-// The batch calls for inBatches. ALLOC reports no partial progress: a
-// failed call leaves nothing of its batch allocated.
+// The batch calls for inBatches. ALLOC is all-or-nothing (uvm_vattn_ioctl.h):
+// a failed call leaves nothing of its batch allocated.
 
 func (b *Backend) allocBatch(hs []uint64) (uint32, error) {
 	_, err := ioctl.Alloc(b.fd, b.uuid, b.size, hs)
