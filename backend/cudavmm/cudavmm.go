@@ -10,12 +10,14 @@
 package cudavmm
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
 	"sync"
 
 	"github.com/vattn/vattn/backend"
+	"github.com/vattn/vattn/backend/internal/gpumem"
 	"github.com/vattn/vattn/cuda"
 	"github.com/vattn/vattn/pagesize"
 )
@@ -70,7 +72,7 @@ type Backend struct {
 	pages   pageTable
 	mapped  map[uint64]backend.PageID
 	fence   *eventFence
-	kernels *cuda.Kernels // verification kernels, loaded on first use
+	verify  *gpumem.Verifier
 	closed  bool
 
 	gen           uint64 // Map calls so far, for page marks
@@ -135,6 +137,7 @@ func New(opts Options) (_ *Backend, err error) {
 			size, dev.Index, pagesize.Size(gran), pagesize.ErrUnsupported)
 	}
 	b.fence = &eventFence{ctx: b.ctx, stream: opts.Stream}
+	b.verify = gpumem.NewVerifier(b.ctx, dev.Device)
 	return b, nil
 }
 
@@ -180,7 +183,7 @@ func (b *Backend) Reserve(size uint64) (backend.Region, error) {
 		return backend.Region{}, fmt.Errorf("reserve %d bytes: %w", size, err)
 	}
 	r := backend.Region{Addr: uint64(p), Size: size}
-	i, _ := slices.BinarySearchFunc(b.regions, r.Addr, func(x backend.Region, a uint64) int { return cmpU64(x.Addr, a) })
+	i, _ := slices.BinarySearchFunc(b.regions, r.Addr, func(x backend.Region, a uint64) int { return cmp.Compare(x.Addr, a) })
 	b.regions = slices.Insert(b.regions, i, r)
 	return r, nil
 }
@@ -192,7 +195,7 @@ func (b *Backend) Release(r backend.Region) error {
 	if b.closed {
 		return backend.ErrClosed
 	}
-	i, found := slices.BinarySearchFunc(b.regions, r.Addr, func(x backend.Region, a uint64) int { return cmpU64(x.Addr, a) })
+	i, found := slices.BinarySearchFunc(b.regions, r.Addr, func(x backend.Region, a uint64) int { return cmp.Compare(x.Addr, a) })
 	if !found || b.regions[i] != r {
 		return fmt.Errorf("release region %#x+%#x: %w", r.Addr, r.Size, backend.ErrOutOfRange)
 	}
@@ -283,7 +286,7 @@ func (b *Backend) FreePages(ids []backend.PageID) error {
 
 // regionOf returns the region holding [addr, addr+size).
 func (b *Backend) regionOf(addr uint64) (backend.Region, bool) {
-	i, found := slices.BinarySearchFunc(b.regions, addr, func(x backend.Region, a uint64) int { return cmpU64(x.Addr, a) })
+	i, found := slices.BinarySearchFunc(b.regions, addr, func(x backend.Region, a uint64) int { return cmp.Compare(x.Addr, a) })
 	if !found {
 		i--
 	}
@@ -309,8 +312,8 @@ func (b *Backend) Map(maps []backend.Mapping) error {
 	// path (one page per call, as vAttention maps) allocates nothing.
 	b.gen++
 	sorted := append(b.scratch[:0], maps...)
-	if !slices.IsSortedFunc(sorted, func(x, y backend.Mapping) int { return cmpU64(x.Addr, y.Addr) }) {
-		slices.SortFunc(sorted, func(x, y backend.Mapping) int { return cmpU64(x.Addr, y.Addr) })
+	if !slices.IsSortedFunc(sorted, func(x, y backend.Mapping) int { return cmp.Compare(x.Addr, y.Addr) }) {
+		slices.SortFunc(sorted, func(x, y backend.Mapping) int { return cmp.Compare(x.Addr, y.Addr) })
 	}
 	b.scratch = sorted
 	if cap(b.scratchRegion) < len(sorted) {
@@ -438,18 +441,7 @@ func (b *Backend) Unmap(addrs []uint64, fence backend.Epoch) error {
 }
 
 // MemInfo implements backend.Backend.
-func (b *Backend) MemInfo() (backend.MemInfo, error) {
-	var mi backend.MemInfo
-	err := b.ctx.Do(func(bd cuda.Bound) error {
-		var err error
-		mi.Free, mi.Total, err = bd.MemGetInfo()
-		return err
-	})
-	if err != nil {
-		return mi, fmt.Errorf("memory info: %w", err)
-	}
-	return mi, nil
-}
+func (b *Backend) MemInfo() (backend.MemInfo, error) { return gpumem.MemInfo(b.ctx) }
 
 // Held counts what the backend holds: reserved regions, pages, mapped pages.
 func (b *Backend) Held() (regions, pages, mapped int) {
@@ -471,10 +463,8 @@ func (b *Backend) Close() error {
 	b.closed = true
 	var errs []error
 	err := b.ctx.Do(func(bd cuda.Bound) error {
-		if b.kernels != nil {
-			if err := b.kernels.Close(bd); err != nil {
-				errs = append(errs, fmt.Errorf("close: verification kernels: %w", err))
-			}
+		if err := b.verify.Close(bd); err != nil {
+			errs = append(errs, fmt.Errorf("close: %w", err))
 		}
 		for a := range b.mapped {
 			if err := bd.MemUnmap(cuda.DevicePtr(a), b.size); err != nil {
@@ -497,14 +487,4 @@ func (b *Backend) Close() error {
 	errs = append(errs, err, b.ctx.Release())
 	b.mapped, b.pages, b.regions = nil, pageTable{}, nil
 	return errors.Join(errs...)
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/vattn/vattn/backend"
+	"github.com/vattn/vattn/backend/internal/gpumem"
 	"github.com/vattn/vattn/cuda"
 	"github.com/vattn/vattn/cuda/cudafake"
+	"github.com/vattn/vattn/internal/cudatest"
 	"github.com/vattn/vattn/pagesize"
 )
 
@@ -18,11 +20,7 @@ const mib2 = 2 << 20
 
 func newFake(t *testing.T, opts Options) (*Backend, *cudafake.Fake) {
 	t.Helper()
-	f := cudafake.New()
-	lib, err := cuda.NewLib(f.Driver(), "fake")
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, lib := cudatest.Fake(t)
 	opts.Lib = lib
 	b, err := New(opts)
 	if err != nil {
@@ -40,11 +38,7 @@ func newFake(t *testing.T, opts Options) (*Backend, *cudafake.Fake) {
 }
 
 func TestNewErrors(t *testing.T) {
-	f := cudafake.New()
-	lib, err := cuda.NewLib(f.Driver(), "fake")
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, lib := cudatest.Fake(t)
 	if _, err := New(Options{Lib: lib, PageSize: pagesize.Size64K}); !errors.Is(err, pagesize.ErrUnsupported) ||
 		!strings.Contains(err.Error(), "2MiB") || !strings.Contains(err.Error(), "64KiB") {
 		t.Errorf("64k pages: %v", err)
@@ -442,8 +436,7 @@ func TestCloseReleasesEverything(t *testing.T) {
 }
 
 func TestCloseKeepsGoingOnErrors(t *testing.T) {
-	f := cudafake.New()
-	lib, _ := cuda.NewLib(f.Driver(), "fake")
+	f, lib := cudatest.Fake(t)
 	b, err := New(Options{Lib: lib})
 	if err != nil {
 		t.Fatal(err)
@@ -573,7 +566,7 @@ func TestPatternOnFake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Pages != 2 || res.HostSampled != 2*2*hostSampleWords || res.HostMismatches == 0 || res.OK() {
+	if res.Pages != 2 || res.HostSampled != 2*2*gpumem.HostSampleWords || res.HostMismatches == 0 || res.OK() {
 		t.Errorf("check on the fake: %+v", res)
 	}
 	if f.Launches() != 3 {
@@ -612,8 +605,7 @@ func TestStalePageID(t *testing.T) {
 // TestCloseReportsEventFailures: a failing cuEventDestroy is reported and
 // the rest is still released.
 func TestCloseReportsEventFailures(t *testing.T) {
-	f := cudafake.New()
-	lib, _ := cuda.NewLib(f.Driver(), "fake")
+	f, lib := cudatest.Fake(t)
 	b, err := New(Options{Lib: lib})
 	if err != nil {
 		t.Fatal(err)

@@ -14,43 +14,9 @@ import (
 
 	"github.com/vattn/vattn/backend"
 	"github.com/vattn/vattn/cuda"
+	"github.com/vattn/vattn/internal/cudatest"
 	"github.com/vattn/vattn/pagesize"
 )
-
-// probe reads device memory through its own retain of the primary context,
-// so it sees what the backend leaves behind after Close.
-type probe struct{ ctx *cuda.Ctx }
-
-func newProbe(t *testing.T) probe {
-	t.Helper()
-	lib, err := cuda.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dev, err := lib.SelectDevice("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, err := lib.Retain(dev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ctx.Release() })
-	return probe{ctx}
-}
-
-func (p probe) free(t *testing.T) uint64 {
-	t.Helper()
-	var free uint64
-	if err := p.ctx.Do(func(b cuda.Bound) error {
-		var err error
-		free, _, err = b.MemGetInfo()
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return free
-}
 
 func newDevice(t *testing.T, opts Options) *Backend {
 	t.Helper()
@@ -109,8 +75,8 @@ func TestDeviceInfo(t *testing.T) {
 // moves with them), then hands them to a new owner who writes its own data
 // and never sees the old owner's.
 func TestDeviceMapWriteRemapReuse(t *testing.T) {
-	p := newProbe(t)
-	before := p.free(t)
+	gpu := cudatest.Open(t)
+	before := gpu.Free(t)
 	for _, mode := range []AccessMode{AccessPerRun, AccessPerPage} {
 		b := newDevice(t, Options{Access: mode})
 		const n = 16
@@ -180,7 +146,7 @@ func TestDeviceMapWriteRemapReuse(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if after := p.free(t); after != before {
+	if after := gpu.Free(t); after != before {
 		t.Errorf("device free memory %d before, %d after Close", before, after)
 	}
 }
@@ -236,8 +202,8 @@ func TestDeviceFenceWhileKernelRuns(t *testing.T) {
 // TestDeviceOutOfMemory asks for more pages than the GPU has: the error is
 // backend.ErrOutOfMemory and nothing stays allocated.
 func TestDeviceOutOfMemory(t *testing.T) {
-	p := newProbe(t)
-	before := p.free(t)
+	gpu := cudatest.Open(t)
+	before := gpu.Free(t)
 	b := newDevice(t, Options{})
 	mi, err := b.MemInfo()
 	if err != nil {
@@ -253,7 +219,7 @@ func TestDeviceOutOfMemory(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if after := p.free(t); after != before {
+	if after := gpu.Free(t); after != before {
 		t.Errorf("device free memory %d before, %d after", before, after)
 	}
 }
@@ -264,8 +230,8 @@ func TestDeviceOutOfMemory(t *testing.T) {
 // mappings whatever the layer count. Each slot writes and reads its own
 // pages; slots reuse one pool.
 func TestDeviceMegacache(t *testing.T) {
-	p := newProbe(t)
-	before := p.free(t)
+	gpu := cudatest.Open(t)
+	before := gpu.Free(t)
 	b := newDevice(t, Options{})
 	const slots, perSlot = 16, 4
 	k, err := b.Reserve(slots * perSlot * mib2)
@@ -312,7 +278,7 @@ func TestDeviceMegacache(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if after := p.free(t); after != before {
+	if after := gpu.Free(t); after != before {
 		t.Errorf("device free memory %d before, %d after", before, after)
 	}
 }

@@ -9,41 +9,13 @@ import (
 	"time"
 
 	"github.com/vattn/vattn/backend/cudavmm"
-	"github.com/vattn/vattn/cuda"
+	"github.com/vattn/vattn/internal/cudatest"
 	"github.com/vattn/vattn/kvcache"
 )
 
 // The whole allocator on the GPU: kvcache over the cudavmm backend.
 
 const page = 2 << 20
-
-func deviceFree(t *testing.T) (free func() uint64) {
-	t.Helper()
-	lib, err := cuda.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dev, err := lib.SelectDevice("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, err := lib.Retain(dev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ctx.Release() })
-	return func() uint64 {
-		var f uint64
-		if err := ctx.Do(func(b cuda.Bound) error {
-			var err error
-			f, _, err = b.MemGetInfo()
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return f
-	}
-}
 
 func llama3(batch, ctx int, mega bool) kvcache.Config {
 	return kvcache.Config{Layers: 32, KVHeads: 8, HeadDim: 128, DTypeBytes: 2, MaxBatch: batch, MaxContext: ctx, Megacache: mega}
@@ -84,8 +56,8 @@ func TestDeviceKVCache(t *testing.T) {
 }
 
 func testKVCache(t *testing.T, mega bool) {
-	free := deviceFree(t)
-	before := free()
+	gpu := cudatest.Open(t)
+	before := gpu.Free(t)
 	b, err := cudavmm.New(cudavmm.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -213,7 +185,7 @@ func testKVCache(t *testing.T, mega bool) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if after := free(); after != before {
+	if after := gpu.Free(t); after != before {
 		t.Errorf("device free memory %d before, %d after Close", before, after)
 	}
 }
@@ -223,8 +195,8 @@ func testKVCache(t *testing.T, mega bool) {
 // Llama-3-8B shapes, batch 256.
 func TestDeviceKVCacheSteps(t *testing.T) {
 	for _, mega := range []bool{false, true} {
-		free := deviceFree(t)
-		before := free()
+		gpu := cudatest.Open(t)
+		before := gpu.Free(t)
 		b, err := cudavmm.New(cudavmm.Options{})
 		if err != nil {
 			t.Fatal(err)
@@ -307,7 +279,7 @@ func TestDeviceKVCacheSteps(t *testing.T) {
 		if err := b.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if after := free(); after != before {
+		if after := gpu.Free(t); after != before {
 			t.Errorf("device free memory %d before, %d after Close", before, after)
 		}
 	}

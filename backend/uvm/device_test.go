@@ -14,7 +14,7 @@ import (
 	"testing"
 
 	"github.com/vattn/vattn/backend"
-	"github.com/vattn/vattn/cuda"
+	"github.com/vattn/vattn/internal/cudatest"
 )
 
 func logJSON(t *testing.T, what string, v any) {
@@ -57,22 +57,8 @@ func TestDeviceProbeProcessAndNew(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lib, err := cuda.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dev, err := lib.SelectDevice("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, err := lib.Retain(dev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ctx.Release()
-	if err := ctx.Do(func(b cuda.Bound) error { _, _, err := b.MemGetInfo(); return err }); err != nil {
-		t.Fatal(err)
-	}
+	gpu := cudatest.Open(t)
+	gpu.Free(t) // making the context current has CUDA open its UVM file
 	fds, err := uvmFDs()
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +76,7 @@ func TestDeviceProbeProcessAndNew(t *testing.T) {
 	if r.State != devProbe.State || r.Errno != devProbe.Errno {
 		t.Errorf("process probe %s/%s, device probe %s/%s", r.State, r.Errno, devProbe.State, devProbe.Errno)
 	}
-	b, err := New(Options{Lib: lib})
+	b, err := New(Options{Lib: gpu.Lib})
 	t.Logf("New: %v", err)
 	if r.State == StateStock {
 		if !errors.Is(err, ErrNotPatched) || !errors.Is(err, backend.ErrUnavailable) || !strings.Contains(err.Error(), "vattnctl install-driver") {

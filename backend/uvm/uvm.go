@@ -16,7 +16,7 @@
 package uvm
 
 import (
-	"encoding/binary"
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -24,6 +24,7 @@ import (
 
 	"github.com/vattn/vattn/backend"
 	"github.com/vattn/vattn/backend/cudavmm"
+	"github.com/vattn/vattn/backend/internal/gpumem"
 	"github.com/vattn/vattn/cuda"
 	"github.com/vattn/vattn/ioctl"
 	"github.com/vattn/vattn/pagesize"
@@ -66,7 +67,7 @@ type Backend struct {
 	pages    map[backend.PageID]uint64 // handle → address mapped at, 0 when unmapped
 	mapped   map[uint64]backend.PageID
 	fence    cudavmm.EventFence
-	kernels  *cuda.Kernels
+	verify   *gpumem.Verifier
 	closed   bool
 }
 
@@ -136,6 +137,7 @@ func New(opts Options) (_ *Backend, err error) {
 		b.maxBatch = ioctl.UVM_VATTN_MAX_BATCH
 	}
 	b.fence = cudavmm.NewEventFence(b.ctx, opts.Stream)
+	b.verify = gpumem.NewVerifier(b.ctx, dev.Device)
 	return b, nil
 }
 
@@ -223,15 +225,40 @@ func statusErr(op string, err error, notFound error) error {
 	return fmt.Errorf("%s: %w: %w", op, sentinel, err)
 }
 
-// chunks calls f on consecutive pieces of n entries, at most max each, and stops
-// at the first error.
-func chunks(n, max int, f func(lo, hi int) error) error {
-	for lo := 0; lo < n; lo += max {
-		if err := f(lo, min(lo+max, n)); err != nil {
-			return err
+// inBatches issues one driver call per piece of xs of at most max entries,
+// stopping at the first error, and returns how many entries the driver
+// applied: all of them, or those of the earlier calls plus the count the
+// failing call reported done.
+func inBatches[T any](xs []T, max int, call func(batch []T) (done uint32, err error)) (int, error) {
+	for lo := 0; lo < len(xs); lo += max {
+		if done, err := call(xs[lo:min(lo+max, len(xs))]); err != nil {
+			return lo + int(done), err
 		}
 	}
-	return nil
+	return len(xs), nil
+}
+
+// The batch calls for inBatches. ALLOC is all-or-nothing (uvm_vattn_ioctl.h):
+// a failed call leaves nothing of its batch allocated.
+
+func (b *Backend) allocBatch(hs []uint64) (uint32, error) {
+	_, err := ioctl.Alloc(b.fd, b.uuid, b.size, hs)
+	return 0, err
+}
+
+func (b *Backend) mapBatch(es []ioctl.UVM_VATTN_MAP_ENTRY) (uint32, error) {
+	p, err := ioctl.Map(b.fd, es)
+	return p.Done, err
+}
+
+func (b *Backend) unmapBatch(as []uint64) (uint32, error) {
+	p, err := ioctl.Unmap(b.fd, as)
+	return p.Done, err
+}
+
+func (b *Backend) freeBatch(hs []uint64) (uint32, error) {
+	p, err := ioctl.Free(b.fd, hs)
+	return p.Done, err
 }
 
 // Reserve implements backend.Backend with a managed allocation, aligned to the
@@ -270,7 +297,7 @@ func (b *Backend) Reserve(size uint64) (backend.Region, error) {
 	if err != nil {
 		return backend.Region{}, fmt.Errorf("reserve %d bytes: %w", size, err)
 	}
-	i, _ := slices.BinarySearchFunc(b.regions, r.Addr, func(x region, a uint64) int { return cmpU64(x.Addr, a) })
+	i, _ := slices.BinarySearchFunc(b.regions, r.Addr, func(x region, a uint64) int { return cmp.Compare(x.Addr, a) })
 	b.regions = slices.Insert(b.regions, i, r)
 	return r.Region, nil
 }
@@ -282,7 +309,7 @@ func (b *Backend) Release(r backend.Region) error {
 	if b.closed {
 		return backend.ErrClosed
 	}
-	i, found := slices.BinarySearchFunc(b.regions, r.Addr, func(x region, a uint64) int { return cmpU64(x.Addr, a) })
+	i, found := slices.BinarySearchFunc(b.regions, r.Addr, func(x region, a uint64) int { return cmp.Compare(x.Addr, a) })
 	if !found || b.regions[i].Region != r {
 		return fmt.Errorf("release region %#x+%#x: %w", r.Addr, r.Size, backend.ErrOutOfRange)
 	}
@@ -310,14 +337,7 @@ func (b *Backend) AllocPages(n int) ([]backend.PageID, error) {
 		return nil, fmt.Errorf("allocate %d pages: %w", n, backend.ErrBadArgument)
 	}
 	handles := make([]uint64, n)
-	done := 0
-	err := chunks(n, b.maxBatch, func(lo, hi int) error {
-		if _, err := ioctl.Alloc(b.fd, b.uuid, b.size, handles[lo:hi]); err != nil {
-			return err
-		}
-		done = hi
-		return nil
-	})
+	done, err := inBatches(handles, b.maxBatch, b.allocBatch)
 	if err != nil {
 		err = statusErr(fmt.Sprintf("allocate %d pages of %s", n, pagesize.Size(b.size)), err, backend.ErrUnknownPage)
 		if done > 0 {
@@ -338,16 +358,7 @@ func (b *Backend) AllocPages(n int) ([]backend.PageID, error) {
 // freeHandles frees pages that are not in the books yet (an allocation being
 // undone). Pages it could not free are recorded so that Close retries.
 func (b *Backend) freeHandles(hs []uint64) error {
-	freed := 0
-	err := chunks(len(hs), b.maxBatch, func(lo, hi int) error {
-		p, err := ioctl.Free(b.fd, hs[lo:hi])
-		freed = lo + int(p.Done)
-		if err != nil {
-			return err
-		}
-		freed = hi
-		return nil
-	})
+	freed, err := inBatches(hs, b.maxBatch, b.freeBatch)
 	if err != nil {
 		for _, h := range hs[freed:] {
 			b.pages[backend.PageID(h)] = 0
@@ -378,16 +389,7 @@ func (b *Backend) FreePages(ids []backend.PageID) error {
 		seen[id] = true
 		hs[i] = uint64(id)
 	}
-	freed := 0
-	err := chunks(len(hs), b.maxBatch, func(lo, hi int) error {
-		p, err := ioctl.Free(b.fd, hs[lo:hi])
-		freed = lo + int(p.Done)
-		if err != nil {
-			return err
-		}
-		freed = hi
-		return nil
-	})
+	freed, err := inBatches(hs, b.maxBatch, b.freeBatch)
 	for _, h := range hs[:freed] {
 		delete(b.pages, backend.PageID(h))
 	}
@@ -398,7 +400,7 @@ func (b *Backend) FreePages(ids []backend.PageID) error {
 }
 
 func (b *Backend) regionOf(addr uint64) bool {
-	i, found := slices.BinarySearchFunc(b.regions, addr, func(x region, a uint64) int { return cmpU64(x.Addr, a) })
+	i, found := slices.BinarySearchFunc(b.regions, addr, func(x region, a uint64) int { return cmp.Compare(x.Addr, a) })
 	if !found {
 		i--
 	}
@@ -439,16 +441,7 @@ func (b *Backend) Map(maps []backend.Mapping) error {
 		addrs[m.Addr], pages[m.Page] = true, true
 		entries[i] = ioctl.UVM_VATTN_MAP_ENTRY{Address: m.Addr, Handle: uint64(m.Page)}
 	}
-	done := 0
-	err := chunks(len(entries), b.maxBatch, func(lo, hi int) error {
-		p, err := ioctl.Map(b.fd, entries[lo:hi])
-		done = lo + int(p.Done)
-		if err != nil {
-			return err
-		}
-		done = hi
-		return nil
-	})
+	done, err := inBatches(entries, b.maxBatch, b.mapBatch)
 	if err == nil {
 		for _, m := range maps {
 			b.mapped[m.Addr] = m.Page
@@ -466,16 +459,7 @@ func (b *Backend) Map(maps []backend.Mapping) error {
 	for i, e := range entries[:done] {
 		undo[i] = e.Address
 	}
-	undone := 0
-	uerr := chunks(len(undo), b.maxBatch, func(lo, hi int) error {
-		p, err := ioctl.Unmap(b.fd, undo[lo:hi])
-		undone = lo + int(p.Done)
-		if err != nil {
-			return err
-		}
-		undone = hi
-		return nil
-	})
+	undone, uerr := inBatches(undo, b.maxBatch, b.unmapBatch)
 	if uerr != nil {
 		// The driver keeps mappings we could not undo: record them so Close
 		// still releases them, and say so.
@@ -510,16 +494,7 @@ func (b *Backend) Unmap(addrs []uint64, fence backend.Epoch) error {
 		}
 		seen[a] = true
 	}
-	done := 0
-	err := chunks(len(addrs), b.maxBatch, func(lo, hi int) error {
-		p, err := ioctl.Unmap(b.fd, addrs[lo:hi])
-		done = lo + int(p.Done)
-		if err != nil {
-			return err
-		}
-		done = hi
-		return nil
-	})
+	done, err := inBatches(addrs, b.maxBatch, b.unmapBatch)
 	for _, a := range addrs[:done] {
 		b.pages[b.mapped[a]] = 0
 		delete(b.mapped, a)
@@ -531,18 +506,7 @@ func (b *Backend) Unmap(addrs []uint64, fence backend.Epoch) error {
 }
 
 // MemInfo implements backend.Backend.
-func (b *Backend) MemInfo() (backend.MemInfo, error) {
-	var mi backend.MemInfo
-	err := b.ctx.Do(func(bd cuda.Bound) error {
-		var err error
-		mi.Free, mi.Total, err = bd.MemGetInfo()
-		return err
-	})
-	if err != nil {
-		return mi, fmt.Errorf("memory info: %w", err)
-	}
-	return mi, nil
-}
+func (b *Backend) MemInfo() (backend.MemInfo, error) { return gpumem.MemInfo(b.ctx) }
 
 // Held counts what the backend holds: reserved regions, pages, mapped pages.
 func (b *Backend) Held() (regions, pages, mapped int) {
@@ -581,17 +545,12 @@ func (b *Backend) Close() error {
 			left = append(left, uint64(id))
 		}
 	}
-	if err := chunks(len(left), b.maxBatch, func(lo, hi int) error {
-		_, err := ioctl.Free(b.fd, left[lo:hi])
-		return err
-	}); err != nil {
+	if _, err := inBatches(left, b.maxBatch, b.freeBatch); err != nil {
 		errs = append(errs, statusErr("close: free pages", err, backend.ErrUnknownPage))
 	}
 	err := b.ctx.Do(func(bd cuda.Bound) error {
-		if b.kernels != nil {
-			if err := b.kernels.Close(bd); err != nil {
-				errs = append(errs, fmt.Errorf("close: verification kernels: %w", err))
-			}
+		if err := b.verify.Close(bd); err != nil {
+			errs = append(errs, fmt.Errorf("close: %w", err))
 		}
 		for _, r := range b.regions {
 			if err := bd.MemFree(r.raw); err != nil {
@@ -606,40 +565,20 @@ func (b *Backend) Close() error {
 	return errors.Join(errs...)
 }
 
-// CheckResult reports a pattern check.
-type CheckResult struct {
-	Pages          int    `json:"pages"`
-	GPUMismatches  uint64 `json:"gpu_mismatched_words"`
-	HostSampled    int    `json:"host_sampled_words"`
-	HostMismatches int    `json:"host_mismatched_words"`
-}
+// CheckResult reports a pattern check (see package gpumem, which the
+// cudavmm backend shares).
+type CheckResult = gpumem.CheckResult
 
-// OK reports whether every checked word matched.
-func (c CheckResult) OK() bool { return c.GPUMismatches == 0 && c.HostMismatches == 0 }
-
-const hostSampleWords = 64
-
-func (b *Backend) checkMapped(addr, size uint64) error {
-	if size == 0 || addr%b.size != 0 || size%b.size != 0 {
-		return fmt.Errorf("pattern range %#x+%#x: %w", addr, size, backend.ErrMisaligned)
+// patternRange checks that [addr, addr+size) can be filled or checked. b.mu
+// is held.
+func (b *Backend) patternRange(addr, size uint64, page0, tag uint32) (cuda.PatternRange, error) {
+	if b.closed {
+		return cuda.PatternRange{}, backend.ErrClosed
 	}
-	for a := addr; a < addr+size; a += b.size {
-		if _, ok := b.mapped[a]; !ok {
-			return fmt.Errorf("pattern range %#x+%#x: page %#x %w", addr, size, a, backend.ErrNotMapped)
-		}
+	if err := gpumem.CheckMapped(b.mapped, b.size, addr, size); err != nil {
+		return cuda.PatternRange{}, err
 	}
-	return nil
-}
-
-func (b *Backend) kernelsLocked(bd cuda.Bound) (*cuda.Kernels, error) {
-	if b.kernels == nil {
-		k, err := cuda.LoadKernels(bd, b.dev.Device)
-		if err != nil {
-			return nil, err
-		}
-		b.kernels = k
-	}
-	return b.kernels, nil
+	return cuda.PatternRange{Base: cuda.DevicePtr(addr), Bytes: size, PageSize: b.size, Page0: page0, Tag: tag}, nil
 }
 
 // Fill writes Pattern(page, word, tag) over the mapped range [addr, addr+size)
@@ -647,25 +586,17 @@ func (b *Backend) kernelsLocked(bd cuda.Bound) (*cuda.Kernels, error) {
 func (b *Backend) Fill(addr, size uint64, tag uint32) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.closed {
-		return backend.ErrClosed
-	}
-	if err := b.checkMapped(addr, size); err != nil {
+	r, err := b.patternRange(addr, size, 0, tag)
+	if err != nil {
 		return err
 	}
-	return b.ctx.Do(func(bd cuda.Bound) error {
-		k, err := b.kernelsLocked(bd)
-		if err != nil {
-			return fmt.Errorf("fill: %w", err)
-		}
-		if err := k.Fill(bd, 0, cuda.PatternRange{Base: cuda.DevicePtr(addr), Bytes: size, PageSize: b.size, Tag: tag}); err != nil {
-			return fmt.Errorf("fill: %w", err)
-		}
-		if err := bd.Synchronize(); err != nil {
-			return fmt.Errorf("fill: %w", err)
-		}
-		return nil
-	})
+	if err := b.verify.Fill(0, r); err != nil {
+		return err
+	}
+	if err := b.ctx.Do(func(bd cuda.Bound) error { return bd.Synchronize() }); err != nil {
+		return fmt.Errorf("fill: %w", err)
+	}
+	return nil
 }
 
 // Check verifies what Fill wrote over [addr, addr+size), with page indexes
@@ -673,52 +604,9 @@ func (b *Backend) Fill(addr, size uint64, tag uint32) error {
 func (b *Backend) Check(addr, size uint64, page0, tag uint32) (CheckResult, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	res := CheckResult{Pages: int(size / b.size)}
-	if b.closed {
-		return res, backend.ErrClosed
-	}
-	if err := b.checkMapped(addr, size); err != nil {
-		return res, err
-	}
-	err := b.ctx.Do(func(bd cuda.Bound) error {
-		k, err := b.kernelsLocked(bd)
-		if err != nil {
-			return err
-		}
-		res.GPUMismatches, err = k.Mismatches(bd, 0, cuda.PatternRange{Base: cuda.DevicePtr(addr), Bytes: size, PageSize: b.size, Page0: page0, Tag: tag})
-		if err != nil {
-			return err
-		}
-		buf := make([]byte, 4*hostSampleWords)
-		words := uint32(b.size / 4)
-		for i := range uint32(res.Pages) {
-			page := addr + uint64(i)*b.size
-			for _, first := range []uint32{0, words - hostSampleWords} {
-				if err := bd.CopyDtoH(buf, cuda.DevicePtr(page+4*uint64(first))); err != nil {
-					return err
-				}
-				for w := range uint32(hostSampleWords) {
-					res.HostSampled++
-					if binary.LittleEndian.Uint32(buf[4*w:]) != cuda.Pattern(page0+i, first+w, tag) {
-						res.HostMismatches++
-					}
-				}
-			}
-		}
-		return nil
-	})
+	r, err := b.patternRange(addr, size, page0, tag)
 	if err != nil {
-		return res, fmt.Errorf("check pattern: %w", err)
+		return CheckResult{Pages: int(size / b.size)}, err
 	}
-	return res, nil
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	return b.verify.Check(0, r)
 }

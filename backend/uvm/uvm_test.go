@@ -12,6 +12,7 @@ import (
 	"github.com/vattn/vattn/backend/uvm/uvmfake"
 	"github.com/vattn/vattn/cuda"
 	"github.com/vattn/vattn/cuda/cudafake"
+	"github.com/vattn/vattn/internal/cudatest"
 	"github.com/vattn/vattn/ioctl"
 	"github.com/vattn/vattn/pagesize"
 )
@@ -23,11 +24,7 @@ const testFD = 6
 func setup(t *testing.T, maxBatch uint32) (*Backend, *cudafake.Fake, *uvmfake.Module) {
 	t.Helper()
 	fdDir(t, map[int]string{5: DevicePath, testFD: DevicePath})
-	cf := cudafake.New()
-	lib, err := cuda.NewLib(cf.Driver(), "fake")
-	if err != nil {
-		t.Fatal(err)
-	}
+	cf, lib := cudatest.Fake(t)
 	fu := uvmfake.New(testFD, cf.GPUs[0].UUID, maxBatch)
 	t.Cleanup(fu.Install())
 	b, err := New(Options{Lib: lib})
@@ -35,6 +32,22 @@ func setup(t *testing.T, maxBatch uint32) (*Backend, *cudafake.Fake, *uvmfake.Mo
 		t.Fatal(err)
 	}
 	return b, cf, fu
+}
+
+// withPages reserves a region of regionPages pages on b and allocates n
+// pages; it returns them and the page size.
+func withPages(t *testing.T, b *Backend, regionPages uint64, n int) (backend.Region, []backend.PageID, uint64) {
+	t.Helper()
+	size := b.PageSize().Bytes()
+	r, err := b.Reserve(regionPages * size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := b.AllocPages(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, ids, size
 }
 
 func closeClean(t *testing.T, b *Backend, cf *cudafake.Fake, fu *uvmfake.Module) {
@@ -61,15 +74,11 @@ func mapAll(r backend.Region, ids []backend.PageID, size uint64) []backend.Mappi
 func TestNewStockDriver(t *testing.T) {
 	for _, errno := range []unix.Errno{unix.ENOSYS, unix.EINVAL} {
 		fdDir(t, map[int]string{testFD: DevicePath})
-		cf := cudafake.New()
-		lib, err := cuda.NewLib(cf.Driver(), "fake")
-		if err != nil {
-			t.Fatal(err)
-		}
+		cf, lib := cudatest.Fake(t)
 		fu := uvmfake.New(testFD, cf.GPUs[0].UUID, 16)
 		fu.Errno = errno
 		restore := fu.Install()
-		_, err = New(Options{Lib: lib})
+		_, err := New(Options{Lib: lib})
 		restore()
 		if !errors.Is(err, ErrNotPatched) || !errors.Is(err, backend.ErrUnavailable) || !strings.Contains(err.Error(), "vattnctl install-driver") || !strings.Contains(err.Error(), unix.ErrnoName(errno)) {
 			t.Errorf("%v: %v", errno, err)
@@ -82,11 +91,7 @@ func TestNewStockDriver(t *testing.T) {
 
 func TestNewRefusals(t *testing.T) {
 	fdDir(t, nil)
-	cf := cudafake.New()
-	lib, err := cuda.NewLib(cf.Driver(), "fake")
-	if err != nil {
-		t.Fatal(err)
-	}
+	cf, lib := cudatest.Fake(t)
 	if _, err := New(Options{Lib: lib}); !errors.Is(err, backend.ErrUnavailable) || errors.Is(err, ErrNotPatched) {
 		t.Errorf("no UVM file: %v", err)
 	}
@@ -112,15 +117,7 @@ func TestBatchesSplitAtMaxBatch(t *testing.T) {
 	if b.MaxBatch() != 4 || b.FD() != testFD {
 		t.Fatalf("max batch %d fd %d", b.MaxBatch(), b.FD())
 	}
-	size := b.PageSize().Bytes()
-	r, err := b.Reserve(16 * size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := b.AllocPages(10)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, ids, size := withPages(t, b, 16, 10)
 	if got := fu.Counts(ioctl.UVM_VATTN_ALLOC); !slices.Equal(got, []uint32{4, 4, 2}) {
 		t.Errorf("alloc batches %v", got)
 	}
@@ -183,19 +180,11 @@ func TestAllocRollback(t *testing.T) {
 
 func TestMapRollback(t *testing.T) {
 	b, cf, fu := setup(t, 4)
-	size := b.PageSize().Bytes()
-	r, err := b.Reserve(16 * size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := b.AllocPages(10)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, ids, size := withPages(t, b, 16, 10)
 	// The second MAP applies 1 entry and fails: 5 entries are mapped in the
 	// module, and all must be undone.
 	fu.FailNext(ioctl.UVM_VATTN_MAP, 2, ioctl.NV_ERR_NO_MEMORY, 0, 1)
-	err = b.Map(mapAll(r, ids, size))
+	err := b.Map(mapAll(r, ids, size))
 	if !errors.Is(err, backend.ErrOutOfMemory) {
 		t.Fatalf("map: %v", err)
 	}
@@ -238,17 +227,9 @@ func TestMapRollback(t *testing.T) {
 
 func TestValidationBeforeDriver(t *testing.T) {
 	b, cf, fu := setup(t, 16)
-	size := b.PageSize().Bytes()
-	r, err := b.Reserve(4 * size)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, ids, size := withPages(t, b, 4, 2)
 	if r.Addr%size != 0 {
 		t.Errorf("region %#x not aligned", r.Addr)
-	}
-	ids, err := b.AllocPages(2)
-	if err != nil {
-		t.Fatal(err)
 	}
 	cases := []struct {
 		maps []backend.Mapping
@@ -303,15 +284,7 @@ func TestValidationBeforeDriver(t *testing.T) {
 
 func TestDriverErrorsMap(t *testing.T) {
 	b, cf, fu := setup(t, 16)
-	size := b.PageSize().Bytes()
-	r, err := b.Reserve(4 * size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := b.AllocPages(2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, ids, size := withPages(t, b, 4, 2)
 	cases := []struct {
 		st   ioctl.Status
 		want error
@@ -366,15 +339,7 @@ func TestDriverErrorsMap(t *testing.T) {
 
 func TestUnmapWaitsForFence(t *testing.T) {
 	b, cf, fu := setup(t, 16)
-	size := b.PageSize().Bytes()
-	r, err := b.Reserve(size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := b.AllocPages(1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, ids, _ := withPages(t, b, 1, 1)
 	if err := b.Map([]backend.Mapping{{Addr: r.Addr, Page: ids[0]}}); err != nil {
 		t.Fatal(err)
 	}
@@ -398,21 +363,13 @@ func TestUnmapWaitsForFence(t *testing.T) {
 
 func TestCloseErrorsAndClosed(t *testing.T) {
 	b, cf, fu := setup(t, 16)
-	size := b.PageSize().Bytes()
-	r, err := b.Reserve(2 * size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := b.AllocPages(2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, ids, size := withPages(t, b, 2, 2)
 	if err := b.Map([]backend.Mapping{{Addr: r.Addr, Page: ids[0]}}); err != nil {
 		t.Fatal(err)
 	}
 	fu.FailNext(ioctl.UVM_VATTN_RELEASE_RANGE, 1, ioctl.NV_ERR_INVALID_ARGUMENT, 0, 0)
 	cf.Inject("cuMemFree_v2", 1, cuda.CUDA_ERROR_UNKNOWN)
-	err = b.Close()
+	err := b.Close()
 	if !errors.Is(err, ioctl.NV_ERR_INVALID_ARGUMENT) || !strings.Contains(err.Error(), "cuMemFree") {
 		t.Errorf("close: %v", err)
 	}
@@ -471,4 +428,46 @@ func TestReserveAlignsAndReleases(t *testing.T) {
 		t.Errorf("meminfo %+v %v", mi, err)
 	}
 	closeClean(t, b, cf, fu)
+}
+
+// The pattern checks run on the default stream, and Fill waits for its kernel.
+func TestPatternOnFake(t *testing.T) {
+	b, cf, fu := setup(t, 16)
+	r, ids, size := withPages(t, b, 3, 2)
+	if err := b.Map(mapAll(r, ids, size)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Fill(r.Addr, 3*size, 1); !errors.Is(err, backend.ErrNotMapped) {
+		t.Errorf("fill past the mapped pages: %v", err)
+	}
+	if res, err := b.Check(r.Addr+4096, size, 0, 1); !errors.Is(err, backend.ErrMisaligned) || res.Pages != 1 {
+		t.Errorf("check misaligned: %+v %v", res, err)
+	}
+	syncs := cf.Calls("cuCtxSynchronize")
+	if err := b.Fill(r.Addr, 2*size, 1); err != nil {
+		t.Fatal(err)
+	}
+	if cf.Calls("cuCtxSynchronize") != syncs+1 {
+		t.Error("fill did not wait for its kernel")
+	}
+	cf.Inject("cuCtxSynchronize", 1, cuda.CUDA_ERROR_LAUNCH_FAILED)
+	if err := b.Fill(r.Addr, size, 1); !errors.Is(err, cuda.ErrLaunchFailed) || !strings.HasPrefix(err.Error(), "fill: ") {
+		t.Errorf("fill whose kernel fails: %v", err)
+	}
+	// The fake holds no memory, so the host reads zeros: only word 0 of
+	// page 0 matches with tag 0, and none from page 1 on.
+	res, err := b.Check(r.Addr+size, size, 1, 0)
+	if err != nil || res.Pages != 1 || res.HostSampled == 0 || res.HostMismatches != res.HostSampled {
+		t.Errorf("check from page 1: %+v %v", res, err)
+	}
+	if res, err = b.Check(r.Addr, size, 0, 0); err != nil || res.HostMismatches != res.HostSampled-1 {
+		t.Errorf("check from page 0: %+v %v", res, err)
+	}
+	closeClean(t, b, cf, fu)
+	if err := b.Fill(r.Addr, size, 1); !errors.Is(err, backend.ErrClosed) {
+		t.Errorf("fill after close: %v", err)
+	}
+	if res, err := b.Check(r.Addr, 2*size, 0, 1); !errors.Is(err, backend.ErrClosed) || res.Pages != 2 {
+		t.Errorf("check after close: %+v %v", res, err)
+	}
 }

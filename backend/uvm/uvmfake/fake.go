@@ -94,6 +94,27 @@ func slice[T any](field *uint64, n uint32) []T {
 	return unsafe.Slice((*T)(ptr(field)), n)
 }
 
+// applyEach applies a checked batch entry by entry, as the module does: up to
+// fl.done entries when a failure is injected (which then reports its status),
+// stopping at the first entry apply refuses. It returns the params' done
+// count, status and error index.
+func applyEach[T any](xs []T, fl *failure, apply func(x T) ioctl.Status) (done uint32, st ioctl.Status, errIndex uint32) {
+	n := uint32(len(xs))
+	if fl != nil {
+		n = fl.done
+	}
+	for _, x := range xs[:n] {
+		if st := apply(x); st != ioctl.NV_OK {
+			return done, st, done
+		}
+		done++
+	}
+	if fl != nil {
+		return done, fl.status, done
+	}
+	return done, ioctl.NV_OK, 0
+}
+
 // Inits counts UVM_INITIALIZE calls.
 func (f *Module) Inits() int {
 	f.mu.Lock()
@@ -213,67 +234,41 @@ func (f *Module) ioctl(fd int, cmd uint32, arg unsafe.Pointer) unix.Errno {
 			}
 			addrs[e.Address], handles[e.Handle] = true, true
 		}
-		n := uint32(len(es))
-		if fl != nil {
-			n = fl.done
-		}
-		for _, e := range es[:n] {
+		p.Done, p.RMStatus, p.ErrorIndex = applyEach(es, fl, func(e ioctl.UVM_VATTN_MAP_ENTRY) ioctl.Status {
 			f.mapped[e.Address], f.onPage[e.Handle] = e.Handle, e.Address
-			p.Done++
-		}
-		if fl != nil {
-			p.RMStatus, p.ErrorIndex = fl.status, p.Done
-		}
+			return ioctl.NV_OK
+		})
 	case ioctl.UVM_VATTN_UNMAP:
 		p := (*ioctl.UVM_VATTN_UNMAP_PARAMS)(arg)
 		f.calls = append(f.calls, call{cmd, p.Count})
 		if set(&p.RMStatus) {
 			return 0
 		}
-		as := slice[uint64](&p.Addresses, p.Count)
-		n := uint32(len(as))
-		if fl != nil {
-			n = fl.done
-		}
-		for _, a := range as[:n] {
+		p.Done, p.RMStatus, p.ErrorIndex = applyEach(slice[uint64](&p.Addresses, p.Count), fl, func(a uint64) ioctl.Status {
 			h, ok := f.mapped[a]
 			if !ok {
-				p.RMStatus, p.ErrorIndex = ioctl.NV_ERR_OBJECT_NOT_FOUND, p.Done
-				return 0
+				return ioctl.NV_ERR_OBJECT_NOT_FOUND
 			}
 			delete(f.mapped, a)
 			delete(f.onPage, h)
-			p.Done++
-		}
-		if fl != nil {
-			p.RMStatus, p.ErrorIndex = fl.status, p.Done
-		}
+			return ioctl.NV_OK
+		})
 	case ioctl.UVM_VATTN_FREE:
 		p := (*ioctl.UVM_VATTN_FREE_PARAMS)(arg)
 		f.calls = append(f.calls, call{cmd, p.Count})
 		if set(&p.RMStatus) {
 			return 0
 		}
-		hs := slice[uint64](&p.Handles, p.Count)
-		n := uint32(len(hs))
-		if fl != nil {
-			n = fl.done
-		}
-		for _, h := range hs[:n] {
+		p.Done, p.RMStatus, p.ErrorIndex = applyEach(slice[uint64](&p.Handles, p.Count), fl, func(h uint64) ioctl.Status {
 			if _, ok := f.pages[h]; !ok {
-				p.RMStatus, p.ErrorIndex = ioctl.NV_ERR_OBJECT_NOT_FOUND, p.Done
-				return 0
+				return ioctl.NV_ERR_OBJECT_NOT_FOUND
 			}
 			if _, busy := f.onPage[h]; busy {
-				p.RMStatus, p.ErrorIndex = ioctl.NV_ERR_IN_USE, p.Done
-				return 0
+				return ioctl.NV_ERR_IN_USE
 			}
 			delete(f.pages, h)
-			p.Done++
-		}
-		if fl != nil {
-			p.RMStatus, p.ErrorIndex = fl.status, p.Done
-		}
+			return ioctl.NV_OK
+		})
 	case ioctl.UVM_VATTN_RELEASE_RANGE:
 		p := (*ioctl.UVM_VATTN_RELEASE_RANGE_PARAMS)(arg)
 		f.calls = append(f.calls, call{cmd, 0})

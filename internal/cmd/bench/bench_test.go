@@ -1,34 +1,19 @@
 package bench
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"strings"
 	"testing"
 
-	"github.com/spf13/cobra"
-
 	"github.com/vattn/vattn/bench"
-	"github.com/vattn/vattn/cuda"
 	"github.com/vattn/vattn/cuda/cudafake"
 	"github.com/vattn/vattn/internal/cli"
+	"github.com/vattn/vattn/internal/cmd/cmdtest"
 )
 
 func runCmd(t *testing.T, format cli.Format, args ...string) (int, string, string) {
 	t.Helper()
-	cmd := NewCmd(&format)
-	var out, errOut bytes.Buffer
-	cmd.SetArgs(args)
-	cmd.SetOut(&out)
-	cmd.SetErr(&errOut)
-	cmd.SilenceUsage, cmd.SilenceErrors = true, true
-	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.WithCode(cli.ExitBadArgument, err) })
-	err := cmd.ExecuteContext(context.Background())
-	if err != nil {
-		errOut.WriteString(err.Error())
-	}
-	return cli.CodeOf(err), out.String(), errOut.String()
+	return cmdtest.Run(t, NewCmd(&format), args...)
 }
 
 func TestBenchSimJSON(t *testing.T) {
@@ -91,17 +76,8 @@ func TestBenchBadArguments(t *testing.T) {
 	}
 }
 
-func withFake(t *testing.T) *cudafake.Fake {
-	t.Helper()
-	f := cudafake.New()
-	old := cudaLib
-	cudaLib = func() (*cuda.Lib, error) { return cuda.NewLib(f.Driver(), "fake") }
-	t.Cleanup(func() { cudaLib = old })
-	return f
-}
-
 func TestBenchCUDAVMMOnFake(t *testing.T) {
-	f := withFake(t)
+	f := cmdtest.FakeCUDA(t, &cudaLib)
 	code, out, errOut := runCmd(t, cli.JSON, "--backend", "cudavmm", "--step-batch", "2", "--iterations", "2", "--pages", "4", "--map-batch", "1,4")
 	if code != 0 {
 		t.Fatalf("code %d: %s", code, errOut)
@@ -124,7 +100,7 @@ func TestBenchCUDAVMMOnFake(t *testing.T) {
 }
 
 func TestBenchUVMWithoutModule(t *testing.T) {
-	withFake(t)
+	cmdtest.FakeCUDA(t, &cudaLib)
 	// The fake CUDA process has no /dev/nvidia-uvm file, so every page size is
 	// skipped and nothing runs: not supported.
 	code, out, errOut := runCmd(t, cli.Table, "--backend", "uvm", "--page-size", "64k")

@@ -7,43 +7,15 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/vattn/vattn/cuda"
+	"github.com/vattn/vattn/internal/cudatest"
 )
-
-func deviceFree(t *testing.T) func() uint64 {
-	t.Helper()
-	lib, err := cuda.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dev, err := lib.SelectDevice("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, err := lib.Retain(dev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ctx.Release() })
-	return func() uint64 {
-		var f uint64
-		if err := ctx.Do(func(b cuda.Bound) error {
-			var err error
-			f, _, err = b.MemGetInfo()
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return f
-	}
-}
 
 // TestDeviceMapInterrupted interrupts a real run after each step (as Ctrl-C
 // does) and checks that the GPU's free memory is back where it started,
 // within the same process.
 func TestDeviceMapInterrupted(t *testing.T) {
-	free := deviceFree(t)
-	before := free()
+	gpu := cudatest.Open(t)
+	before := gpu.Free(t)
 	for _, step := range []string{"reserve", "alloc", "map", "verify", "unmap", "free"} {
 		ctx, cancel := context.WithCancel(context.Background())
 		old := afterStep
@@ -58,7 +30,7 @@ func TestDeviceMapInterrupted(t *testing.T) {
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("interrupt after %s: %v", step, err)
 		}
-		if after := free(); after != before {
+		if after := gpu.Free(t); after != before {
 			t.Errorf("interrupted after %s: free memory %d before, %d after", step, before, after)
 		}
 		if rep == nil || rep.Leftover == "nothing" {
@@ -69,7 +41,7 @@ func TestDeviceMapInterrupted(t *testing.T) {
 	if err != nil || rep.Verify == nil || !rep.Verify.OK || rep.Leftover != "nothing" {
 		t.Fatalf("full run: %+v %v", rep, err)
 	}
-	if after := free(); after != before {
+	if after := gpu.Free(t); after != before {
 		t.Errorf("full run: free memory %d before, %d after", before, after)
 	}
 }

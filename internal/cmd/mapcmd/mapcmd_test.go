@@ -11,21 +11,16 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/spf13/cobra"
-
 	"github.com/vattn/vattn/cuda"
 	"github.com/vattn/vattn/cuda/cudafake"
 	"github.com/vattn/vattn/internal/cli"
+	"github.com/vattn/vattn/internal/cmd/cmdtest"
 )
 
 // withFake makes the cudavmm backend run on a fake driver for the test.
 func withFake(t *testing.T) *cudafake.Fake {
 	t.Helper()
-	f := cudafake.New()
-	old := cudaLib
-	cudaLib = func() (*cuda.Lib, error) { return cuda.NewLib(f.Driver(), "fake") }
-	t.Cleanup(func() { cudaLib = old })
-	return f
+	return cmdtest.FakeCUDA(t, &cudaLib)
 }
 
 func run(t *testing.T, args ...string) (int, string, string) {
@@ -39,18 +34,7 @@ func run(t *testing.T, args ...string) (int, string, string) {
 			break
 		}
 	}
-	var out, errOut bytes.Buffer
-	cmd.SetArgs(args)
-	cmd.SetOut(&out)
-	cmd.SetErr(&errOut)
-	cmd.SilenceUsage, cmd.SilenceErrors = true, true
-	// As the root command does.
-	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.WithCode(cli.ExitBadArgument, err) })
-	err := cmd.ExecuteContext(context.Background())
-	if err != nil {
-		errOut.WriteString(err.Error())
-	}
-	return cli.CodeOf(err), out.String(), errOut.String()
+	return cmdtest.Run(t, cmd, args...)
 }
 
 func TestMapOnFake(t *testing.T) {

@@ -1,8 +1,6 @@
 package selftest
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -18,22 +16,13 @@ import (
 	"github.com/vattn/vattn/cuda"
 	"github.com/vattn/vattn/cuda/cudafake"
 	"github.com/vattn/vattn/internal/cli"
+	"github.com/vattn/vattn/internal/cmd/cmdtest"
 	"github.com/vattn/vattn/ioctl"
 )
 
 func run(t *testing.T, format cli.Format, args ...string) (int, string, string) {
 	t.Helper()
-	cmd := NewCmd(&format)
-	var out, errOut bytes.Buffer
-	cmd.SetArgs(args)
-	cmd.SetOut(&out)
-	cmd.SetErr(&errOut)
-	cmd.SilenceUsage, cmd.SilenceErrors = true, true
-	err := cmd.ExecuteContext(context.Background())
-	if err != nil {
-		errOut.WriteString(err.Error())
-	}
-	return cli.CodeOf(err), out.String(), errOut.String()
+	return cmdtest.Run(t, NewCmd(&format), args...)
 }
 
 func withDevice(t *testing.T, path string) {
@@ -106,10 +95,7 @@ var errNoLib = errors.New("libcuda.so.1 not found")
 // proves the check can fail.
 func TestPatchedOnFakes(t *testing.T) {
 	withDevice(t, os.DevNull)
-	cf := cudafake.New()
-	old := cudaLib
-	cudaLib = func() (*cuda.Lib, error) { return cuda.NewLib(cf.Driver(), "fake") }
-	defer func() { cudaLib = old }()
+	cf := cmdtest.FakeCUDA(t, &cudaLib)
 	dir := t.TempDir()
 	if err := os.Symlink(uvm.DevicePath, filepath.Join(dir, "6")); err != nil {
 		t.Fatal(err)

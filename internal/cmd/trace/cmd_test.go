@@ -8,6 +8,7 @@ import (
 
 	"github.com/vattn/vattn/internal/cli"
 	"github.com/vattn/vattn/internal/cmd/root"
+	"github.com/vattn/vattn/internal/testenv"
 )
 
 func TestBadArguments(t *testing.T) {
@@ -36,7 +37,7 @@ func TestBadArguments(t *testing.T) {
 }
 
 func TestNoSourceAttaches(t *testing.T) {
-	if os.Geteuid() != 0 && os.Getenv("CI") != "true" {
+	if os.Geteuid() != 0 && !testenv.InCI() {
 		t.Skip("skipping: vattnctl trace needs root")
 	}
 	var stdout, stderr bytes.Buffer
@@ -59,7 +60,7 @@ func TestNoSuchGPU(t *testing.T) {
 }
 
 func TestBadPrometheusAddress(t *testing.T) {
-	if os.Geteuid() != 0 && os.Getenv("CI") != "true" {
+	if os.Geteuid() != 0 && !testenv.InCI() {
 		t.Skip("skipping: vattnctl trace needs root")
 	}
 	var stdout, stderr bytes.Buffer

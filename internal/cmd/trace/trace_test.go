@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -22,21 +21,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vattn/vattn/internal/cli"
+	"github.com/vattn/vattn/internal/testenv"
 	"github.com/vattn/vattn/trace"
 )
 
 func needRoot(t *testing.T) {
 	t.Helper()
-	if runtime.GOARCH != "amd64" {
-		t.Skip("skipping: the eBPF programs are built for amd64 only")
-	}
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("vattnctl trace needs root; CI must run this test as root")
-	}
-	t.Skip("skipping: vattnctl trace needs root")
+	testenv.NeedEBPF(t, "vattnctl trace")
 }
 
 // The test's ioctl command on /dev/null: a number no driver knows, so that

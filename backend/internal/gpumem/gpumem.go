@@ -1,0 +1,45 @@
+// Package gpumem holds what the two backends on a CUDA context (cudavmm and
+// uvm) share about the GPU memory behind them: how much of it is free, and
+// proof that mapped pages really hold data. For the proof a GPU kernel writes
+// a word pattern unique to each page and tag, a second kernel counts the
+// words that differ, and the host reads samples of every page back over PCIe.
+//
+// The two backends map pages in different ways; everything here depends only
+// on the context, the page size and which addresses are mapped.
+package gpumem
+
+import (
+	"fmt"
+
+	"github.com/vattn/vattn/backend"
+	"github.com/vattn/vattn/cuda"
+)
+
+// MemInfo reports the free and total memory of the GPU that ctx is on.
+func MemInfo(ctx *cuda.Ctx) (backend.MemInfo, error) {
+	var mi backend.MemInfo
+	err := ctx.Do(func(bd cuda.Bound) error {
+		var err error
+		mi.Free, mi.Total, err = bd.MemGetInfo()
+		return err
+	})
+	if err != nil {
+		return mi, fmt.Errorf("memory info: %w", err)
+	}
+	return mi, nil
+}
+
+// CheckMapped makes sure that [addr, addr+size) is whole pages of pageSize,
+// all of them in mapped, before a kernel touches the range: a kernel touching
+// an unmapped page faults and kills the context.
+func CheckMapped(mapped map[uint64]backend.PageID, pageSize, addr, size uint64) error {
+	if size == 0 || addr%pageSize != 0 || size%pageSize != 0 {
+		return fmt.Errorf("pattern range %#x+%#x: %w", addr, size, backend.ErrMisaligned)
+	}
+	for a := addr; a < addr+size; a += pageSize {
+		if _, ok := mapped[a]; !ok {
+			return fmt.Errorf("pattern range %#x+%#x: page %#x %w", addr, size, a, backend.ErrNotMapped)
+		}
+	}
+	return nil
+}
