@@ -168,6 +168,7 @@
 #define UVM_VATTN_NV_ERR_INVALID_DEVICE         0x00000026u /* UUID not registered (with a GPU VA space) here */
 #define UVM_VATTN_NV_ERR_INVALID_LIMIT          0x0000002Eu /* count above UVM_VATTN_MAX_BATCH */
 #define UVM_VATTN_NV_ERR_INVALID_OFFSET         0x00000037u /* address not aligned to the page size */
+#define UVM_VATTN_NV_ERR_INVALID_STATE          0x00000040u /* MAP: UVM already manages pages in that range */
 #define UVM_VATTN_NV_ERR_NO_MEMORY              0x00000051u /* out of GPU or kernel memory */
 #define UVM_VATTN_NV_ERR_NOT_SUPPORTED          0x00000056u /* size not supported by this GPU or build */
 #define UVM_VATTN_NV_ERR_OBJECT_NOT_FOUND       0x00000057u /* unknown/stale/foreign handle; UNMAP: nothing mapped */
