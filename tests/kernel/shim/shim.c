@@ -208,11 +208,14 @@ void vattn_os_va_space_unlock(vattn_os_va_space_t *vs)
     vs->lock_depth = 0;
     shim_va_locks_held--;
 }
+long shim_write_locks;
+
 void vattn_os_va_space_lock_write(vattn_os_va_space_t *vs)
 {
     if (vs->lock_depth)
         abort();
     vs->lock_depth = 2;
+    shim_write_locks++;
     shim_va_locks_held++;
 }
 void vattn_os_va_space_unlock_write(vattn_os_va_space_t *vs)
@@ -543,14 +546,29 @@ int shim_check_invariants(vattn_os_va_space_t *vs, const char **why)
     }
     for (i = 0; i < vs->nptes; i++) {
         struct shim_pte *p = &vs->ptes[i];
-        int r = range_index(vs, p->address), owned;
+        uint64_t covered = 0;
+        int r, owned;
 
         if (p->chunk->mapped != 1) {
             *why = "chunk mapped more than once";
             return 0;
         }
-        if (r < 0 || p->address + p->size > vs->ranges[r].end || vs->ranges[r].blocks) {
-            *why = "PTE outside a managed range, or in one where UVM has blocks";
+        /* A split may leave a page across two ranges: all of it must be covered,
+         * by ranges where UVM has no block. */
+        for (r = 0; r < vs->nranges; r++) {
+            uint64_t lo = p->address > vs->ranges[r].start ? p->address : vs->ranges[r].start;
+            uint64_t hi = p->address + p->size < vs->ranges[r].end ? p->address + p->size : vs->ranges[r].end;
+
+            if (lo >= hi)
+                continue;
+            if (vs->ranges[r].blocks) {
+                *why = "PTE in a range where UVM has blocks";
+                return 0;
+            }
+            covered += hi - lo;
+        }
+        if (covered != p->size) {
+            *why = "PTE outside the managed ranges";
             return 0;
         }
         vs->lock_depth = 1;

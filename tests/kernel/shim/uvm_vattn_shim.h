@@ -36,7 +36,7 @@ typedef uint32_t NV_STATUS;
 #define NV_ERR_GENERIC                 0x0000FFFFu
 
 #define SHIM_MAX_GPUS    4
-#define SHIM_MAX_RANGES  8
+#define SHIM_MAX_RANGES  32
 #define SHIM_MAX_PTES    8192
 
 struct uvm_vattn_state;
@@ -104,6 +104,7 @@ bool shim_cmpxchg(void **slot, void *val);
 extern long shim_fail_kalloc, shim_fail_chunk, shim_fail_map, shim_fail_unmap;
 extern long shim_fail_copy_from, shim_fail_copy_to, shim_fail_unmap_forced;
 extern long shim_chunks_abandoned;
+extern long shim_write_locks;     /* times the va_space lock was taken for write */
 extern uint64_t shim_pinned_limit;
 extern NV_STATUS shim_global_status;
 extern long shim_kallocs_live;
