@@ -914,6 +914,31 @@ static NV_STATUS copy_in_array(uint64_t user, uint32_t count, size_t elem, void 
     return NV_OK;
 }
 
+/* The common start of MAP, UNMAP and FREE: bounds the count, copies the user array
+ * of count elements in and allocates the per-entry slot array. count == 0 is a
+ * no-op (NV_OK, nothing allocated). */
+static NV_STATUS batch_in(uint32_t count, uint64_t user, size_t elem, void **arr, uint32_t **slots, int *err)
+{
+    NV_STATUS status;
+
+    *arr = NULL;
+    *slots = NULL;
+    if (count > UVM_VATTN_MAX_BATCH)
+        return NV_ERR_INVALID_LIMIT;
+    if (count == 0)
+        return NV_OK;
+    status = copy_in_array(user, count, elem, arr, err);
+    if (status != NV_OK)
+        return status;
+    *slots = vattn_os_alloc(sizeof(**slots) * count);
+    if (!*slots) {
+        vattn_os_free(*arr);
+        *arr = NULL;
+        return NV_ERR_NO_MEMORY;
+    }
+    return NV_OK;
+}
+
 
 /* Fills the trace identity (GPU UUID and size) from the batch's first entry. */
 static void trace_identity(struct uvm_vattn_state *state, uint32_t slot, uint8_t uuid[16], uint64_t *size)
@@ -936,18 +961,9 @@ static NV_STATUS cmd_map(vattn_os_va_space_t *va_space, UVM_VATTN_MAP_PARAMS *p,
 
     p->done = 0;
     p->errorIndex = 0;
-    if (p->count > UVM_VATTN_MAX_BATCH)
-        return NV_ERR_INVALID_LIMIT;
-    if (p->count == 0)
-        return NV_OK;
-    status = copy_in_array(p->entries, p->count, sizeof(*ent), (void **)&ent, err);
-    if (status != NV_OK)
+    status = batch_in(p->count, p->entries, sizeof(*ent), (void **)&ent, &slots, err);
+    if (status != NV_OK || p->count == 0)
         return status;
-    slots = vattn_os_alloc(sizeof(*slots) * p->count);
-    if (!slots) {
-        vattn_os_free(ent);
-        return NV_ERR_NO_MEMORY;
-    }
 
     /* Mapping into ranges this file owns needs the va_space lock only for read,
      * like UVM's own map ioctls. A batch that must claim a range starts over with
@@ -1057,18 +1073,9 @@ static NV_STATUS cmd_unmap(vattn_os_va_space_t *va_space, UVM_VATTN_UNMAP_PARAMS
 
     p->done = 0;
     p->errorIndex = 0;
-    if (p->count > UVM_VATTN_MAX_BATCH)
-        return NV_ERR_INVALID_LIMIT;
-    if (p->count == 0)
-        return NV_OK;
-    status = copy_in_array(p->addresses, p->count, sizeof(*addr), (void **)&addr, err);
-    if (status != NV_OK)
+    status = batch_in(p->count, p->addresses, sizeof(*addr), (void **)&addr, &slots, err);
+    if (status != NV_OK || p->count == 0)
         return status;
-    slots = vattn_os_alloc(sizeof(*slots) * p->count);
-    if (!slots) {
-        vattn_os_free(addr);
-        return NV_ERR_NO_MEMORY;
-    }
 
     state = lock_state(va_space, false);
     if (!state) {
@@ -1133,18 +1140,9 @@ static NV_STATUS cmd_free(vattn_os_va_space_t *va_space, UVM_VATTN_FREE_PARAMS *
 
     p->done = 0;
     p->errorIndex = 0;
-    if (p->count > UVM_VATTN_MAX_BATCH)
-        return NV_ERR_INVALID_LIMIT;
-    if (p->count == 0)
-        return NV_OK;
-    status = copy_in_array(p->handles, p->count, sizeof(*handles), (void **)&handles, err);
-    if (status != NV_OK)
+    status = batch_in(p->count, p->handles, sizeof(*handles), (void **)&handles, &slots, err);
+    if (status != NV_OK || p->count == 0)
         return status;
-    slots = vattn_os_alloc(sizeof(*slots) * p->count);
-    if (!slots) {
-        vattn_os_free(handles);
-        return NV_ERR_NO_MEMORY;
-    }
 
     state = lock_state(va_space, false);
     if (!state) {
