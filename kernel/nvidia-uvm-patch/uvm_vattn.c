@@ -695,7 +695,10 @@ bool uvm_vattn_owned(vattn_os_va_space_t *va_space, uint64_t start, uint64_t end
     return state && owned_overlaps(state, start, end);
 }
 
-void uvm_vattn_range_destroyed(vattn_os_va_space_t *va_space, uint64_t start, uint64_t end)
+/* The hooks' common part: with the va_space lock held for write by UVM, unmaps
+ * (forced) every page of ours overlapping [start, end] that is mapped on gpu (any
+ * GPU if NULL), then, for a destroyed range (trim), ends ownership of it. */
+static void hook_unmap(vattn_os_va_space_t *va_space, uint64_t start, uint64_t end, vattn_os_gpu_t *gpu, bool trim)
 {
     struct uvm_vattn_state *state = *vattn_os_state_slot(va_space);
     uint32_t i;
@@ -706,28 +709,23 @@ void uvm_vattn_range_destroyed(vattn_os_va_space_t *va_space, uint64_t start, ui
     for (i = 0; i < state->high_water; i++) {
         struct uvm_vattn_entry *e = &state->entries[i];
 
-        if (e->state == VATTN_SLOT_MAPPED && e->address <= end && e->address + e->size - 1 >= start)
+        if (e->state == VATTN_SLOT_MAPPED && e->address <= end && e->address + e->size - 1 >= start &&
+            (!gpu || state->gpus[e->gpu_slot].gpu == gpu))
             entry_unmap_forced(va_space, state, i);
     }
-    owned_trim(state, start, end);
+    if (trim)
+        owned_trim(state, start, end);
     vattn_os_mutex_unlock(&state->lock);
+}
+
+void uvm_vattn_range_destroyed(vattn_os_va_space_t *va_space, uint64_t start, uint64_t end)
+{
+    hook_unmap(va_space, start, end, NULL, true);
 }
 
 void uvm_vattn_gpu_va_space_removed(vattn_os_va_space_t *va_space, vattn_os_gpu_t *gpu)
 {
-    struct uvm_vattn_state *state = *vattn_os_state_slot(va_space);
-    uint32_t i;
-
-    if (!state)
-        return;
-    vattn_os_mutex_lock(&state->lock);
-    for (i = 0; i < state->high_water; i++) {
-        struct uvm_vattn_entry *e = &state->entries[i];
-
-        if (e->state == VATTN_SLOT_MAPPED && state->gpus[e->gpu_slot].gpu == gpu)
-            entry_unmap_forced(va_space, state, i);
-    }
-    vattn_os_mutex_unlock(&state->lock);
+    hook_unmap(va_space, 0, UINT64_MAX, gpu, false);
 }
 
 /* ------------------------------------------------------------------------- */

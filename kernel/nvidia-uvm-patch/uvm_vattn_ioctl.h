@@ -98,8 +98,9 @@
  * range that no vattn page maps is fatal (SIGBUS on the CPU, a fatal GPU fault
  * that ends the CUDA context), and UvmMigrate/prefetch over it fail with
  * NV_ERR_INVALID_ADDRESS; read duplication, preferred location and accessed-by
- * have nothing to act on. A MAP that fails gives back the ranges it took over for
- * pages it did not map. Use a range reserved for vattn pages only.
+ * have nothing to act on. A page is mapped on its own GPU only: another GPU
+ * touching it faults fatally too. A MAP that fails gives back the ranges it took
+ * over for pages it did not map. Use a range reserved for vattn pages only.
  * UVM events that end mappings behind the caller's back (handles stay valid,
  * their pages unmapped, and can be mapped again or freed; nothing leaks):
  *   - the range is destroyed (munmap, cudaFree of the managed allocation): every

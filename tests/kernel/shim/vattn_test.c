@@ -788,11 +788,14 @@ static void model_unmap_range(uint64_t start, uint64_t end)
     }
 }
 
+static long uvm_events, uvm_refused;
+
 /* One of UVM's own paths, as the hooks see it, with the model's prediction. */
 static void random_uvm_op(void)
 {
     int r, i;
 
+    uvm_events++;
     switch (rnd() % 8) {
         case 0: { /* a fault/migrate touching an address */
             uint64_t a = pick_address(K64);
@@ -805,6 +808,7 @@ static void random_uvm_op(void)
             }
             if (r < 0 || (mowned[r] && !vs->ranges[r].blocks))
                 want = NV_ERR_INVALID_ADDRESS;
+            uvm_refused += r >= 0 && want != NV_OK;
             CHECK_EQ(shim_uvm_touch(vs, a), want);
             break;
         }
@@ -940,6 +944,7 @@ static void random_test(uint64_t seed, uint64_t ops)
     nmodel = 0;
     ndead = 0;
     memset(mowned, 0, sizeof(mowned));
+    uvm_events = uvm_refused = 0;
     gpu_a.mem_capacity = 64ull << 20;
     {
         /* a page of the second file: its handle must never work here */
@@ -1259,8 +1264,8 @@ static void random_test(uint64_t seed, uint64_t ops)
         model_compare(op);
     }
     printf("random: seed %" PRIu64 ", %" PRIu64 " hostile argument sets, %d pages live at the end; "
-           "successful alloc %ld map %ld unmap %ld free %ld\n",
-           seed, op, nmodel, ok_by_kind[0], ok_by_kind[1], ok_by_kind[2], ok_by_kind[3]);
+           "successful alloc %ld map %ld unmap %ld free %ld; UVM events %ld (block creation refused %ld)\n",
+           seed, op, nmodel, ok_by_kind[0], ok_by_kind[1], ok_by_kind[2], ok_by_kind[3], uvm_events, uvm_refused);
     teardown();
 }
 
