@@ -19,6 +19,7 @@ const (
 	NV_ERR_INVALID_DEVICE         Status = 0x00000026
 	NV_ERR_INVALID_LIMIT          Status = 0x0000002E
 	NV_ERR_INVALID_OFFSET         Status = 0x00000037
+	NV_ERR_INVALID_STATE          Status = 0x00000040
 	NV_ERR_NO_MEMORY              Status = 0x00000051
 	NV_ERR_NOT_SUPPORTED          Status = 0x00000056
 	NV_ERR_OBJECT_NOT_FOUND       Status = 0x00000057
@@ -36,6 +37,7 @@ var statusNames = map[Status][2]string{
 	NV_ERR_INVALID_DEVICE:         {"NV_ERR_INVALID_DEVICE", "gpu not registered in this va_space"},
 	NV_ERR_INVALID_LIMIT:          {"NV_ERR_INVALID_LIMIT", "batch larger than UVM_VATTN_MAX_BATCH"},
 	NV_ERR_INVALID_OFFSET:         {"NV_ERR_INVALID_OFFSET", "address not aligned to the page size"},
+	NV_ERR_INVALID_STATE:          {"NV_ERR_INVALID_STATE", "range already holds pages UVM manages (the process touched it)"},
 	NV_ERR_NO_MEMORY:              {"NV_ERR_NO_MEMORY", "out of memory"},
 	NV_ERR_NOT_SUPPORTED:          {"NV_ERR_NOT_SUPPORTED", "not supported"},
 	NV_ERR_OBJECT_NOT_FOUND:       {"NV_ERR_OBJECT_NOT_FOUND", "no such handle or mapping in this file"},

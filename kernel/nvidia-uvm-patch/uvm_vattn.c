@@ -11,13 +11,22 @@
  *
  * Lock order (outermost first); a lock is only ever taken with the ones above held:
  *   1. g_uvm_global.pm.lock (read)   taken by UVM's ioctl entry and release path
- *   2. va_space->lock (read)         vattn_os_va_space_lock(); as UVM's map ioctls
- *   3. state->lock                   our mutex: the handle table and accounting
- *   4. va_block->lock, GPU PMM and push/tracker locks, taken inside UVM calls made
- *      by vattn_os_chunk_alloc/free and vattn_os_map/unmap.
+ *   2. va_space->lock                read: vattn_os_va_space_lock(), as UVM's map
+ *                                    ioctls; write: a MAP that claims a range, the
+ *                                    release hook, and UVM's own callers of the
+ *                                    range-destroy and GPU-VA-space hooks
+ *   3. state->lock                   our mutex: the handle table, accounting, and
+ *                                    (with 2 held for write) the owned set
+ *   4. va_block->lock, GPU PMM, page-tree and push/tracker locks, taken inside UVM
+ *      calls made by vattn_os_chunk_alloc/free and vattn_os_map/unmap.
+ * The block-creation hook (uvm_vattn_owned) runs in UVM's fault and migration
+ * paths with 2 held for read and takes no lock: the owned set only changes with 2
+ * held for write.
  * GPU references are dropped (vattn_os_gpu_release, which takes UVM's global lock,
  * ordered before the va_space lock) only after 3 and 2 are released: account_sub()
- * queues them and unlock_state() drops them.
+ * queues them and unlock_state() drops them. The range-destroy and GPU-VA-space
+ * hooks run inside UVM's own write-locked sections, so they only unmap: they never
+ * free a chunk or drop a GPU reference.
  * No user memory is touched with 2 or 3 held: arrays are copied in before and results
  * copied out after, because a user copy can fault into UVM's fault handler, which
  * takes the va_space lock itself. Handles made by ALLOC stay PENDING_ALLOC (unusable)
@@ -25,6 +34,20 @@
  *
  * The release hook runs from uvm_va_space_destroy() before UVM tears anything down.
  * No ioctl can run on the file then (the file's last reference is gone).
+ *
+ * Ownership (the fence that keeps UVM's own paths off the PTEs we write): the
+ * first MAP into a managed range claims that range's extent for this file, with
+ * the va_space lock held for write, after vattn_os_range_claim() checked that UVM
+ * has no va_block in it. From then on UVM creates no va_block overlapping an owned
+ * extent (uvm_vattn_owned, called by uvm_va_range_block_create): GPU and CPU faults
+ * there are fatal, and migrate, prefetch, read duplication, preferred location and
+ * eviction find no block to act on. So UVM never writes a PTE where we do, and our
+ * PTEs are removed before UVM frees the page tables under them: range destroy
+ * (uvm_vattn_range_destroyed) and GPU VA space removal
+ * (uvm_vattn_gpu_va_space_removed) unmap our pages first, and release on close
+ * unmaps everything. An extent stays owned until its range is destroyed or the
+ * file is released; a MAP that fails gives back the extents it claimed for pages
+ * it did not map. Every page we map lies inside an owned extent.
  */
 
 #if defined(UVM_VATTN_USERSPACE)
@@ -62,7 +85,15 @@ struct uvm_vattn_entry
     uint32_t next;               /* free list (FREE) or hash chain (mapped states) */
     uint16_t gpu_slot;
     uint8_t state;
-    uint8_t pad[5];
+    uint8_t lost;                /* a forced unmap failed: abandon, never free, the chunk */
+    uint8_t pad[4];
+};
+
+/* An owned extent: a managed range's [start, end] (inclusive) when first mapped. */
+struct uvm_vattn_owned
+{
+    uint64_t start;
+    uint64_t end;
 };
 
 struct uvm_vattn_gpu_slot
@@ -91,7 +122,10 @@ struct uvm_vattn_state
     struct uvm_vattn_gpu_slot gpus[UVM_VATTN_STATE_GPUS];
     vattn_os_gpu_t *release[UVM_VATTN_STATE_GPUS]; /* GPUs to release after unlocking */
     uint32_t nrelease;
-    uint32_t pad2;
+    uint32_t locked_write;       /* the va_space lock is held for write (by lock_state) */
+    struct uvm_vattn_owned *owned;
+    uint32_t nowned;
+    uint32_t owned_cap;
 };
 
 /* ------------------------------------------------------------------------- */
@@ -303,6 +337,7 @@ static void table_put(struct uvm_vattn_state *state, uint32_t slot)
     e->chunk = NULL;
     e->size = 0;
     e->address = 0;
+    e->lost = 0;
     state->live--;
     if (e->gen == UVM_VATTN_GEN_MASK) {
         e->state = VATTN_SLOT_RETIRED;
@@ -393,9 +428,136 @@ static void entry_free(struct uvm_vattn_state *state, uint32_t slot)
     struct uvm_vattn_entry *e = &state->entries[slot];
     struct uvm_vattn_gpu_slot *g = &state->gpus[e->gpu_slot];
 
-    vattn_os_chunk_free(g->gpu, e->chunk);
+    if (e->lost)
+        vattn_os_chunk_abandon(g->gpu, e->chunk);
+    else
+        vattn_os_chunk_free(g->gpu, e->chunk);
     account_sub(state, e->gpu_slot, e->size);
     table_put(state, slot);
+}
+
+/* Unmaps a MAPPED entry on a teardown path (UVM is about to free the page tables
+ * under it): the entry ends ALLOCATED either way; if clearing failed, its chunk is
+ * marked lost so that it is abandoned, not freed. */
+static void entry_unmap_forced(vattn_os_va_space_t *va_space, struct uvm_vattn_state *state, uint32_t slot)
+{
+    struct uvm_vattn_entry *e = &state->entries[slot];
+
+    if (vattn_os_unmap(va_space, state->gpus[e->gpu_slot].gpu, e->address, e->size, e->chunk, true) != NV_OK)
+        e->lost = 1;
+    hash_remove(state, slot);
+    e->state = VATTN_SLOT_ALLOCATED;
+    e->address = 0;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Owned extents (see "Ownership" at the top).                                */
+/* ------------------------------------------------------------------------- */
+
+/* The owned extent holding all of [address, address + size), or VATTN_NONE. */
+static uint32_t owned_find(const struct uvm_vattn_state *state, uint64_t address, uint64_t size)
+{
+    uint32_t i;
+
+    for (i = 0; i < state->nowned; i++) {
+        if (address >= state->owned[i].start && address + size - 1 <= state->owned[i].end)
+            return i;
+    }
+    return VATTN_NONE;
+}
+
+static bool owned_overlaps(const struct uvm_vattn_state *state, uint64_t start, uint64_t end)
+{
+    uint32_t i;
+
+    for (i = 0; i < state->nowned; i++) {
+        if (start <= state->owned[i].end && state->owned[i].start <= end)
+            return true;
+    }
+    return false;
+}
+
+static NV_STATUS owned_add(struct uvm_vattn_state *state, uint64_t start, uint64_t end)
+{
+    if (state->nowned == state->owned_cap) {
+        uint32_t cap = state->owned_cap ? state->owned_cap * 2 : 8;
+        struct uvm_vattn_owned *o;
+
+        if (state->owned_cap >= UVM_VATTN_MAX_OWNED)
+            return NV_ERR_INSUFFICIENT_RESOURCES;
+        o = vattn_os_alloc(sizeof(*o) * cap);
+        if (!o)
+            return NV_ERR_NO_MEMORY;
+        if (state->nowned)
+            memcpy(o, state->owned, sizeof(*o) * state->nowned);
+        vattn_os_free(state->owned);
+        state->owned = o;
+        state->owned_cap = cap;
+    }
+    state->owned[state->nowned].start = start;
+    state->owned[state->nowned].end = end;
+    state->nowned++;
+    return NV_OK;
+}
+
+static void owned_remove(struct uvm_vattn_state *state, uint32_t i)
+{
+    state->owned[i] = state->owned[--state->nowned];
+}
+
+/* Gives back the extents claimed since index from that hold none of the first
+ * done entries of slots (the pages this MAP did map). */
+static void owned_rollback(struct uvm_vattn_state *state, uint32_t from, const uint32_t *slots, uint32_t done)
+{
+    uint32_t j = state->nowned;
+
+    while (j-- > from) {
+        uint32_t k;
+
+        for (k = 0; k < done; k++) {
+            const struct uvm_vattn_entry *e = &state->entries[slots[k]];
+
+            if (e->address >= state->owned[j].start && e->address <= state->owned[j].end)
+                break;
+        }
+        if (k == done)
+            owned_remove(state, j);
+    }
+}
+
+/* Removes [start, end] from every owned extent. Cutting an extent in two needs a
+ * new entry; if that allocation fails the extent is kept whole, which only keeps
+ * UVM out of a range that no longer exists (and of one later created there). */
+static void owned_trim(struct uvm_vattn_state *state, uint64_t start, uint64_t end)
+{
+    uint32_t i = 0;
+
+    while (i < state->nowned) {
+        struct uvm_vattn_owned *o = &state->owned[i];
+
+        if (end < o->start || o->end < start) {
+            i++;
+            continue;
+        }
+        if (o->start < start && o->end > end) {
+            uint64_t hi_start = end + 1, hi_end = o->end;
+
+            if (owned_add(state, hi_start, hi_end) == NV_OK)
+                state->owned[i].end = start - 1;   /* owned_add may have moved the array */
+            i++;
+        }
+        else if (o->start < start) {
+            o->end = start - 1;
+            i++;
+        }
+        else if (o->end > end) {
+            o->start = end + 1;
+            i++;
+        }
+        else {
+            owned_remove(state, i);
+        }
+    }
 }
 
 /* ------------------------------------------------------------------------- */
@@ -428,6 +590,7 @@ static struct uvm_vattn_state *state_get(vattn_os_va_space_t *va_space)
     }
     if (!UVM_VATTN_CMPXCHG(slot, state)) {
         vattn_os_owner_put(state->owner);
+        vattn_os_free(state->owned);
         vattn_os_free(state->entries);
         vattn_os_free(state->buckets);
         vattn_os_free(state);
@@ -436,18 +599,36 @@ static struct uvm_vattn_state *state_get(vattn_os_va_space_t *va_space)
     return state;
 }
 
-/* Locks the va_space and the state, creating the state if needed. */
-static struct uvm_vattn_state *lock_state(vattn_os_va_space_t *va_space)
+static void va_space_lock(vattn_os_va_space_t *va_space, bool write)
+{
+    if (write)
+        vattn_os_va_space_lock_write(va_space);
+    else
+        vattn_os_va_space_lock(va_space);
+}
+
+static void va_space_unlock(vattn_os_va_space_t *va_space, bool write)
+{
+    if (write)
+        vattn_os_va_space_unlock_write(va_space);
+    else
+        vattn_os_va_space_unlock(va_space);
+}
+
+/* Locks the va_space (for write if asked) and the state, creating the state if
+ * needed. */
+static struct uvm_vattn_state *lock_state(vattn_os_va_space_t *va_space, bool write)
 {
     struct uvm_vattn_state *state;
 
-    vattn_os_va_space_lock(va_space);
+    va_space_lock(va_space, write);
     state = state_get(va_space);
     if (!state) {
-        vattn_os_va_space_unlock(va_space);
+        va_space_unlock(va_space, write);
         return NULL;
     }
     vattn_os_mutex_lock(&state->lock);
+    state->locked_write = write;
     return state;
 }
 
@@ -456,11 +637,13 @@ static void unlock_state(vattn_os_va_space_t *va_space, struct uvm_vattn_state *
 {
     vattn_os_gpu_t *release[UVM_VATTN_STATE_GPUS];
     uint32_t i, n = state->nrelease;
+    bool write = state->locked_write;
 
     memcpy(release, state->release, sizeof(release[0]) * n);
     state->nrelease = 0;
+    state->locked_write = 0;
     vattn_os_mutex_unlock(&state->lock);
-    vattn_os_va_space_unlock(va_space);
+    va_space_unlock(va_space, write);
     for (i = 0; i < n; i++)
         vattn_os_gpu_release(release[i]);
 }
@@ -474,33 +657,75 @@ void uvm_vattn_va_space_destroy(vattn_os_va_space_t *va_space)
     if (!state)
         return;
 
-    vattn_os_va_space_lock(va_space);
+    /* For write: UVM's fault path may still be reading the owned set (under the
+     * lock in read mode) until the state is unpublished below. */
+    vattn_os_va_space_lock_write(va_space);
     vattn_os_mutex_lock(&state->lock);
+    state->locked_write = 1;
     for (i = 0; i < state->high_water; i++) {
         struct uvm_vattn_entry *e = &state->entries[i];
 
         if (e->state == VATTN_SLOT_FREE || e->state == VATTN_SLOT_RETIRED)
             continue;
-        if (state_in_hash(e->state)) {
-            /* A failure here leaves PTEs UVM's teardown frees with the page tables;
-             * the chunk must still not be freed under a live mapping, so keep it
-             * out of the allocator (leak rather than reuse while mapped). */
-            if (vattn_os_unmap(va_space, state->gpus[e->gpu_slot].gpu, e->address, e->size, e->chunk) != NV_OK) {
-                account_sub(state, e->gpu_slot, e->size);
-                table_put(state, i);
-                continue;
-            }
-            hash_remove(state, i);
-        }
+        /* A failed unmap leaves the chunk lost: abandoned, never reused. */
+        if (state_in_hash(e->state))
+            entry_unmap_forced(va_space, state, i);
         entry_free(state, i);
     }
+    /* Every page is unmapped: UVM may use these ranges again from here on. */
+    state->nowned = 0;
+    *slot = NULL;
     unlock_state(va_space, state);
 
-    *slot = NULL;
     vattn_os_owner_put(state->owner);
+    vattn_os_free(state->owned);
     vattn_os_free(state->entries);
     vattn_os_free(state->buckets);
     vattn_os_free(state);
+}
+
+/* ------------------------------------------------------------------------- */
+/* The fence's hooks, called from UVM's own paths (see "Ownership").           */
+/* ------------------------------------------------------------------------- */
+
+bool uvm_vattn_owned(vattn_os_va_space_t *va_space, uint64_t start, uint64_t end)
+{
+    struct uvm_vattn_state *state = UVM_VATTN_READ_ONCE(*vattn_os_state_slot(va_space));
+
+    return state && owned_overlaps(state, start, end);
+}
+
+/* The hooks' common part: with the va_space lock held for write by UVM, unmaps
+ * (forced) every page of ours overlapping [start, end] that is mapped on gpu (any
+ * GPU if NULL), then, for a destroyed range (trim), ends ownership of it. */
+static void hook_unmap(vattn_os_va_space_t *va_space, uint64_t start, uint64_t end, vattn_os_gpu_t *gpu, bool trim)
+{
+    struct uvm_vattn_state *state = *vattn_os_state_slot(va_space);
+    uint32_t i;
+
+    if (!state)
+        return;
+    vattn_os_mutex_lock(&state->lock);
+    for (i = 0; i < state->high_water; i++) {
+        struct uvm_vattn_entry *e = &state->entries[i];
+
+        if (e->state == VATTN_SLOT_MAPPED && e->address <= end && e->address + e->size - 1 >= start &&
+            (!gpu || state->gpus[e->gpu_slot].gpu == gpu))
+            entry_unmap_forced(va_space, state, i);
+    }
+    if (trim)
+        owned_trim(state, start, end);
+    vattn_os_mutex_unlock(&state->lock);
+}
+
+void uvm_vattn_range_destroyed(vattn_os_va_space_t *va_space, uint64_t start, uint64_t end)
+{
+    hook_unmap(va_space, start, end, NULL, true);
+}
+
+void uvm_vattn_gpu_va_space_removed(vattn_os_va_space_t *va_space, vattn_os_gpu_t *gpu)
+{
+    hook_unmap(va_space, 0, UINT64_MAX, gpu, false);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -530,7 +755,7 @@ static NV_STATUS cmd_get_info(vattn_os_va_space_t *va_space, UVM_VATTN_GET_INFO_
         memset(info, 0, sizeof(*info) * cap);
     }
 
-    state = lock_state(va_space);
+    state = lock_state(va_space, false);
     if (!state) {
         vattn_os_free(info);
         return NV_ERR_NO_MEMORY;
@@ -581,7 +806,7 @@ static NV_STATUS cmd_alloc(vattn_os_va_space_t *va_space, UVM_VATTN_ALLOC_PARAMS
         goto out_free;
     }
 
-    state = lock_state(va_space);
+    state = lock_state(va_space, false);
     if (!state) {
         status = NV_ERR_NO_MEMORY;
         goto out_free;
@@ -687,6 +912,31 @@ static NV_STATUS copy_in_array(uint64_t user, uint32_t count, size_t elem, void 
     return NV_OK;
 }
 
+/* The common start of MAP, UNMAP and FREE: bounds the count, copies the user array
+ * of count elements in and allocates the per-entry slot array. count == 0 is a
+ * no-op (NV_OK, nothing allocated). */
+static NV_STATUS batch_in(uint32_t count, uint64_t user, size_t elem, void **arr, uint32_t **slots, int *err)
+{
+    NV_STATUS status;
+
+    *arr = NULL;
+    *slots = NULL;
+    if (count > UVM_VATTN_MAX_BATCH)
+        return NV_ERR_INVALID_LIMIT;
+    if (count == 0)
+        return NV_OK;
+    status = copy_in_array(user, count, elem, arr, err);
+    if (status != NV_OK)
+        return status;
+    *slots = vattn_os_alloc(sizeof(**slots) * count);
+    if (!*slots) {
+        vattn_os_free(*arr);
+        *arr = NULL;
+        return NV_ERR_NO_MEMORY;
+    }
+    return NV_OK;
+}
+
 
 /* Fills the trace identity (GPU UUID and size) from the batch's first entry. */
 static void trace_identity(struct uvm_vattn_state *state, uint32_t slot, uint8_t uuid[16], uint64_t *size)
@@ -703,34 +953,32 @@ static NV_STATUS cmd_map(vattn_os_va_space_t *va_space, UVM_VATTN_MAP_PARAMS *p,
     struct uvm_vattn_state *state;
     UVM_VATTN_MAP_ENTRY *ent = NULL;
     uint32_t *slots = NULL;
-    uint32_t i, checked = 0;
+    uint32_t i, checked = 0, claimed_from;
+    bool write = false, retry = false;
     NV_STATUS status;
 
     p->done = 0;
     p->errorIndex = 0;
-    if (p->count > UVM_VATTN_MAX_BATCH)
-        return NV_ERR_INVALID_LIMIT;
-    if (p->count == 0)
-        return NV_OK;
-    status = copy_in_array(p->entries, p->count, sizeof(*ent), (void **)&ent, err);
-    if (status != NV_OK)
+    status = batch_in(p->count, p->entries, sizeof(*ent), (void **)&ent, &slots, err);
+    if (status != NV_OK || p->count == 0)
         return status;
-    slots = vattn_os_alloc(sizeof(*slots) * p->count);
-    if (!slots) {
-        vattn_os_free(ent);
-        return NV_ERR_NO_MEMORY;
-    }
 
-    state = lock_state(va_space);
+    /* Mapping into ranges this file owns needs the va_space lock only for read,
+     * like UVM's own map ioctls. A batch that must claim a range starts over with
+     * it held for write (see "Ownership" at the top). */
+again:
+    state = lock_state(va_space, write);
     if (!state) {
         status = NV_ERR_NO_MEMORY;
         goto out;
     }
+    claimed_from = state->nowned;
 
     /* Check every entry, reserving it (PENDING_MAP, in the address hash) so later
      * entries of the same batch see it; nothing reaches the page tables yet. */
     for (checked = 0; checked < p->count; checked++) {
         struct uvm_vattn_entry *e = table_lookup(state, ent[checked].handle, &slots[checked]);
+        uint64_t range_start, range_end;
 
         if (!e || e->state == VATTN_SLOT_PENDING_ALLOC || e->state == VATTN_SLOT_PENDING_FREE) {
             status = NV_ERR_OBJECT_NOT_FOUND;
@@ -745,9 +993,20 @@ static NV_STATUS cmd_map(vattn_os_va_space_t *va_space, UVM_VATTN_MAP_PARAMS *p,
         status = uvm_vattn_check_address(ent[checked].address, e->size);
         if (status != NV_OK)
             break;
-        status = vattn_os_range_check(va_space, ent[checked].address, e->size);
+        status = vattn_os_range_check(va_space, ent[checked].address, e->size, &range_start, &range_end);
         if (status != NV_OK)
             break;
+        if (owned_find(state, ent[checked].address, e->size) == VATTN_NONE) {
+            if (!write) {
+                retry = true;
+                break;
+            }
+            status = vattn_os_range_claim(va_space, ent[checked].address);
+            if (status == NV_OK)
+                status = owned_add(state, range_start, range_end);
+            if (status != NV_OK)
+                break;
+        }
         if (overlaps_mapped(state, ent[checked].address, e->size)) {
             status = NV_ERR_UVM_ADDRESS_IN_USE;
             break;
@@ -756,12 +1015,20 @@ static NV_STATUS cmd_map(vattn_os_va_space_t *va_space, UVM_VATTN_MAP_PARAMS *p,
         e->state = VATTN_SLOT_PENDING_MAP;
         hash_insert(state, slots[checked]);
     }
-    if (status != NV_OK) {
+    if (status != NV_OK || retry) {
         p->errorIndex = checked;
         for (i = 0; i < checked; i++) {
             hash_remove(state, slots[i]);
             state->entries[slots[i]].state = VATTN_SLOT_ALLOCATED;
             state->entries[slots[i]].address = 0;
+        }
+        owned_rollback(state, claimed_from, slots, 0);
+        if (retry) {
+            p->errorIndex = 0;
+            unlock_state(va_space, state);
+            write = true;
+            retry = false;
+            goto again;
         }
         goto out_unlock;
     }
@@ -782,6 +1049,7 @@ static NV_STATUS cmd_map(vattn_os_va_space_t *va_space, UVM_VATTN_MAP_PARAMS *p,
             state->entries[slots[i]].state = VATTN_SLOT_ALLOCATED;
             state->entries[slots[i]].address = 0;
         }
+        owned_rollback(state, claimed_from, slots, p->done);
     }
 
 out_unlock:
@@ -803,20 +1071,11 @@ static NV_STATUS cmd_unmap(vattn_os_va_space_t *va_space, UVM_VATTN_UNMAP_PARAMS
 
     p->done = 0;
     p->errorIndex = 0;
-    if (p->count > UVM_VATTN_MAX_BATCH)
-        return NV_ERR_INVALID_LIMIT;
-    if (p->count == 0)
-        return NV_OK;
-    status = copy_in_array(p->addresses, p->count, sizeof(*addr), (void **)&addr, err);
-    if (status != NV_OK)
+    status = batch_in(p->count, p->addresses, sizeof(*addr), (void **)&addr, &slots, err);
+    if (status != NV_OK || p->count == 0)
         return status;
-    slots = vattn_os_alloc(sizeof(*slots) * p->count);
-    if (!slots) {
-        vattn_os_free(addr);
-        return NV_ERR_NO_MEMORY;
-    }
 
-    state = lock_state(va_space);
+    state = lock_state(va_space, false);
     if (!state) {
         status = NV_ERR_NO_MEMORY;
         goto out;
@@ -846,7 +1105,7 @@ static NV_STATUS cmd_unmap(vattn_os_va_space_t *va_space, UVM_VATTN_UNMAP_PARAMS
     for (i = 0; i < p->count; i++) {
         struct uvm_vattn_entry *e = &state->entries[slots[i]];
 
-        status = vattn_os_unmap(va_space, state->gpus[e->gpu_slot].gpu, e->address, e->size, e->chunk);
+        status = vattn_os_unmap(va_space, state->gpus[e->gpu_slot].gpu, e->address, e->size, e->chunk, false);
         if (status != NV_OK)
             break;
         hash_remove(state, slots[i]);
@@ -879,20 +1138,11 @@ static NV_STATUS cmd_free(vattn_os_va_space_t *va_space, UVM_VATTN_FREE_PARAMS *
 
     p->done = 0;
     p->errorIndex = 0;
-    if (p->count > UVM_VATTN_MAX_BATCH)
-        return NV_ERR_INVALID_LIMIT;
-    if (p->count == 0)
-        return NV_OK;
-    status = copy_in_array(p->handles, p->count, sizeof(*handles), (void **)&handles, err);
-    if (status != NV_OK)
+    status = batch_in(p->count, p->handles, sizeof(*handles), (void **)&handles, &slots, err);
+    if (status != NV_OK || p->count == 0)
         return status;
-    slots = vattn_os_alloc(sizeof(*slots) * p->count);
-    if (!slots) {
-        vattn_os_free(handles);
-        return NV_ERR_NO_MEMORY;
-    }
 
-    state = lock_state(va_space);
+    state = lock_state(va_space, false);
     if (!state) {
         status = NV_ERR_NO_MEMORY;
         goto out;
@@ -950,7 +1200,7 @@ static NV_STATUS cmd_release_range(vattn_os_va_space_t *va_space, UVM_VATTN_RELE
         return NV_ERR_INVALID_ADDRESS;
     end = p->base + p->length;
 
-    state = lock_state(va_space);
+    state = lock_state(va_space, false);
     if (!state)
         return NV_ERR_NO_MEMORY;
     for (i = 0; i < state->high_water; i++) {
@@ -960,7 +1210,7 @@ static NV_STATUS cmd_release_range(vattn_os_va_space_t *va_space, UVM_VATTN_RELE
             continue;
         if (p->unmapped == 0)
             trace_identity(state, i, uuid, trace_size);
-        status = vattn_os_unmap(va_space, state->gpus[e->gpu_slot].gpu, e->address, e->size, e->chunk);
+        status = vattn_os_unmap(va_space, state->gpus[e->gpu_slot].gpu, e->address, e->size, e->chunk, false);
         if (status != NV_OK)
             break;
         hash_remove(state, i);

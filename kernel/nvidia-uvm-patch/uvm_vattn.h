@@ -15,6 +15,9 @@
  * a re-registered GPU can briefly need a second slot). */
 #define UVM_VATTN_STATE_GPUS    64
 
+/* Owned extents (managed ranges MAP took over) one file may hold. */
+#define UVM_VATTN_MAX_OWNED     4096
+
 /* Handle layout (see uvm_vattn_handle_make). */
 #define UVM_VATTN_SLOT_MASK     ((1ull << 22) - 1)
 #define UVM_VATTN_GEN_MASK      ((1u << 20) - 1)

@@ -66,13 +66,12 @@
  *   waited for), so no previous owner's data is ever readable through them.
  * - MAP returns after its page-table writes and the TLB invalidate have completed
  *   (the push is waited for): GPU work launched after the ioctl returns sees the
- *   pages. No extra fence is needed. (The current kernel glue does not write PTEs
- *   yet: MAP and UNMAP answer NV_ERR_NOT_SUPPORTED until the fence described in
- *   docs/driver-abi.md lands; the ABI does not change then.)
+ *   pages. No extra fence is needed.
  * - UNMAP returns after the PTEs are cleared and the TLB invalidated (waited).
  *   The CALLER must have waited for all GPU work that reads or writes the pages
  *   before calling UNMAP (for example a CUDA event/stream sync); otherwise that
- *   work faults. The driver cannot see CUDA streams, so it cannot wait for them.
+ *   work faults (fatally: see Ownership). The driver cannot see CUDA streams, so
+ *   it cannot wait for them.
  * - FREE requires the page to be unmapped (NV_ERR_IN_USE otherwise), which by
  *   the rule above implies the GPU no longer uses it; the page returns to UVM's
  *   allocator immediately.
@@ -89,6 +88,29 @@
  * when the file is released, before UVM tears down the va_space (see
  * docs/driver-abi.md for the reasoning and the parts not yet implemented).
  * A virtual address holds at most one vattn page of a file, whatever its GPU.
+ *
+ * Ownership (the fence between vattn's PTEs and UVM's own paths): the first MAP
+ * into a managed range takes the whole range over for this file. MAP refuses a
+ * range in which UVM already manages pages (the process touched it through
+ * cudaMallocManaged's normal paths: CPU or GPU access, prefetch, migrate) with
+ * NV_ERR_INVALID_STATE. From then on, until the range is destroyed or the file is
+ * closed, UVM manages nothing in it: any CPU or GPU access to an address of the
+ * range that no vattn page maps is fatal (SIGBUS on the CPU, a fatal GPU fault
+ * that ends the CUDA context), and UvmMigrate/prefetch over it fail with
+ * NV_ERR_INVALID_ADDRESS; read duplication, preferred location and accessed-by
+ * have nothing to act on. A page is mapped on its own GPU only: another GPU
+ * touching it faults fatally too. A MAP that fails gives back the ranges it took
+ * over for pages it did not map. Use a range reserved for vattn pages only.
+ * UVM events that end mappings behind the caller's back (handles stay valid,
+ * their pages unmapped, and can be mapped again or freed; nothing leaks):
+ *   - the range is destroyed (munmap, cudaFree of the managed allocation): every
+ *     page of this file in it is unmapped first;
+ *   - a GPU VA space is unregistered (or the GPU unregistered from the va_space):
+ *     every page of this file mapped on that GPU is unmapped first; MAP on that
+ *     GPU answers NV_ERR_INVALID_DEVICE until it is registered again; its pages
+ *     can still be freed.
+ * If the GPU push that clears such a mapping fails (UVM's global error state),
+ * the page's memory is never returned to UVM's allocator (leaked, not reused).
  * Every process has a limit on the bytes it holds through these commands, over all
  * its UVM files and GPUs (module parameter uvm_vattn_max_pinned_mb, 0 = none, the
  * default; GET_INFO reports it). Pages are charged to the process that first used
@@ -168,6 +190,7 @@
 #define UVM_VATTN_NV_ERR_INVALID_DEVICE         0x00000026u /* UUID not registered (with a GPU VA space) here */
 #define UVM_VATTN_NV_ERR_INVALID_LIMIT          0x0000002Eu /* count above UVM_VATTN_MAX_BATCH */
 #define UVM_VATTN_NV_ERR_INVALID_OFFSET         0x00000037u /* address not aligned to the page size */
+#define UVM_VATTN_NV_ERR_INVALID_STATE          0x00000040u /* MAP: UVM already manages pages in that range (see Ownership) */
 #define UVM_VATTN_NV_ERR_NO_MEMORY              0x00000051u /* out of GPU or kernel memory */
 #define UVM_VATTN_NV_ERR_NOT_SUPPORTED          0x00000056u /* size not supported by this GPU or build */
 #define UVM_VATTN_NV_ERR_OBJECT_NOT_FOUND       0x00000057u /* unknown/stale/foreign handle; UNMAP: nothing mapped */
@@ -214,7 +237,11 @@ typedef struct
     uint64_t handle;             /* IN: from ALLOC on this file                          */
 } UVM_VATTN_MAP_ENTRY;
 
-/* UVM_VATTN_MAP: 24 bytes. */
+/* UVM_VATTN_MAP: 24 bytes. Each entry's page must be unmapped and of this file,
+ * its address aligned to its size, inside one managed range that this file owns or
+ * that UVM manages no pages in (NV_ERR_INVALID_STATE), and free of this file's
+ * pages. The first GPU without a GPU VA space stops the batch
+ * (NV_ERR_INVALID_DEVICE, entries before it stay mapped). */
 typedef struct
 {
     uint64_t entries;            /* IN:  user pointer to UVM_VATTN_MAP_ENTRY[count]      */

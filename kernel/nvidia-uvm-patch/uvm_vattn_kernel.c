@@ -5,15 +5,9 @@
  *
  * SPDX-License-Identifier: MIT
  *
- * Status of this glue (see docs/driver-abi.md):
- *   - GPU lookup, managed-range check, locking, chunk allocation with a waited CE
- *     memset (zeroing), chunk free, GPU retain/release, tracepoints: implemented.
- *   - Page-table writes (vattn_os_map/vattn_os_unmap): not implemented in this build;
- *     they return NV_ERR_NOT_SUPPORTED, so MAP fails cleanly and nothing is mapped.
- *     The writes themselves would use UVM's page-tree API; what must come first is the
- *     fence that keeps UVM's fault/migration paths out of blocks we map (else a 2 MiB
- *     PTE installed by UVM over our 64 KiB table corrupts the page tree). See
- *     docs/driver-abi.md; it is the next step, not a hidden gap.
+ * What it does (see docs/driver-abi.md): GPU lookup, managed-range checks, locking,
+ * chunk allocation with a waited CE memset (zeroing), chunk free, GPU
+ * retain/release, tracepoints, the PTE writes, and the three hooks of the fence.
  *
  * Isolation from UVM's own paths: our chunks come from uvm_pmm_gpu_alloc_user() and
  * stay TEMP_PINNED for their whole life (they are never unpinned into a va_block),
@@ -21,6 +15,19 @@
  * them; UVM's migration, fault and teardown paths therefore never see or free them.
  * They are freed only by vattn (FREE, RELEASE_RANGE, or the release hook that runs
  * before uvm_va_space_destroy() tears anything down).
+ *
+ * PTEs: each mapped page has its own page-table range vector on the GPU VA space's
+ * page tree (as UVM maps external allocations): 64 KiB PTEs (one per 64 KiB of the
+ * page, each naming its own chunk, so a 128/256 KiB page needs no contiguity) or
+ * one 2 MiB PTE; RW + atomics, vidmem aperture, cached (on Hopper the PCF UVM
+ * itself uses for local vidmem). The range vector holds references on the page
+ * tables it uses; unmapping clears the PTEs, invalidates and waits, then drops
+ * them. UVM never writes these PTEs: uvm_vattn.c owns the range (no va_block can
+ * exist in it), see "Ownership" there.
+ *
+ * Built only as part of nvidia-uvm.ko; none of this has run on a GPU (the GPU
+ * machine we can reach enforces module signatures). It is compiled, sparse-checked,
+ * and its logic is tested in userspace against tests/kernel/shim.
  */
 
 #include "uvm_common.h"
@@ -62,6 +69,7 @@ static_assert(UVM_VATTN_NV_ERR_INVALID_ARGUMENT == NV_ERR_INVALID_ARGUMENT, "NV_
 static_assert(UVM_VATTN_NV_ERR_INVALID_DEVICE == NV_ERR_INVALID_DEVICE, "NV_ERR_INVALID_DEVICE");
 static_assert(UVM_VATTN_NV_ERR_INVALID_LIMIT == NV_ERR_INVALID_LIMIT, "NV_ERR_INVALID_LIMIT");
 static_assert(UVM_VATTN_NV_ERR_INVALID_OFFSET == NV_ERR_INVALID_OFFSET, "NV_ERR_INVALID_OFFSET");
+static_assert(UVM_VATTN_NV_ERR_INVALID_STATE == NV_ERR_INVALID_STATE, "NV_ERR_INVALID_STATE");
 static_assert(UVM_VATTN_NV_ERR_NO_MEMORY == NV_ERR_NO_MEMORY, "NV_ERR_NO_MEMORY");
 static_assert(UVM_VATTN_NV_ERR_NOT_SUPPORTED == NV_ERR_NOT_SUPPORTED, "NV_ERR_NOT_SUPPORTED");
 static_assert(UVM_VATTN_NV_ERR_OBJECT_NOT_FOUND == NV_ERR_OBJECT_NOT_FOUND, "NV_ERR_OBJECT_NOT_FOUND");
@@ -89,7 +97,11 @@ struct vattn_kchunk
 {
     uint32_t n;
     uint32_t pad;
+    uint64_t piece;                          /* bytes per chunk in c[] */
     uvm_gpu_chunk_t *c[VATTN_KCHUNK_MAX];
+    /* While mapped: the page-table range vector holding our PTEs (and references
+     * on the page tables under them) on the GPU VA space's page tree. */
+    uvm_page_table_range_vec_t *range_vec;
 };
 
 static uvm_chunk_sizes_mask_t vattn_user_chunk_sizes(uvm_gpu_t *gpu)
@@ -274,6 +286,16 @@ void vattn_os_va_space_unlock(vattn_os_va_space_t *va_space)
     uvm_va_space_up_read(va_space);
 }
 
+void vattn_os_va_space_lock_write(vattn_os_va_space_t *va_space)
+{
+    uvm_va_space_down_write(va_space);
+}
+
+void vattn_os_va_space_unlock_write(vattn_os_va_space_t *va_space)
+{
+    uvm_va_space_up_write(va_space);
+}
+
 NV_STATUS vattn_os_gpu_find(vattn_os_va_space_t *va_space, const uint8_t uuid[16],
                             vattn_os_gpu_t **gpu_out, uint64_t *page_sizes)
 {
@@ -317,7 +339,8 @@ void vattn_os_gpu_release(vattn_os_gpu_t *gpu)
     uvm_gpu_release(gpu);
 }
 
-NV_STATUS vattn_os_range_check(vattn_os_va_space_t *va_space, uint64_t address, uint64_t size)
+NV_STATUS vattn_os_range_check(vattn_os_va_space_t *va_space, uint64_t address, uint64_t size,
+                               uint64_t *range_start, uint64_t *range_end)
 {
     uvm_va_range_t *va_range;
     uint64_t last = address + size - 1;
@@ -327,6 +350,35 @@ NV_STATUS vattn_os_range_check(vattn_os_va_space_t *va_space, uint64_t address, 
     if (!va_range || va_range->type != UVM_VA_RANGE_TYPE_MANAGED ||
         address < va_range->node.start || last > va_range->node.end)
         return NV_ERR_INVALID_ADDRESS;
+    *range_start = va_range->node.start;
+    *range_end = va_range->node.end;
+    return NV_OK;
+}
+
+NV_STATUS vattn_os_range_claim(vattn_os_va_space_t *va_space, uint64_t address)
+{
+    uvm_va_range_t *va_range;
+    size_t i, n;
+
+    uvm_assert_rwsem_locked_write(&va_space->lock);
+    va_range = uvm_va_range_find(va_space, address);
+    if (!va_range || va_range->type != UVM_VA_RANGE_TYPE_MANAGED)
+        return NV_ERR_INVALID_ADDRESS;
+    /* Blocks are only created (never destroyed) while the range lives, under the
+     * lock in read mode; with it held for write none can appear meanwhile. */
+#if UVM_VATTN_BRANCH >= 580
+    n = uvm_va_range_num_blocks(uvm_va_range_to_managed(va_range));
+    for (i = 0; i < n; i++) {
+        if (uvm_va_range_block(uvm_va_range_to_managed(va_range), i))
+            return NV_ERR_INVALID_STATE;
+    }
+#else
+    n = uvm_va_range_num_blocks(va_range);
+    for (i = 0; i < n; i++) {
+        if (uvm_va_range_block(va_range, i))
+            return NV_ERR_INVALID_STATE;
+    }
+#endif
     return NV_OK;
 }
 
@@ -349,6 +401,7 @@ NV_STATUS vattn_os_chunk_alloc(vattn_os_gpu_t *gpu, uint64_t size, vattn_os_chun
         return NV_ERR_NO_MEMORY;
     memset(k, 0, sizeof(*k));
     k->n = (uint32_t)(size / piece);
+    k->piece = piece;
 
     /* All pieces or none (the allocator clears the array on failure). */
     status = uvm_pmm_gpu_alloc_user(&gpu->pmm, k->n, piece, UVM_PMM_ALLOC_FLAGS_EVICT, k->c, &tracker);
@@ -388,24 +441,108 @@ void vattn_os_chunk_free(vattn_os_gpu_t *gpu, vattn_os_chunk_t *k)
 {
     uint32_t i;
 
-    /* Unmapped and never written by a push we did not wait for: no tracker. */
+    /* Unmapped (range_vec is NULL: uvm_vattn.c frees only unmapped pages) and
+     * never written by a push we did not wait for: no tracker. */
     for (i = 0; i < k->n; i++)
         uvm_pmm_gpu_free(&gpu->pmm, k->c[i], NULL);
     uvm_kvfree(k);
 }
 
-NV_STATUS vattn_os_map(vattn_os_va_space_t *va_space, vattn_os_gpu_t *gpu, uint64_t address,
-                       uint64_t size, vattn_os_chunk_t *chunk)
+void vattn_os_chunk_abandon(vattn_os_gpu_t *gpu, vattn_os_chunk_t *k)
 {
-    /* Not implemented in this build (see the top of this file). */
-    return NV_ERR_NOT_SUPPORTED;
+    /* The chunks stay TEMP_PINNED in UVM's allocator, owned by no one: never
+     * handed out again. Only our record goes. */
+    uvm_kvfree(k);
+}
+
+/* The GPU VA space of gpu in this va_space, if it is still there and active. */
+static uvm_gpu_va_space_t *vattn_gpu_va_space(uvm_va_space_t *va_space, uvm_gpu_t *gpu)
+{
+    uvm_gpu_va_space_t *gpu_va_space = uvm_gpu_va_space_get(va_space, gpu);
+
+    if (!gpu_va_space || gpu_va_space->gpu != gpu ||
+        uvm_gpu_va_space_state(gpu_va_space) != UVM_GPU_VA_SPACE_STATE_ACTIVE)
+        return NULL;
+    return gpu_va_space;
+}
+
+/* Downgrading PTEs that named local vidmem: the membar UVM uses for the same. */
+static uvm_membar_t vattn_unmap_membar(uvm_gpu_t *gpu)
+{
+    return uvm_hal_downgrade_membar_type(gpu, true);
+}
+
+/* One PTE per PTE-sized step of the page: offset is from the page's start. */
+static NvU64 vattn_pte_maker(uvm_page_table_range_vec_t *range_vec, NvU64 offset, void *caller_data)
+{
+    const struct vattn_kchunk *k = caller_data;
+    NvU64 phys = k->c[offset / k->piece]->address + offset % k->piece;
+
+    return range_vec->tree->hal->make_pte(UVM_APERTURE_VID, phys, UVM_PROT_READ_WRITE_ATOMIC,
+                                          UVM_MMU_PTE_FLAGS_CACHED);
+}
+
+NV_STATUS vattn_os_map(vattn_os_va_space_t *va_space, vattn_os_gpu_t *gpu, uint64_t address,
+                       uint64_t size, vattn_os_chunk_t *k)
+{
+    uvm_gpu_va_space_t *gpu_va_space;
+    uvm_page_tree_t *tree;
+    uvm_page_table_range_vec_t *range_vec;
+    uint64_t pte_size = size == UVM_VATTN_PAGE_SIZE_2M ? UVM_PAGE_SIZE_2M : UVM_PAGE_SIZE_64K;
+    NV_STATUS status;
+
+    uvm_assert_rwsem_locked(&va_space->lock);
+    gpu_va_space = vattn_gpu_va_space(va_space, gpu);
+    if (!gpu_va_space)
+        return NV_ERR_INVALID_DEVICE;
+    tree = &gpu_va_space->page_tables;
+
+    /* uvm_vattn.c maps only unmapped pages of this GPU at checked addresses;
+     * recheck what the PTE layout relies on, it is cheap. */
+    if (k->range_vec || (uint64_t)k->n * k->piece != size || k->piece < pte_size)
+        return NV_ERR_INVALID_STATE;
+    /* A 64 KiB PTE needs 64 KiB big pages (Pascal and later; not a 128 KiB big
+     * page size), and the page must lie inside the GPU's VA. */
+    if (!(tree->hal->page_sizes() & pte_size) ||
+        (pte_size == UVM_PAGE_SIZE_64K && tree->big_page_size != UVM_PAGE_SIZE_64K))
+        return NV_ERR_NOT_SUPPORTED;
+    if (!uvm_gpu_can_address(gpu, address, size))
+        return NV_ERR_INVALID_ADDRESS;
+
+    status = uvm_page_table_range_vec_create(tree, address, size, pte_size, UVM_PMM_ALLOC_FLAGS_EVICT, &range_vec);
+    if (status != NV_OK)
+        return status;
+
+    /* Valid PTEs over invalid ones need no membar before the invalidate; the
+     * function waits for its pushes (and the TLB invalidate) before returning. */
+    status = uvm_page_table_range_vec_write_ptes(range_vec, UVM_MEMBAR_NONE, vattn_pte_maker, k);
+    if (status != NV_OK) {
+        /* Some PTEs may have been written: clear them before the tables can be
+         * freed and reused. */
+        (void)uvm_page_table_range_vec_clear_ptes(range_vec, vattn_unmap_membar(gpu));
+        uvm_page_table_range_vec_destroy(range_vec);
+        return status;
+    }
+    k->range_vec = range_vec;
+    return NV_OK;
 }
 
 NV_STATUS vattn_os_unmap(vattn_os_va_space_t *va_space, vattn_os_gpu_t *gpu, uint64_t address,
-                         uint64_t size, vattn_os_chunk_t *chunk)
+                         uint64_t size, vattn_os_chunk_t *k, bool force)
 {
-    /* Nothing can have been mapped by vattn_os_map() above. */
-    return NV_ERR_NOT_SUPPORTED;
+    NV_STATUS status;
+
+    uvm_assert_rwsem_locked(&va_space->lock);
+    if (!k->range_vec)
+        return NV_ERR_INVALID_STATE;
+
+    /* Clears, invalidates with the membar for local vidmem, and waits. */
+    status = uvm_page_table_range_vec_clear_ptes(k->range_vec, vattn_unmap_membar(gpu));
+    if (status != NV_OK && !force)
+        return status;
+    uvm_page_table_range_vec_destroy(k->range_vec);
+    k->range_vec = NULL;
+    return status;
 }
 
 void vattn_os_trace(enum vattn_trace_kind kind, const uint8_t uuid[16], uint64_t page_size,
@@ -430,4 +567,28 @@ void vattn_os_trace(enum vattn_trace_kind kind, const uint8_t uuid[16], uint64_t
 long uvm_vattn_ioctl(struct file *filp, unsigned int cmd, unsigned long arg)
 {
     return uvm_vattn_dispatch(uvm_fd_va_space(filp), cmd, (uint64_t)arg);
+}
+
+/* The fence's hooks (uvm_vattn_hooks.h): translate UVM's objects for uvm_vattn.c. */
+
+bool uvm_vattn_block_create_denied(struct uvm_va_space_struct *va_space, __u64 start, __u64 end)
+{
+    uvm_assert_rwsem_locked(&va_space->lock);
+    return uvm_vattn_owned(va_space, start, end);
+}
+
+void uvm_vattn_va_range_destroy(struct uvm_va_range_struct *va_range)
+{
+    /* Only a managed range that is in the tree: a range that never got there (a
+     * failed split's new half) covers addresses still owned by its original. */
+    if (va_range->type != UVM_VA_RANGE_TYPE_MANAGED || RB_EMPTY_NODE(&va_range->node.rb_node))
+        return;
+    uvm_assert_rwsem_locked_write(&va_range->va_space->lock);
+    uvm_vattn_range_destroyed(va_range->va_space, va_range->node.start, va_range->node.end);
+}
+
+void uvm_vattn_gpu_va_space_remove(struct uvm_gpu_va_space_struct *gpu_va_space)
+{
+    uvm_assert_rwsem_locked_write(&gpu_va_space->va_space->lock);
+    uvm_vattn_gpu_va_space_removed(gpu_va_space->va_space, gpu_va_space->gpu);
 }

@@ -66,6 +66,11 @@ void vattn_os_mutex_unlock(vattn_os_mutex_t *mutex);
 /* The va_space lock, in read mode: the mode UVM's own map/migrate ioctls use. */
 void vattn_os_va_space_lock(vattn_os_va_space_t *va_space);
 void vattn_os_va_space_unlock(vattn_os_va_space_t *va_space);
+/* The same lock in write mode: taken by a MAP that claims a range (it must exclude
+ * UVM's fault and migration paths, which hold it for read while creating va_blocks)
+ * and by the release hook. */
+void vattn_os_va_space_lock_write(vattn_os_va_space_t *va_space);
+void vattn_os_va_space_unlock_write(vattn_os_va_space_t *va_space);
 
 /*
  * Finds a GPU registered in this va_space, with a GPU VA space, by UUID. On NV_OK,
@@ -88,23 +93,47 @@ void vattn_os_gpu_release(vattn_os_gpu_t *gpu);
 /*
  * NV_OK when [address, address + size) lies inside one managed range of this
  * va_space (caller already checked alignment and overflow), NV_ERR_INVALID_ADDRESS
- * otherwise. Caller holds the va_space lock.
+ * otherwise. On NV_OK, [*range_start, *range_end] (inclusive) is that range.
+ * Caller holds the va_space lock.
  */
-NV_STATUS vattn_os_range_check(vattn_os_va_space_t *va_space, uint64_t address, uint64_t size);
+NV_STATUS vattn_os_range_check(vattn_os_va_space_t *va_space, uint64_t address, uint64_t size,
+                               uint64_t *range_start, uint64_t *range_end);
+
+/*
+ * Before vattn takes a managed range over (see "Ownership" in uvm_vattn.c): NV_OK
+ * when UVM has no va_block in the managed range containing address (the process
+ * never touched it through UVM's own paths), NV_ERR_INVALID_STATE when it has one,
+ * NV_ERR_INVALID_ADDRESS when there is no managed range there. Caller holds the
+ * va_space lock for write, so no va_block can appear between this check and the
+ * claim being recorded.
+ */
+NV_STATUS vattn_os_range_claim(vattn_os_va_space_t *va_space, uint64_t address);
 
 /* One pinned, zeroed physical chunk of size bytes on gpu (the zeroing is complete on
  * return). Caller holds the va_space lock and our state lock. */
 NV_STATUS vattn_os_chunk_alloc(vattn_os_gpu_t *gpu, uint64_t size, vattn_os_chunk_t **chunk);
 /* Returns an unmapped chunk to UVM's allocator. */
 void vattn_os_chunk_free(vattn_os_gpu_t *gpu, vattn_os_chunk_t *chunk);
+/* Drops our record of a chunk whose forced unmap failed (a stale PTE may still
+ * name it): its memory stays pinned and is never returned to the allocator, so it
+ * can never be handed to anyone else. A deliberate leak, on a path that only a
+ * failed GPU push (UVM's global error state) reaches. */
+void vattn_os_chunk_abandon(vattn_os_gpu_t *gpu, vattn_os_chunk_t *chunk);
 
-/* Maps chunk at address in gpu's page tables of this va_space; complete on return.
- * Caller holds the va_space lock and our state lock, and checked the address. */
+/* Maps chunk at address in gpu's page tables of this va_space (the chunk's GPU);
+ * complete on return (PTE writes and TLB invalidate waited for). Fails with
+ * NV_ERR_INVALID_DEVICE when the GPU has no GPU VA space here any more. On failure
+ * nothing is mapped. Caller holds the va_space lock and our state lock, checked the
+ * address, and owns the range (no va_block can exist there). */
 NV_STATUS vattn_os_map(vattn_os_va_space_t *va_space, vattn_os_gpu_t *gpu, uint64_t address,
                        uint64_t size, vattn_os_chunk_t *chunk);
-/* Clears that mapping; complete (TLB invalidated) on return. */
+/* Clears that mapping and drops its page-table references; complete (TLB
+ * invalidated, waited) on return. On failure without force the mapping is left as
+ * it was (the caller may retry). With force (teardown: the page tables are about
+ * to be freed) the references are dropped even when clearing failed; the failure
+ * is still returned and the chunk must then be abandoned, never freed. */
 NV_STATUS vattn_os_unmap(vattn_os_va_space_t *va_space, vattn_os_gpu_t *gpu, uint64_t address,
-                         uint64_t size, vattn_os_chunk_t *chunk);
+                         uint64_t size, vattn_os_chunk_t *chunk, bool force);
 
 /* The tracepoints of the contract in uvm_vattn_ioctl.h. */
 enum vattn_trace_kind
@@ -126,5 +155,22 @@ long uvm_vattn_dispatch(vattn_os_va_space_t *va_space, unsigned int cmd, uint64_
 /* Unmaps and frees everything the va_space's vattn state holds and frees the state.
  * Called once, when the file is released, before UVM tears the va_space down. */
 void uvm_vattn_va_space_destroy(vattn_os_va_space_t *va_space);
+
+/* The fence (reached from NVIDIA's files through uvm_vattn_kernel.c): */
+
+/* True when [start, end] (inclusive) overlaps an extent vattn owns: UVM must not
+ * create a va_block there. Caller holds the va_space lock (either mode); takes no
+ * lock. */
+bool uvm_vattn_owned(vattn_os_va_space_t *va_space, uint64_t start, uint64_t end);
+
+/* A managed range [start, end] (inclusive) is being destroyed: unmaps every page
+ * of ours in it (handles stay valid, their pages unmapped) and ends ownership of
+ * that extent. Caller holds the va_space lock for write. */
+void uvm_vattn_range_destroyed(vattn_os_va_space_t *va_space, uint64_t start, uint64_t end);
+
+/* gpu's GPU VA space is being removed from the va_space (its page tables are
+ * about to be freed): unmaps every page of ours mapped on gpu (handles stay valid).
+ * Caller holds the va_space lock for write. */
+void uvm_vattn_gpu_va_space_removed(vattn_os_va_space_t *va_space, vattn_os_gpu_t *gpu);
 
 #endif /* _UVM_VATTN_OS_H */

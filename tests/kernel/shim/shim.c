@@ -12,7 +12,8 @@
 #include "uvm_vattn_os.h"
 
 long shim_fail_kalloc = -1, shim_fail_chunk = -1, shim_fail_map = -1, shim_fail_unmap = -1;
-long shim_fail_copy_from = -1, shim_fail_copy_to = -1;
+long shim_fail_copy_from = -1, shim_fail_copy_to = -1, shim_fail_unmap_forced = -1;
+long shim_chunks_abandoned;
 uint64_t shim_pinned_limit;
 NV_STATUS shim_global_status = NV_OK;
 long shim_kallocs_live;
@@ -41,7 +42,8 @@ static int fire(long *countdown)
 void shim_reset(void)
 {
     shim_fail_kalloc = shim_fail_chunk = shim_fail_map = shim_fail_unmap = -1;
-    shim_fail_copy_from = shim_fail_copy_to = -1;
+    shim_fail_copy_from = shim_fail_copy_to = shim_fail_unmap_forced = -1;
+    shim_chunks_abandoned = 0;
     shim_pinned_limit = 0;
     shim_global_status = NV_OK;
     shim_current_process = 0;
@@ -201,13 +203,31 @@ void vattn_os_va_space_lock(vattn_os_va_space_t *vs)
 }
 void vattn_os_va_space_unlock(vattn_os_va_space_t *vs)
 {
-    if (!vs->lock_depth)
+    if (vs->lock_depth != 1)
         abort();
+    vs->lock_depth = 0;
+    shim_va_locks_held--;
+}
+long shim_write_locks;
+
+void vattn_os_va_space_lock_write(vattn_os_va_space_t *vs)
+{
+    if (vs->lock_depth)
+        abort();
+    vs->lock_depth = 2;
+    shim_write_locks++;
+    shim_va_locks_held++;
+}
+void vattn_os_va_space_unlock_write(vattn_os_va_space_t *vs)
+{
+    if (vs->lock_depth != 2)
+        abort(); /* unlocking in the wrong mode */
     vs->lock_depth = 0;
     shim_va_locks_held--;
 }
 
 #define NEED_VA_LOCK(vs) do { if (!(vs)->lock_depth) abort(); } while (0)
+#define NEED_VA_LOCK_WRITE(vs) do { if ((vs)->lock_depth != 2) abort(); } while (0)
 
 NV_STATUS vattn_os_gpu_find(vattn_os_va_space_t *vs, const uint8_t uuid[16], vattn_os_gpu_t **gpu, uint64_t *page_sizes)
 {
@@ -215,7 +235,7 @@ NV_STATUS vattn_os_gpu_find(vattn_os_va_space_t *vs, const uint8_t uuid[16], vat
 
     NEED_VA_LOCK(vs);
     for (i = 0; i < SHIM_MAX_GPUS; i++) {
-        if (vs->gpus[i] && memcmp(vs->gpus[i]->uuid, uuid, 16) == 0) {
+        if (vs->gpus[i] && !vs->gvs_gone[i] && memcmp(vs->gpus[i]->uuid, uuid, 16) == 0) {
             *gpu = vs->gpus[i];
             *page_sizes = vs->gpus[i]->page_sizes;
             return NV_OK;
@@ -231,7 +251,7 @@ uint32_t vattn_os_gpu_list(vattn_os_va_space_t *vs, UVM_VATTN_GPU_INFO *info, ui
 
     NEED_VA_LOCK(vs);
     for (i = 0; i < SHIM_MAX_GPUS; i++) {
-        if (!vs->gpus[i])
+        if (!vs->gpus[i] || vs->gvs_gone[i])
             continue;
         if (n < capacity) {
             memcpy(info[n].gpuUuid, vs->gpus[i]->uuid, 16);
@@ -250,18 +270,42 @@ void vattn_os_gpu_release(vattn_os_gpu_t *gpu)
     gpu->retains--;
 }
 
-NV_STATUS vattn_os_range_check(vattn_os_va_space_t *vs, uint64_t address, uint64_t size)
+static int range_index(vattn_os_va_space_t *vs, uint64_t address)
+{
+    int i;
+
+    for (i = 0; i < vs->nranges; i++) {
+        if (address >= vs->ranges[i].start && address < vs->ranges[i].end)
+            return i;
+    }
+    return -1;
+}
+
+NV_STATUS vattn_os_range_check(vattn_os_va_space_t *vs, uint64_t address, uint64_t size,
+                               uint64_t *range_start, uint64_t *range_end)
 {
     int i;
 
     NEED_VA_LOCK(vs);
     if (address + size < address)
         abort(); /* the caller promised no overflow */
-    for (i = 0; i < vs->nranges; i++) {
-        if (address >= vs->ranges[i].start && address + size <= vs->ranges[i].end)
-            return NV_OK;
-    }
-    return NV_ERR_INVALID_ADDRESS;
+    i = range_index(vs, address);
+    if (i < 0 || address + size > vs->ranges[i].end)
+        return NV_ERR_INVALID_ADDRESS;
+    *range_start = vs->ranges[i].start;
+    *range_end = vs->ranges[i].end - 1;
+    return NV_OK;
+}
+
+NV_STATUS vattn_os_range_claim(vattn_os_va_space_t *vs, uint64_t address)
+{
+    int i;
+
+    NEED_VA_LOCK_WRITE(vs); /* else a fault could add a block after the check */
+    i = range_index(vs, address);
+    if (i < 0)
+        return NV_ERR_INVALID_ADDRESS;
+    return vs->ranges[i].blocks ? NV_ERR_INVALID_STATE : NV_OK;
 }
 
 NV_STATUS vattn_os_chunk_alloc(vattn_os_gpu_t *gpu, uint64_t size, vattn_os_chunk_t **chunk)
@@ -276,6 +320,7 @@ NV_STATUS vattn_os_chunk_alloc(vattn_os_gpu_t *gpu, uint64_t size, vattn_os_chun
     c->gpu = gpu;
     c->size = size;
     c->mapped = 0;
+    c->lost = 0;
     c->zeroed = 1;
     c->data = 0;
     gpu->mem_used += size;
@@ -284,10 +329,21 @@ NV_STATUS vattn_os_chunk_alloc(vattn_os_gpu_t *gpu, uint64_t size, vattn_os_chun
     return NV_OK;
 }
 
+void vattn_os_chunk_abandon(vattn_os_gpu_t *gpu, vattn_os_chunk_t *chunk)
+{
+    if (chunk->gpu != gpu || chunk->mapped || !chunk->lost || gpu->retains <= 0)
+        abort(); /* only a lost chunk is abandoned */
+    shim_chunks_abandoned++;
+    gpu->mem_used -= chunk->size;
+    gpu->live_chunks--;
+    memset(chunk, 0x5A, sizeof(*chunk));
+    free(chunk);
+}
+
 void vattn_os_chunk_free(vattn_os_gpu_t *gpu, vattn_os_chunk_t *chunk)
 {
-    if (chunk->gpu != gpu || chunk->mapped || gpu->retains <= 0)
-        abort(); /* wrong GPU, freed under a live mapping, or GPU not retained */
+    if (chunk->gpu != gpu || chunk->mapped || chunk->lost || gpu->retains <= 0)
+        abort(); /* wrong GPU, freed under a live (or possibly stale) mapping, or GPU not retained */
     gpu->mem_used -= chunk->size;
     gpu->live_chunks--;
     memset(chunk, 0x5A, sizeof(*chunk));
@@ -305,14 +361,32 @@ struct shim_pte *shim_pte_at(vattn_os_va_space_t *vs, uint64_t address)
     return NULL;
 }
 
-NV_STATUS vattn_os_map(vattn_os_va_space_t *vs, vattn_os_gpu_t *gpu, uint64_t address, uint64_t size, vattn_os_chunk_t *chunk)
+static int gpu_index(vattn_os_va_space_t *vs, vattn_os_gpu_t *gpu)
 {
     int i;
 
+    for (i = 0; i < SHIM_MAX_GPUS; i++) {
+        if (vs->gpus[i] == gpu)
+            return i;
+    }
+    return -1;
+}
+
+NV_STATUS vattn_os_map(vattn_os_va_space_t *vs, vattn_os_gpu_t *gpu, uint64_t address, uint64_t size, vattn_os_chunk_t *chunk)
+{
+    uint64_t rs, re;
+    int i, g, r;
+
     NEED_VA_LOCK(vs);
-    if (chunk->gpu != gpu || chunk->size != size || (address & (size - 1)) ||
-        vattn_os_range_check(vs, address, size) != NV_OK)
+    r = range_index(vs, address);
+    if (chunk->gpu != gpu || chunk->size != size || (address & (size - 1)) || chunk->mapped ||
+        vattn_os_range_check(vs, address, size, &rs, &re) != NV_OK)
         abort(); /* the logic must never ask for this */
+    if (vs->ranges[r].blocks || !uvm_vattn_owned(vs, address, address + size - 1))
+        abort(); /* PTEs where UVM manages (or may manage) the same page tables */
+    g = gpu_index(vs, gpu);
+    if (g < 0 || vs->gvs_gone[g])
+        return NV_ERR_INVALID_DEVICE;
     for (i = 0; i < vs->nptes; i++) {
         struct shim_pte *p = &vs->ptes[i];
 
@@ -330,19 +404,123 @@ NV_STATUS vattn_os_map(vattn_os_va_space_t *vs, vattn_os_gpu_t *gpu, uint64_t ad
     return NV_OK;
 }
 
-NV_STATUS vattn_os_unmap(vattn_os_va_space_t *vs, vattn_os_gpu_t *gpu, uint64_t address, uint64_t size, vattn_os_chunk_t *chunk)
+NV_STATUS vattn_os_unmap(vattn_os_va_space_t *vs, vattn_os_gpu_t *gpu, uint64_t address, uint64_t size,
+                         vattn_os_chunk_t *chunk, bool force)
 {
     struct shim_pte *p;
+    NV_STATUS status = NV_OK;
 
     NEED_VA_LOCK(vs);
     p = shim_pte_at(vs, address);
     if (!p || p->gpu != gpu || p->size != size || p->chunk != chunk)
         abort(); /* unmapping something we did not map */
-    if (fire(&shim_fail_unmap))
+    if (!force && fire(&shim_fail_unmap))
         return NV_ERR_GENERIC;
+    if (force && fire(&shim_fail_unmap_forced)) {
+        /* The references are dropped anyway; a PTE may still name the chunk. */
+        chunk->lost = 1;
+        status = NV_ERR_GENERIC;
+    }
     chunk->mapped--;
     *p = vs->ptes[--vs->nptes];
-    return NV_OK;
+    return status;
+}
+
+NV_STATUS shim_uvm_touch(vattn_os_va_space_t *vs, uint64_t address)
+{
+    uint64_t bstart, bend;
+    int i, r;
+    NV_STATUS status = NV_OK;
+
+    vattn_os_va_space_lock(vs);     /* UVM's fault and migrate paths: read mode */
+    r = range_index(vs, address);
+    if (r < 0) {
+        status = NV_ERR_INVALID_ADDRESS;
+        goto out;
+    }
+    /* The va_block: the range's part of the 2 MiB-aligned region. */
+    bstart = address & ~((2ull << 20) - 1);
+    bend = bstart + (2ull << 20) - 1;
+    if (bstart < vs->ranges[r].start)
+        bstart = vs->ranges[r].start;
+    if (bend > vs->ranges[r].end - 1)
+        bend = vs->ranges[r].end - 1;
+    if (!vs->ranges[r].blocks && uvm_vattn_owned(vs, bstart, bend)) {
+        status = NV_ERR_INVALID_ADDRESS;
+        goto out;
+    }
+    for (i = 0; i < vs->nptes; i++) {
+        if (vs->ptes[i].address <= bend && vs->ptes[i].address + vs->ptes[i].size - 1 >= bstart)
+            abort(); /* UVM would now write PTEs over ours */
+    }
+    vs->ranges[r].blocks = 1;
+out:
+    vattn_os_va_space_unlock(vs);
+    return status;
+}
+
+void shim_uvm_range_destroy(vattn_os_va_space_t *vs, int r)
+{
+    uint64_t start = vs->ranges[r].start, end = vs->ranges[r].end;
+    int i;
+
+    vattn_os_va_space_lock_write(vs);
+    uvm_vattn_range_destroyed(vs, start, end - 1);
+    for (i = 0; i < vs->nptes; i++) {
+        if (vs->ptes[i].address < end && vs->ptes[i].address + vs->ptes[i].size > start)
+            abort(); /* UVM frees the page tables under our PTEs */
+    }
+    for (i = r; i + 1 < vs->nranges; i++)
+        vs->ranges[i] = vs->ranges[i + 1];
+    vs->nranges--;
+    vattn_os_va_space_unlock_write(vs);
+}
+
+void shim_uvm_range_split(vattn_os_va_space_t *vs, int r, uint64_t at)
+{
+    if (vs->nranges == SHIM_MAX_RANGES || at <= vs->ranges[r].start || at >= vs->ranges[r].end)
+        abort();
+    vs->ranges[vs->nranges] = vs->ranges[r];
+    vs->ranges[vs->nranges].start = at;
+    vs->ranges[r].end = at;
+    vs->nranges++;
+}
+
+int shim_uvm_range_add(vattn_os_va_space_t *vs, uint64_t start, uint64_t end)
+{
+    int i;
+
+    for (i = 0; i < vs->nranges; i++) {
+        if (start < vs->ranges[i].end && vs->ranges[i].start < end)
+            return -1;
+    }
+    if (vs->nranges == SHIM_MAX_RANGES)
+        return -1;
+    vs->ranges[vs->nranges].start = start;
+    vs->ranges[vs->nranges].end = end;
+    vs->ranges[vs->nranges].blocks = 0;
+    return vs->nranges++;
+}
+
+void shim_uvm_gpu_va_space_remove(vattn_os_va_space_t *vs, int g)
+{
+    int i;
+
+    if (vs->gvs_gone[g])
+        return;
+    vattn_os_va_space_lock_write(vs);
+    uvm_vattn_gpu_va_space_removed(vs, vs->gpus[g]);
+    for (i = 0; i < vs->nptes; i++) {
+        if (vs->ptes[i].gpu == vs->gpus[g])
+            abort(); /* UVM frees the page tree under our PTEs */
+    }
+    vs->gvs_gone[g] = 1;
+    vattn_os_va_space_unlock_write(vs);
+}
+
+void shim_uvm_gpu_va_space_add(vattn_os_va_space_t *vs, int g)
+{
+    vs->gvs_gone[g] = 0;
 }
 
 void vattn_os_trace(enum vattn_trace_kind kind, const uint8_t uuid[16], uint64_t page_size,
@@ -367,8 +545,37 @@ int shim_check_invariants(vattn_os_va_space_t *vs, const char **why)
         return 0;
     }
     for (i = 0; i < vs->nptes; i++) {
-        if (vs->ptes[i].chunk->mapped != 1) {
+        struct shim_pte *p = &vs->ptes[i];
+        uint64_t covered = 0;
+        int r, owned;
+
+        if (p->chunk->mapped != 1) {
             *why = "chunk mapped more than once";
+            return 0;
+        }
+        /* A split may leave a page across two ranges: all of it must be covered,
+         * by ranges where UVM has no block. */
+        for (r = 0; r < vs->nranges; r++) {
+            uint64_t lo = p->address > vs->ranges[r].start ? p->address : vs->ranges[r].start;
+            uint64_t hi = p->address + p->size < vs->ranges[r].end ? p->address + p->size : vs->ranges[r].end;
+
+            if (lo >= hi)
+                continue;
+            if (vs->ranges[r].blocks) {
+                *why = "PTE in a range where UVM has blocks";
+                return 0;
+            }
+            covered += hi - lo;
+        }
+        if (covered != p->size) {
+            *why = "PTE outside the managed ranges";
+            return 0;
+        }
+        vs->lock_depth = 1;
+        owned = uvm_vattn_owned(vs, p->address, p->address + p->size - 1);
+        vs->lock_depth = 0;
+        if (!owned) {
+            *why = "PTE outside every owned extent";
             return 0;
         }
         for (j = i + 1; j < vs->nptes; j++) {

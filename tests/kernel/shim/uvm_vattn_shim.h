@@ -28,6 +28,7 @@ typedef uint32_t NV_STATUS;
 #define NV_ERR_INVALID_DEVICE          UVM_VATTN_NV_ERR_INVALID_DEVICE
 #define NV_ERR_INVALID_LIMIT           UVM_VATTN_NV_ERR_INVALID_LIMIT
 #define NV_ERR_INVALID_OFFSET          UVM_VATTN_NV_ERR_INVALID_OFFSET
+#define NV_ERR_INVALID_STATE           UVM_VATTN_NV_ERR_INVALID_STATE
 #define NV_ERR_NO_MEMORY               UVM_VATTN_NV_ERR_NO_MEMORY
 #define NV_ERR_NOT_SUPPORTED           UVM_VATTN_NV_ERR_NOT_SUPPORTED
 #define NV_ERR_OBJECT_NOT_FOUND        UVM_VATTN_NV_ERR_OBJECT_NOT_FOUND
@@ -35,7 +36,7 @@ typedef uint32_t NV_STATUS;
 #define NV_ERR_GENERIC                 0x0000FFFFu
 
 #define SHIM_MAX_GPUS    4
-#define SHIM_MAX_RANGES  8
+#define SHIM_MAX_RANGES  32
 #define SHIM_MAX_PTES    8192
 
 struct uvm_vattn_state;
@@ -55,6 +56,7 @@ typedef struct shim_chunk
     struct shim_gpu *gpu;
     uint64_t size;
     int mapped;                  /* PTEs pointing at it */
+    uint8_t lost;                /* a forced unmap failed: may only be abandoned */
     uint8_t zeroed;
     uint8_t data;                /* what a "GPU write" left in it */
 } vattn_os_chunk_t;
@@ -70,10 +72,12 @@ struct shim_pte
 typedef struct shim_va_space
 {
     struct shim_gpu *gpus[SHIM_MAX_GPUS];   /* registered GPUs (NULL: none) */
-    struct { uint64_t start, end; } ranges[SHIM_MAX_RANGES]; /* managed ranges [start, end) */
+    int gvs_gone[SHIM_MAX_GPUS];            /* the GPU's GPU VA space was removed */
+    /* managed ranges [start, end); blocks: UVM created a va_block in it */
+    struct { uint64_t start, end; int blocks; } ranges[SHIM_MAX_RANGES];
     int nranges;
     struct uvm_vattn_state *vattn;
-    int lock_depth;
+    int lock_depth;                         /* 0 unlocked, 1 read, 2 write */
     struct shim_pte ptes[SHIM_MAX_PTES];
     int nptes;
 } vattn_os_va_space_t;
@@ -98,7 +102,9 @@ bool shim_cmpxchg(void **slot, void *val);
 
 /* Fault injection: an operation fails when its countdown reaches 0; -1 never. */
 extern long shim_fail_kalloc, shim_fail_chunk, shim_fail_map, shim_fail_unmap;
-extern long shim_fail_copy_from, shim_fail_copy_to;
+extern long shim_fail_copy_from, shim_fail_copy_to, shim_fail_unmap_forced;
+extern long shim_chunks_abandoned;
+extern long shim_write_locks;     /* times the va_space lock was taken for write */
 extern uint64_t shim_pinned_limit;
 extern NV_STATUS shim_global_status;
 extern long shim_kallocs_live;
@@ -122,5 +128,22 @@ void shim_user_reset(void);
 void shim_reset(void);
 int shim_check_invariants(vattn_os_va_space_t *vs, const char **why);
 struct shim_pte *shim_pte_at(vattn_os_va_space_t *vs, uint64_t address);
+
+/* UVM's own paths, as the hooks in NVIDIA's files see them. */
+/* A GPU/CPU fault, migrate or prefetch touching address: creates the va_block
+ * (NV_OK) unless the block-creation hook refuses (NV_ERR_INVALID_ADDRESS, a fatal
+ * fault), or there is no managed range there. */
+NV_STATUS shim_uvm_touch(vattn_os_va_space_t *vs, uint64_t address);
+/* munmap/cudaFree of range i (uvm_va_range_destroy): calls the range hook, then
+ * aborts if any of our PTEs is left in it. */
+void shim_uvm_range_destroy(vattn_os_va_space_t *vs, int i);
+/* A partial munmap or policy call splitting range i at address (no hook). */
+void shim_uvm_range_split(vattn_os_va_space_t *vs, int i, uint64_t at);
+/* mmap of a new managed range. */
+int shim_uvm_range_add(vattn_os_va_space_t *vs, uint64_t start, uint64_t end);
+/* Unregistering GPU i's GPU VA space (remove_gpu_va_space): calls the hook, then
+ * aborts if any of our PTEs is left on that GPU. Re-registering clears it. */
+void shim_uvm_gpu_va_space_remove(vattn_os_va_space_t *vs, int i);
+void shim_uvm_gpu_va_space_add(vattn_os_va_space_t *vs, int i);
 
 #endif /* _UVM_VATTN_SHIM_H */

@@ -756,9 +756,122 @@ static struct model_page *model_find(uint64_t handle)
     return NULL;
 }
 
+/* The managed range holding all of [a, a + s), or -1 (the caller excludes wrap). */
 static int in_range(uint64_t a, uint64_t s)
 {
-    return (a >= RANGE0 && a + s <= RANGE0 + RANGE0_N) || (a >= RANGE1 && a + s <= RANGE1 + RANGE1_N);
+    int r;
+
+    for (r = 0; r < vs->nranges; r++) {
+        if (a >= vs->ranges[r].start && a + s <= vs->ranges[r].end)
+            return r;
+    }
+    return -1;
+}
+
+/* Which of vs's ranges this file owns (kept beside vs->ranges, per range rather
+ * than per extent: a different representation from uvm_vattn.c's). */
+static int mowned[SHIM_MAX_RANGES];
+
+static int gpu_gone(struct shim_gpu *g)
+{
+    return vs->gvs_gone[g == &gpu_a ? 0 : 1];
+}
+
+/* Model pages overlapping [start, end) become unmapped (a hook ran). */
+static void model_unmap_range(uint64_t start, uint64_t end)
+{
+    int i;
+
+    for (i = 0; i < nmodel; i++) {
+        if (model[i].address && model[i].address < end && start < model[i].address + model[i].size)
+            model[i].address = 0;
+    }
+}
+
+static long uvm_events, uvm_refused;
+
+/* One of UVM's own paths, as the hooks see it, with the model's prediction. */
+static void random_uvm_op(void)
+{
+    int r, i;
+
+    uvm_events++;
+    switch (rnd() % 8) {
+        case 0: { /* a fault/migrate touching an address */
+            uint64_t a = pick_address(K64);
+            NV_STATUS want = NV_OK;
+
+            r = -1;
+            for (i = 0; i < vs->nranges; i++) {
+                if (a >= vs->ranges[i].start && a < vs->ranges[i].end)
+                    r = i;
+            }
+            if (r < 0 || (mowned[r] && !vs->ranges[r].blocks))
+                want = NV_ERR_INVALID_ADDRESS;
+            uvm_refused += r >= 0 && want != NV_OK;
+            CHECK_EQ(shim_uvm_touch(vs, a), want);
+            break;
+        }
+        case 1: /* munmap/cudaFree of a range */
+            if (vs->nranges == 0)
+                break;
+            r = (int)(rnd() % (uint64_t)vs->nranges);
+            model_unmap_range(vs->ranges[r].start, vs->ranges[r].end);
+            shim_uvm_range_destroy(vs, r);
+            for (i = r; i + 1 < SHIM_MAX_RANGES; i++)
+                mowned[i] = mowned[i + 1];
+            break;
+        case 2: { /* split at a 2 MiB or a 4 KiB boundary */
+            uint64_t len, at;
+
+            if (vs->nranges == 0 || vs->nranges == SHIM_MAX_RANGES)
+                break;
+            r = (int)(rnd() % (uint64_t)vs->nranges);
+            len = vs->ranges[r].end - vs->ranges[r].start;
+            at = vs->ranges[r].start + ((rnd() % 2) ? (rnd() % (len / M2 + 1)) * M2 : (rnd() % (len / 4096)) * 4096);
+            if (at <= vs->ranges[r].start || at >= vs->ranges[r].end)
+                break;
+            shim_uvm_range_split(vs, r, at);
+            mowned[vs->nranges - 1] = mowned[r];
+            break;
+        }
+        case 3:
+        case 6:
+        case 7: { /* mmap of a new range filling the hole around a random address */
+            uint64_t base = (rnd() % 2) ? RANGE0 : RANGE1, len = base == RANGE0 ? RANGE0_N : RANGE1_N;
+            uint64_t a = base + (rnd() % (len / 4096)) * 4096, lo = base, hi = base + len;
+
+            for (i = 0; i < vs->nranges; i++) {
+                if (a >= vs->ranges[i].start && a < vs->ranges[i].end)
+                    break;
+                if (vs->ranges[i].end <= a && vs->ranges[i].end > lo)
+                    lo = vs->ranges[i].end;
+                if (vs->ranges[i].start > a && vs->ranges[i].start < hi)
+                    hi = vs->ranges[i].start;
+            }
+            if (i < vs->nranges)
+                break;
+            r = shim_uvm_range_add(vs, lo, hi);
+            if (r >= 0)
+                mowned[r] = 0;
+            break;
+        }
+        case 4: { /* unregistering a GPU VA space */
+            int g = (int)(rnd() % 2);
+
+            if (!vs->gvs_gone[g]) {
+                for (i = 0; i < nmodel; i++) {
+                    if (model[i].address && model[i].gpu == vs->gpus[g])
+                        model[i].address = 0;
+                }
+            }
+            shim_uvm_gpu_va_space_remove(vs, g);
+            break;
+        }
+        case 5:
+            shim_uvm_gpu_va_space_add(vs, (int)(rnd() % 2));
+            break;
+    }
 }
 
 static int model_overlaps(uint64_t a, uint64_t s)
@@ -830,6 +943,8 @@ static void random_test(uint64_t seed, uint64_t ops)
     rng_state = seed;
     nmodel = 0;
     ndead = 0;
+    memset(mowned, 0, sizeof(mowned));
+    uvm_events = uvm_refused = 0;
     gpu_a.mem_capacity = 64ull << 20;
     {
         /* a page of the second file: its handle must never work here */
@@ -845,6 +960,8 @@ static void random_test(uint64_t seed, uint64_t ops)
         int i, j;
 
         shim_user_reset();
+        if (rnd() % 128 == 0)
+            random_uvm_op();
         if (rnd() % 64 == 0)
             n = (rnd() % 2) ? UVM_VATTN_MAX_BATCH + 1 + (uint32_t)(rnd() % 100) : (uint32_t)rnd();
         switch (rnd() % 5) {
@@ -873,7 +990,7 @@ static void random_test(uint64_t seed, uint64_t ops)
                 want = NV_ERR_INVALID_ARGUMENT;
             else if (n == 0)
                 want = NV_OK;
-            else if (memcmp(p.gpuUuid, g->uuid, 16) != 0)
+            else if (memcmp(p.gpuUuid, g->uuid, 16) != 0 || gpu_gone(g))
                 want = NV_ERR_INVALID_DEVICE;
             else if (!(g->page_sizes & p.pageSize))
                 want = NV_ERR_NOT_SUPPORTED;
@@ -908,7 +1025,10 @@ static void random_test(uint64_t seed, uint64_t ops)
         case 1: { /* MAP */
             UVM_VATTN_MAP_PARAMS p;
             NV_STATUS want = NV_OK;
-            uint32_t bad = 0;
+            uint32_t bad = 0, want_done = 0;
+            int claimed[SHIM_MAX_RANGES], r;
+
+            memset(claimed, 0, sizeof(claimed));
 
             memset(&p, 0, sizeof(p));
             for (i = 0; i < (int)n && i < 64; i++) {
@@ -936,14 +1056,32 @@ static void random_test(uint64_t seed, uint64_t ops)
                     else if (ent[i].address & (m->size - 1))
                         want = NV_ERR_INVALID_OFFSET;
                     else if (ent[i].address == 0 || ent[i].address > UINT64_MAX - m->size ||
-                             !in_range(ent[i].address, m->size))
+                             (r = in_range(ent[i].address, m->size)) < 0)
                         want = NV_ERR_INVALID_ADDRESS;
+                    else if (!mowned[r] && !claimed[r] && vs->ranges[r].blocks)
+                        want = NV_ERR_INVALID_STATE;
                     else if (model_overlaps(ent[i].address, m->size))
                         want = NV_ERR_UVM_ADDRESS_IN_USE;
                     else {
+                        claimed[r] = !mowned[r];
                         m->address = ent[i].address;
                         m->pending = 1;
                     }
+                }
+            }
+            /* Checked: the page-table step fails at the first page whose GPU lost
+             * its GPU VA space; the pages before it stay mapped. */
+            want_done = want == NV_OK ? n : 0;
+            if (want == NV_OK && n <= 64) {
+                for (i = 0; i < (int)n; i++) {
+                    if (gpu_gone(model_find(ent[i].handle)->gpu))
+                        break;
+                }
+                if (i < (int)n) {
+                    want = NV_ERR_INVALID_DEVICE;
+                    want_done = bad = (uint32_t)i;
+                    for (; i < (int)n; i++)
+                        model_find(ent[i].handle)->address = 0;
                 }
             }
             {
@@ -952,11 +1090,12 @@ static void random_test(uint64_t seed, uint64_t ops)
                 if (n > 0 && n <= UVM_VATTN_MAX_BATCH && (hostile_ptr || n > 64)) {
                     CHECK_EQ(r, -EFAULT);
                     want = NV_ERR_GENERIC; /* roll the model back */
+                    want_done = 0;
                 }
                 else {
                     CHECK_EQ(r, 0);
                     CHECK_EQ(p.rmStatus, want);
-                    CHECK_EQ(p.done, want == NV_OK ? n : 0);
+                    CHECK_EQ(p.done, want_done);
                     if (want != NV_OK && n <= UVM_VATTN_MAX_BATCH)
                         CHECK_EQ(p.errorIndex, bad);
                     if (p.rmStatus != want && getenv("VATTN_DEBUG")) {
@@ -968,10 +1107,20 @@ static void random_test(uint64_t seed, uint64_t ops)
                         }
                     }
                 }
-                if (want != NV_OK) {
+                if (want != NV_OK && want_done == 0) {
                     for (j = 0; j < nmodel; j++) {
                         if (model[j].pending)
                             model[j].address = 0;
+                    }
+                }
+                /* A claimed range stays owned if a page of this batch is mapped in it. */
+                for (j = 0; j < nmodel; j++) {
+                    if (model[j].pending && model[j].address) {
+                        for (r = 0; r < vs->nranges; r++) {
+                            if (claimed[r] && model[j].address >= vs->ranges[r].start &&
+                                model[j].address < vs->ranges[r].end)
+                                mowned[r] = 1;
+                        }
                     }
                 }
                 model_clear_pending();
@@ -1115,8 +1264,222 @@ static void random_test(uint64_t seed, uint64_t ops)
         model_compare(op);
     }
     printf("random: seed %" PRIu64 ", %" PRIu64 " hostile argument sets, %d pages live at the end; "
-           "successful alloc %ld map %ld unmap %ld free %ld\n",
-           seed, op, nmodel, ok_by_kind[0], ok_by_kind[1], ok_by_kind[2], ok_by_kind[3]);
+           "successful alloc %ld map %ld unmap %ld free %ld; UVM events %ld (block creation refused %ld)\n",
+           seed, op, nmodel, ok_by_kind[0], ok_by_kind[1], ok_by_kind[2], ok_by_kind[3], uvm_events, uvm_refused);
+    teardown();
+}
+
+
+/* ------------------------------------------------------------------------- */
+/* The fence: ownership, and the hooks UVM's own paths call.                  */
+/* ------------------------------------------------------------------------- */
+
+/* The first MAP into a managed range claims it (with the va_space lock held for
+ * write); UVM then creates no va_block there; a range UVM already has blocks in is
+ * refused, and a batch that fails gives back what it claimed. */
+static void test_fence_ownership(void)
+{
+    uint64_t h[8];
+    UVM_VATTN_MAP_ENTRY e[3];
+    uint32_t done, erridx;
+    long w;
+
+    setup("fence_ownership");
+    CHECK_EQ(do_alloc(vs, &gpu_a, K64, h, 8), NV_OK);
+
+    /* Untouched by us: UVM may create blocks anywhere. */
+    CHECK_EQ(shim_uvm_touch(vs, RANGE1 + 4096), NV_OK);
+    CHECK_EQ(vs->ranges[1].blocks, 1);
+
+    w = shim_write_locks;
+    CHECK_EQ(do_map1(vs, RANGE0 + 3 * M2, h[0]), NV_OK);
+    CHECK_EQ(shim_write_locks, w + 1);            /* the claim took the lock for write */
+    CHECK_EQ(do_map1(vs, RANGE0 + 5 * M2, h[1]), NV_OK);
+    CHECK_EQ(shim_write_locks, w + 1);            /* already owned: read mode only */
+
+    /* No va_block anywhere in the owned range, mapped pages or not. */
+    CHECK_EQ(shim_uvm_touch(vs, RANGE0 + 3 * M2), NV_ERR_INVALID_ADDRESS);
+    CHECK_EQ(shim_uvm_touch(vs, RANGE0 + 40 * M2 + 4096), NV_ERR_INVALID_ADDRESS);
+    CHECK_EQ(vs->ranges[0].blocks, 0);
+
+    /* A range UVM manages pages in is refused, whole batch, nothing changed. */
+    e[0].address = RANGE0 + 6 * M2;
+    e[0].handle = h[2];
+    e[1].address = RANGE1;
+    e[1].handle = h[3];
+    CHECK_EQ(do_map(vs, e, 2, &done, &erridx), NV_ERR_INVALID_STATE);
+    CHECK_EQ(done, 0);
+    CHECK_EQ(erridx, 1);
+    CHECK_EQ(vs->nptes, 2);
+
+    /* The other file's va_space is not affected by this file's ownership. */
+    CHECK_EQ(shim_uvm_touch(vs2, RANGE0), NV_OK);
+    CHECK_EQ(do_alloc(vs2, &gpu_a, K64, &h[7], 1), NV_OK);
+    CHECK_EQ(do_map1(vs2, RANGE0 + K64, h[7]), NV_ERR_INVALID_STATE);
+    teardown();
+
+    /* A batch that fails validation gives back the range it claimed. */
+    setup("fence_ownership_rollback");
+    CHECK_EQ(do_alloc(vs, &gpu_a, K64, h, 8), NV_OK);
+    e[0].address = RANGE0;
+    e[0].handle = h[0];
+    e[1].address = RANGE0 + 4096;                 /* misaligned */
+    e[1].handle = h[1];
+    CHECK_EQ(do_map(vs, e, 2, &done, &erridx), NV_ERR_INVALID_OFFSET);
+    CHECK_EQ(erridx, 1);
+    CHECK_EQ(shim_uvm_touch(vs, RANGE0 + M2), NV_OK);   /* not owned: UVM may use it */
+    CHECK_EQ(do_map1(vs, RANGE0, h[0]), NV_ERR_INVALID_STATE);
+    teardown();
+
+    /* A batch that fails while mapping keeps the ranges of the pages it mapped and
+     * gives back the others. */
+    setup("fence_ownership_partial");
+    CHECK_EQ(do_alloc(vs, &gpu_a, K64, h, 8), NV_OK);
+    e[0].address = RANGE0;
+    e[0].handle = h[0];
+    e[1].address = RANGE1;
+    e[1].handle = h[1];
+    shim_fail_map = 1;
+    CHECK_EQ(do_map(vs, e, 2, &done, &erridx), NV_ERR_NO_MEMORY);
+    CHECK_EQ(done, 1);
+    CHECK_EQ(erridx, 1);
+    CHECK_EQ(shim_uvm_touch(vs, RANGE0 + M2), NV_ERR_INVALID_ADDRESS);  /* still owned */
+    CHECK_EQ(shim_uvm_touch(vs, RANGE1), NV_OK);                        /* given back */
+    teardown();
+
+    /* Out of memory growing the owned set: refused, nothing claimed; many ranges
+     * (past the first allocation of the set) are fine otherwise. */
+    setup("fence_ownership_many");
+    {
+        int i, r;
+
+        CHECK_EQ(do_alloc(vs, &gpu_a, K64, h, 8), NV_OK);
+        for (i = 0; i < 20; i++) {
+            r = shim_uvm_range_add(vs, 0x800000000ull + (uint64_t)i * M2, 0x800000000ull + (uint64_t)(i + 1) * M2);
+            CHECK(r >= 0);
+        }
+        shim_fail_kalloc = 2;                     /* params copy, slots, then the set */
+        CHECK_EQ(do_map1(vs, 0x800000000ull, h[0]), NV_ERR_NO_MEMORY);
+        CHECK_EQ(shim_uvm_touch(vs, 0x800000000ull), NV_OK);
+        shim_fail_kalloc = -1;
+        for (i = 1; i < 20; i++) {
+            uint64_t hh;
+
+            CHECK_EQ(do_alloc(vs, &gpu_a, K64, &hh, 1), NV_OK);
+            CHECK_EQ(do_map1(vs, 0x800000000ull + (uint64_t)i * M2, hh), NV_OK);
+        }
+        for (i = 1; i < 20; i++)
+            CHECK_EQ(shim_uvm_touch(vs, 0x800000000ull + (uint64_t)i * M2 + K64), NV_ERR_INVALID_ADDRESS);
+    }
+    teardown();
+}
+
+/* Range destroy (munmap, cudaFree) unmaps our pages in it first; their handles
+ * stay valid (unmapped) and can be mapped elsewhere or freed; ownership of that
+ * extent ends, including when the range was split first. */
+static void test_fence_range_destroy(void)
+{
+    uint64_t h[8], a;
+    int r;
+
+    setup("fence_range_destroy");
+    CHECK_EQ(do_alloc(vs, &gpu_a, K64, h, 8), NV_OK);
+    CHECK_EQ(do_map1(vs, RANGE0, h[0]), NV_OK);
+    CHECK_EQ(do_map1(vs, RANGE0 + 10 * M2, h[1]), NV_OK);
+    CHECK_EQ(do_map1(vs, RANGE1, h[2]), NV_OK);
+    shim_uvm_range_destroy(vs, 0);                /* aborts if a PTE of ours is left */
+    CHECK_EQ(vs->nptes, 1);
+    a = RANGE0;
+    CHECK_EQ(do_unmap(vs, &a, 1, NULL, NULL), NV_ERR_OBJECT_NOT_FOUND);
+    CHECK_EQ(do_map1(vs, RANGE1 + K64, h[0]), NV_OK);   /* the handle lives on */
+    CHECK_EQ(do_free(vs, &h[1], 1, NULL, NULL), NV_OK);
+    /* A new range where the old one was is not owned... */
+    r = shim_uvm_range_add(vs, RANGE0, RANGE0 + RANGE0_N);
+    CHECK(r >= 0);
+    CHECK_EQ(shim_uvm_touch(vs, RANGE0 + M2), NV_OK);
+    /* ...and once UVM has blocks in it, not claimable. */
+    CHECK_EQ(do_map1(vs, RANGE0, h[3]), NV_ERR_INVALID_STATE);
+    CHECK_EQ(shim_uvm_touch(vs, RANGE1 + M2), NV_ERR_INVALID_ADDRESS);  /* range1 still owned */
+    teardown();
+
+    /* Split an owned range in three, destroy the middle: the outer parts stay
+     * owned and mapped, a range created in the hole is not owned. */
+    setup("fence_range_split");
+    CHECK_EQ(do_alloc(vs, &gpu_a, K64, h, 8), NV_OK);
+    CHECK_EQ(do_map1(vs, RANGE0, h[0]), NV_OK);
+    CHECK_EQ(do_map1(vs, RANGE0 + 8 * M2, h[1]), NV_OK);
+    CHECK_EQ(do_map1(vs, RANGE0 + 14 * M2, h[2]), NV_OK);
+    shim_uvm_range_split(vs, 0, RANGE0 + 12 * M2);
+    shim_uvm_range_split(vs, 0, RANGE0 + 4 * M2 + 4096);    /* any page boundary */
+    CHECK_EQ(vs->nranges, 4);
+    CHECK_EQ(shim_uvm_touch(vs, RANGE0 + 13 * M2), NV_ERR_INVALID_ADDRESS);
+    CHECK_EQ(do_map1(vs, RANGE0 + 20 * M2, h[3]), NV_OK);    /* still owned: no claim */
+    for (r = 0; r < vs->nranges; r++) {
+        if (vs->ranges[r].start == RANGE0 + 4 * M2 + 4096)
+            break;
+    }
+    CHECK(r < vs->nranges);
+    shim_uvm_range_destroy(vs, r);
+    CHECK_EQ(vs->nptes, 3);
+    CHECK(shim_pte_at(vs, RANGE0 + 8 * M2) == NULL);
+    CHECK_EQ(shim_uvm_touch(vs, RANGE0 + M2), NV_ERR_INVALID_ADDRESS);
+    CHECK_EQ(shim_uvm_touch(vs, RANGE0 + 4 * M2), NV_ERR_INVALID_ADDRESS);  /* the lower part's last block */
+    CHECK_EQ(shim_uvm_touch(vs, RANGE0 + 13 * M2), NV_ERR_INVALID_ADDRESS);
+    r = shim_uvm_range_add(vs, RANGE0 + 6 * M2, RANGE0 + 8 * M2);
+    CHECK(r >= 0);
+    CHECK_EQ(shim_uvm_touch(vs, RANGE0 + 6 * M2), NV_OK);
+    /* A new range flush against the owned upper part is not owned. */
+    r = shim_uvm_range_add(vs, RANGE0 + 10 * M2, RANGE0 + 12 * M2);
+    CHECK(r >= 0);
+    CHECK_EQ(shim_uvm_touch(vs, RANGE0 + 12 * M2 - 4096), NV_OK);
+    teardown();
+}
+
+/* GPU VA space removal (unregistering the GPU VA space or the GPU) unmaps our
+ * pages on that GPU only; handles stay valid and freeable; MAP on that GPU fails
+ * until it is registered again. */
+static void test_fence_gpu_va_space(void)
+{
+    uint64_t ha[2], hb[2], a;
+
+    setup("fence_gpu_va_space");
+    CHECK_EQ(do_alloc(vs, &gpu_a, K64, ha, 2), NV_OK);
+    CHECK_EQ(do_alloc(vs, &gpu_b, M2, hb, 2), NV_OK);
+    CHECK_EQ(do_map1(vs, RANGE0, ha[0]), NV_OK);
+    CHECK_EQ(do_map1(vs, RANGE0 + M2, hb[0]), NV_OK);
+    shim_uvm_gpu_va_space_remove(vs, 0);          /* aborts if a PTE on gpu_a is left */
+    CHECK_EQ(vs->nptes, 1);
+    CHECK(shim_pte_at(vs, RANGE0 + M2) != NULL);
+    a = RANGE0;
+    CHECK_EQ(do_unmap(vs, &a, 1, NULL, NULL), NV_ERR_OBJECT_NOT_FOUND);
+    CHECK_EQ(do_map1(vs, RANGE0 + 4 * M2, ha[1]), NV_ERR_INVALID_DEVICE);
+    CHECK_EQ(do_alloc(vs, &gpu_a, K64, &ha[1], 1), NV_ERR_INVALID_DEVICE);
+    CHECK_EQ(gpu_a.retains, 1);                   /* our chunks keep the GPU */
+    CHECK_EQ(do_free(vs, ha, 1, NULL, NULL), NV_OK);
+    shim_uvm_gpu_va_space_add(vs, 0);
+    CHECK_EQ(do_map1(vs, RANGE0 + 4 * M2, ha[1]), NV_OK);
+    teardown();
+}
+
+/* A failed forced unmap (the GPU push failed: UVM's global error state) must not
+ * return the chunk to the allocator: it is abandoned, and everything else still
+ * balances. Also on close. */
+static void test_fence_lost_chunk(void)
+{
+    uint64_t h[2];
+
+    setup("fence_lost_chunk");
+    CHECK_EQ(do_alloc(vs, &gpu_a, K64, h, 2), NV_OK);
+    CHECK_EQ(do_map1(vs, RANGE0, h[0]), NV_OK);
+    CHECK_EQ(do_map1(vs, RANGE1, h[1]), NV_OK);
+    shim_fail_unmap_forced = 0;
+    shim_uvm_range_destroy(vs, 0);
+    CHECK_EQ(vs->nptes, 1);
+    CHECK_EQ(do_free(vs, h, 1, NULL, NULL), NV_OK);   /* abandons, never frees */
+    CHECK_EQ(shim_chunks_abandoned, 1);
+    shim_fail_unmap_forced = 0;
+    uvm_vattn_va_space_destroy(vs);                   /* close: the same */
+    CHECK_EQ(shim_chunks_abandoned, 2);
     teardown();
 }
 
@@ -1128,7 +1491,7 @@ static void test_fault_sweep(void)
     long k;
     int i, which;
 
-    for (which = 0; which < 6; which++) {
+    for (which = 0; which < 7; which++) {
         for (k = 0; k < 12; k++) {
             setup("fault_sweep");
             lenient = 1;
@@ -1140,16 +1503,23 @@ static void test_fault_sweep(void)
                 case 3: shim_fail_unmap = k; break;
                 case 4: shim_fail_copy_from = k; break;
                 case 5: shim_fail_copy_to = k; break;
+                case 6: shim_fail_unmap_forced = k; break;
             }
             if (do_alloc(vs, &gpu_a, K64, h, 4) == NV_OK) {
+                /* Two ranges (two claims), then both hooks, then the commands. */
                 for (i = 0; i < 4; i++) {
-                    e[i].address = RANGE0 + (uint64_t)i * K64;
+                    e[i].address = (i < 2 ? RANGE0 : RANGE1) + (uint64_t)i * K64;
                     e[i].handle = h[i];
                     a[i] = e[i].address;
                 }
                 do_map(vs, e, 4, NULL, NULL);
-                do_unmap(vs, a, 2, NULL, NULL);
-                do_free(vs, h, 4, NULL, NULL);
+                do_unmap(vs, a, 1, NULL, NULL);
+                shim_uvm_range_split(vs, 1, RANGE1 + M2);
+                shim_uvm_range_destroy(vs, 1);
+                shim_uvm_gpu_va_space_remove(vs, 0);
+                shim_uvm_gpu_va_space_add(vs, 0);
+                do_map(vs, e, 1, NULL, NULL);
+                do_free(vs, h + 1, 3, NULL, NULL);
                 do_release(vs, RANGE0, RANGE0_N, UVM_VATTN_RELEASE_FREE, NULL, NULL);
             }
             shim_reset();
@@ -1174,6 +1544,10 @@ int main(int argc, char **argv)
     test_table_growth();
     test_gpu_reregistered();
     test_pinned_limit_per_process();
+    test_fence_ownership();
+    test_fence_range_destroy();
+    test_fence_gpu_va_space();
+    test_fence_lost_chunk();
     test_fault_sweep();
     random_test(seed, ops);
 
