@@ -213,7 +213,9 @@ func statusErr(op string, err error, notFound error) error {
 			sentinel = backend.ErrAlreadyMapped
 		case ioctl.NV_ERR_INVALID_OFFSET:
 			sentinel = backend.ErrMisaligned
-		case ioctl.NV_ERR_INVALID_ADDRESS:
+		case ioctl.NV_ERR_INVALID_ADDRESS, ioctl.NV_ERR_INVALID_STATE:
+			// INVALID_STATE: MAP into a range UVM already manages pages of
+			// (the process touched it); the status's text says so.
 			sentinel = backend.ErrOutOfRange
 		case ioctl.NV_ERR_INVALID_ARGUMENT, ioctl.NV_ERR_INVALID_LIMIT, ioctl.NV_ERR_NOT_SUPPORTED, ioctl.NV_ERR_INVALID_DEVICE:
 			sentinel = backend.ErrBadArgument

@@ -292,6 +292,7 @@ func TestDriverErrorsMap(t *testing.T) {
 		{ioctl.NV_ERR_UVM_ADDRESS_IN_USE, backend.ErrAlreadyMapped},
 		{ioctl.NV_ERR_INVALID_OFFSET, backend.ErrMisaligned},
 		{ioctl.NV_ERR_INVALID_ADDRESS, backend.ErrOutOfRange},
+		{ioctl.NV_ERR_INVALID_STATE, backend.ErrOutOfRange},
 		{ioctl.NV_ERR_INVALID_ARGUMENT, backend.ErrBadArgument},
 		{ioctl.NV_ERR_INSUFFICIENT_RESOURCES, backend.ErrOutOfMemory},
 		{ioctl.NV_ERR_OBJECT_NOT_FOUND, backend.ErrUnknownPage},
