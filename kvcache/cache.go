@@ -234,6 +234,34 @@ func (c *Cache) Trim() (int, error) {
 		return 0, err
 	}
 	defer c.mu.Unlock()
+	return c.freePool()
+}
+
+// Shrink gives the device back what the cache does not use now: it unmaps
+// every idle slot's pages (waiting first for the GPU work that may still read
+// them) and active slots' pages beyond their length plus one token, then
+// returns those and the rest of the pool to the backend. It reports how many
+// pages it freed. Active slots keep what they need, so a server can call it
+// whenever load drops; the next growth allocates again (with GrowPool, or
+// after ReservePhysical). On a failure the pages already unmapped stay in
+// the pool.
+func (c *Cache) Shrink() (int, error) {
+	if err := c.enter(); err != nil {
+		return 0, err
+	}
+	defer c.mu.Unlock()
+	if err := c.reclaim(math.MaxInt32, true, nil, &c.st.fg); err != nil {
+		return 0, fmt.Errorf("shrink: %w", err)
+	}
+	n, err := c.freePool()
+	if err != nil {
+		return 0, fmt.Errorf("shrink: %w", err)
+	}
+	return n, nil
+}
+
+// freePool returns every page of the pool to the backend.
+func (c *Cache) freePool() (int, error) {
 	n := len(c.pool)
 	if n == 0 {
 		return 0, nil

@@ -781,3 +781,75 @@ func TestWait(t *testing.T) {
 		t.Fatalf("Wait after Close = %v, want ErrClosed", err)
 	}
 }
+
+func TestShrink(t *testing.T) {
+	fence := backend.NewManualFence(false)
+	b := newSim(t, pagesize.Size64K, 1<<32, fence)
+	c := newCache(t, llama3(3, 4096), b)
+	must(t, c.ReservePhysical(64<<20))
+	i, _ := c.AllocBatchIdx(300)
+	j, _ := c.AllocBatchIdx(100)
+	must(t, c.Step(lens(3, i, 300, j, 100)))
+	mappedJ := c.Stats().MappedPages
+	must(t, c.FreeBatchIdx(i)) // its readers: epoch 1, not complete yet
+	// Shrink must wait for the GPU before it unmaps i's pages.
+	done := make(chan error, 1)
+	go func() { _, err := c.Shrink(); done <- err }()
+	select {
+	case err := <-done:
+		t.Fatalf("shrink did not wait for the GPU: %v", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	must(t, fence.Complete(1))
+	must(t, <-done)
+	st := c.Stats()
+	if st.IdlePages != 0 || st.FreePages != 0 || st.ReservedPages != st.MappedPages {
+		t.Fatalf("after shrink: %+v", st)
+	}
+	if st.MappedPages >= mappedJ {
+		t.Fatalf("shrink kept %d pages mapped, had %d with slot %d", st.MappedPages, mappedJ, i)
+	}
+	if got := b.Stats().PagesAllocated; got != st.ReservedPages {
+		t.Fatalf("backend holds %d pages, cache %d", got, st.ReservedPages)
+	}
+	checkConsistent(t, c, b)
+	// The active slot still steps without allocating (it kept what it uses).
+	must(t, c.Step(lens(3, j, 101)))
+	if n, err := c.Shrink(); n != 0 || err != nil {
+		t.Fatalf("second shrink: %d %v", n, err)
+	}
+
+	// Failures: an unmap fault leaves every page where it was; a free fault
+	// leaves the unmapped pages in the pool. Both keep the books consistent.
+	k, _ := c.AllocBatchIdx(0)
+	must(t, c.ReservePhysical(32<<20))
+	must(t, c.Step(lens(3, j, 101, k, 200)))
+	must(t, c.FreeBatchIdx(k))
+	fence.CompleteAll()
+	before := c.Stats()
+	b.InjectFault(sim.OpUnmap, 1)
+	if _, err := c.Shrink(); !errors.Is(err, ErrBackend) {
+		t.Fatalf("shrink with a failing unmap: %v", err)
+	}
+	if st := c.Stats(); st.ReservedPages != before.ReservedPages || st.MappedPages != before.MappedPages {
+		t.Fatalf("failed unmap changed the books: %+v, before %+v", st, before)
+	}
+	checkConsistent(t, c, b)
+	b.InjectFault(sim.OpFree, 1)
+	if _, err := c.Shrink(); !errors.Is(err, ErrBackend) {
+		t.Fatalf("shrink with a failing free: %v", err)
+	}
+	if st := c.Stats(); st.IdlePages != 0 || st.FreePages == 0 || st.ReservedPages != before.ReservedPages {
+		t.Fatalf("failed free: %+v", st)
+	}
+	checkConsistent(t, c, b)
+	n, err := c.Shrink()
+	if err != nil || n == 0 {
+		t.Fatalf("shrink after the faults: %d %v", n, err)
+	}
+	checkConsistent(t, c, b)
+	closeWithGPU(t, c, fence)
+	if _, err := c.Shrink(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("shrink after close: %v", err)
+	}
+}

@@ -78,7 +78,7 @@ func runOps(t *testing.T, data []byte) {
 		for s := range freedAt {
 			before[s] = pagesOf(s)
 		}
-		op := r.next() % 9
+		op := r.next() % 10
 		switch op {
 		case 0, 1: // alloc
 			n := int(r.next()) * 20
@@ -185,6 +185,14 @@ func runOps(t *testing.T, data []byte) {
 		case 8:
 			if _, err := c.Trim(); err != nil {
 				t.Fatalf("trim: %v", err)
+			}
+		case 9:
+			_, err := c.Shrink()
+			switch st := c.Stats(); {
+			case err == nil && (st.IdlePages != 0 || st.FreePages != 0):
+				t.Fatalf("shrink left %d idle and %d free pages", st.IdlePages, st.FreePages)
+			case err != nil && !allowed(err):
+				t.Fatalf("shrink: %v", err)
 			}
 		}
 		// Compare with the model once the background mapper is idle.

@@ -8,6 +8,9 @@ batching, its KV cache in one of:
   vattn-sync / vattn-async / vattn-layered
            vattn (cudavmm backend) virtual tensors, mapped by step / step_async /
            step_layered + wait_layer
+  vattn-shrink
+           vattn-sync that also calls shrink() every --shrink-every decode
+           steps, giving idle pages back to the device (memory follows load)
 
 Attention is PyTorch SDPA over each request's contiguous K/V (a view for
 static and vattn, a gather for paged): the kernel knows nothing about paging.
@@ -278,7 +281,7 @@ def run(cfg_name, args, model, reqs, dev):
     active = {}  # slot -> [rid, length, remaining decode, next token]
     free_slots = list(range(B))
     lens = [0] * B
-    calls = {"prefill": [], "wait_layer": [], "decode": []}
+    calls = {"prefill": [], "wait_layer": [], "decode": [], "shrink": []}
     st = dict(prefill_tokens=0, decode_tokens=0, prefill_s=0.0, decode_s=0.0, decode_steps=0,
               kv_alloc_bytes=kv_alloc, mem=[], peak_kv_bytes=0, peak_device_bytes=0, peak_live_kv_bytes=0)
     recorded = {}
@@ -314,7 +317,8 @@ def run(cfg_name, args, model, reqs, dev):
             s = time.perf_counter()
             lens[slot] = p
             if cache is not None:
-                fn = {"sync": cache.step, "async": cache.step_async, "layered": cache.step_layered}[mode]
+                fn = {"sync": cache.step, "shrink": cache.step, "async": cache.step_async,
+                      "layered": cache.step_layered}[mode]
                 timed("prefill", fn, lens)
                 if mode == "layered":
                     kv.before_layer = prefill_wait
@@ -352,7 +356,9 @@ def run(cfg_name, args, model, reqs, dev):
         for sl in slots:
             lens[sl] = active[sl][1] + 1
         if cache is not None:
-            timed("decode", cache.step if mode == "sync" else cache.step_async, lens)
+            timed("decode", cache.step if mode in ("sync", "shrink") else cache.step_async, lens)
+            if mode == "shrink" and st["decode_steps"] % args.shrink_every == 0:
+                timed("shrink", cache.shrink)
         elif isinstance(kv, Paged):
             for sl in slots:
                 kv.ensure(sl, lens[sl])
@@ -454,7 +460,8 @@ def main():
     ap.add_argument("--admit", type=int, default=4)
     ap.add_argument("--reserve-gib", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--configs", default="vattn-sync,vattn-async,vattn-layered,static,paged16,paged256",
+    ap.add_argument("--shrink-every", type=int, default=64, help="vattn-shrink: decode steps between shrink() calls")
+    ap.add_argument("--configs", default="vattn-sync,vattn-async,vattn-layered,vattn-shrink,static,paged16,paged256",
                     help="run order of the first workload; later workloads rotate it by one")
     ap.add_argument("--workloads", default="arxiv,synthetic")
     ap.add_argument("--budget-s", type=float, default=540)

@@ -272,6 +272,22 @@ func vattn_wait(h C.int64_t) C.vattn_status {
 	return with(h, func(c *cacheHandle) error { return c.cache.Wait() })
 }
 
+// vattn_shrink gives the device back what the cache does not use now: idle
+// slots' pages (after the GPU work that may read them), active slots' pages
+// beyond their length plus one token, and the unmapped pool. *freed (may be
+// NULL) gets the number of pages freed.
+//
+//export vattn_shrink
+func vattn_shrink(h C.int64_t, freed *C.int64_t) C.vattn_status {
+	return with(h, func(c *cacheHandle) error {
+		n, err := c.cache.Shrink()
+		if freed != nil {
+			*freed = C.int64_t(n)
+		}
+		return err
+	})
+}
+
 // vattn_free_kvblocks stores in *out how many page indexes could still be
 // mapped without allocating (vAttention's num_free_kvblocks). It does not
 // wait for a call in progress.

@@ -146,6 +146,21 @@ class Errors(unittest.TestCase):
         finally:
             c.cleanup()
 
+    def test_shrink(self):
+        c = make(grow_pool=True)
+        try:
+            i = c.alloc_new_batch_idx(10)
+            j = c.alloc_new_batch_idx(10)
+            c.step([10 if k in (i, j) else 0 for k in range(BATCH)])
+            c.free_batch_idx(j)
+            self.assertEqual(c.shrink(), 8)  # j's pages
+            st = c.stats()
+            self.assertEqual((st["reserved_pages"], st["mapped_pages"], st["idle_pages"]), (8, 8, 0))
+            self.assertEqual(c.shrink(), 0)
+        finally:
+            c.cleanup()
+        self.expect(vattn.ERR_BAD_HANDLE, "cleaned up", c.shrink)
+
     def test_pointers(self):
         self.expect(vattn.ERR_BAD_ARGUMENT, "layer 4 out of range", self.c.kv_pointers, LAYERS)
         self.expect(vattn.ERR_BAD_ARGUMENT, "layer -1 out of range", self.c.wait_layer, -1)

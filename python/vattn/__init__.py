@@ -169,6 +169,7 @@ def _declare(lib):
         "vattn_step_layered": [_i64, P(_i64), _i32],
         "vattn_wait_layer": [_i64, _i32],
         "vattn_free_kvblocks": [_i64, P(_i64)],
+        "vattn_shrink": [_i64, P(_i64)],
         "vattn_stats": [_i64, P(_Stats)],
         "vattn_last_error": [_i64, ctypes.c_char_p, ctypes.c_size_t, P(ctypes.c_size_t)],
     }
@@ -385,6 +386,14 @@ class KVCache:
 
     def wait(self):
         self._call("wait", self._lib.vattn_wait)
+
+    def shrink(self):
+        """Give the device back what the cache does not use now (idle slots'
+        pages once the GPU is done with them, active slots' surplus, the
+        unmapped pool); returns the number of pages freed. Not in vAttention."""
+        out = _i64(0)
+        self._call("shrink", self._lib.vattn_shrink, ctypes.byref(out))
+        return out.value
 
     def num_free_kvblocks(self):
         out = _i64(0)

@@ -233,6 +233,15 @@ int main(int argc, char **argv) {
 
 	EXPECT(vattn_free_batch_idx(h, idx), VATTN_OK);
 
+	// Shrink: nothing is active, so every page goes back to the device.
+	int64_t freed = -1;
+	EXPECT(vattn_shrink(h, &freed), VATTN_OK);
+	EXPECT(vattn_stats(h, &st), VATTN_OK);
+	CHECK(freed > 0 && st.reserved_pages == 0 && st.mapped_pages == 0);
+	EXPECT(vattn_shrink(h, NULL), VATTN_OK);
+	EXPECT(vattn_shrink(999, &freed), VATTN_ERR_BAD_HANDLE);
+	EXPECT(vattn_reserve_physical(h, 64LL << 20), VATTN_OK);
+
 	// A truncated message.
 	EXPECT(vattn_free_batch_idx(h, idx), VATTN_ERR_SLOT_INACTIVE);
 	char small[8];
