@@ -238,7 +238,9 @@ def warm_up(model, reqs, args, dev):
     return time.perf_counter() - t0
 
 
-def run(cfg_name, args, model, reqs, dev):
+def run(cfg_name, args, model, reqs, dev, live):
+    """One configuration over reqs. live gets the cache and the counters as
+    they are made, so a failed run can be cleaned up and reported."""
     import vattn
     L, B, T = args.layers, args.max_batch, args.max_ctx
     per_tok = kv_bytes_per_token(L)
@@ -254,12 +256,14 @@ def run(cfg_name, args, model, reqs, dev):
         kv = Contiguous(ks, vs)
     elif cfg_name.startswith("paged"):
         bs = int(cfg_name[5:])
-        kv = Paged(L, B * T // bs, bs, dev)
+        tokens = B * T if not args.kv_budget_gib else (args.kv_budget_gib << 30) // per_tok
+        kv = Paged(L, tokens // bs, bs, dev)
     else:
         mode = cfg_name.split("-")[1]
         cache = vattn.KVCache(L, KV_HEADS, HEAD_DIM, B, T, dev.index or 0, torch.bfloat16, "2M",
-                              backend="cudavmm", grow_pool=True)
-        cache.reserve_physical_pages(args.reserve_gib << 30)
+                              backend="cudavmm", grow_pool=not args.kv_budget_gib)
+        live["cache"] = cache
+        cache.reserve_physical_pages((args.kv_budget_gib or args.reserve_gib) << 30)
         t = cache.tensors()
         kv = Contiguous(t[:L], t[L:])
     torch.cuda.synchronize()
@@ -284,6 +288,7 @@ def run(cfg_name, args, model, reqs, dev):
     calls = {"prefill": [], "wait_layer": [], "decode": [], "shrink": []}
     st = dict(prefill_tokens=0, decode_tokens=0, prefill_s=0.0, decode_s=0.0, decode_steps=0,
               kv_alloc_bytes=kv_alloc, mem=[], peak_kv_bytes=0, peak_device_bytes=0, peak_live_kv_bytes=0)
+    live["st"] = st
     recorded = {}
     rnd = torch.Generator(device=dev).manual_seed(7)
 
@@ -459,6 +464,9 @@ def main():
     ap.add_argument("--max-ctx", type=int, default=4096)
     ap.add_argument("--admit", type=int, default=4)
     ap.add_argument("--reserve-gib", type=int, default=1)
+    ap.add_argument("--kv-budget-gib", type=int, default=0,
+                    help="paged and vattn get exactly this much K/V memory (vattn: reserved up front, no growth), "
+                         "to test whether --max-batch fits in it; 0: paged as static, vattn grows")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--shrink-every", type=int, default=64, help="vattn-shrink: decode steps between shrink() calls")
     ap.add_argument("--configs", default="vattn-sync,vattn-async,vattn-layered,vattn-shrink,static,paged16,paged256",
@@ -481,6 +489,7 @@ def main():
     torch.cuda.synchronize()
     out = dict(device=torch.cuda.get_device_name(0), torch=torch.__version__, cuda=torch.version.cuda,
                layers=args.layers, max_batch=args.max_batch, max_ctx=args.max_ctx, requests=args.requests,
+               kv_budget_gib=args.kv_budget_gib,
                kv_bytes_per_token=kv_bytes_per_token(args.layers), sdpa="flash, else memory-efficient",
                date=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), results={})
     try:
@@ -507,12 +516,18 @@ def main():
             if time.time() - start > args.budget_s:
                 res["configs"][cfg] = {"skipped": "time budget"}
                 continue
+            live = {}
             try:
-                st, rec = run(cfg, args, model, reqs, dev)
+                st, rec = run(cfg, args, model, reqs, dev, live)
             except Exception as e:  # record it and go on: one layout's failure is a result too
                 import traceback
                 traceback.print_exc()
-                res["configs"][cfg] = {"error": "%s: %s" % (type(e).__name__, e)}
+                got = live.get("st", {})
+                res["configs"][cfg] = {"error": "%s: %s" % (type(e).__name__, e),
+                                       "prefill_tokens": got.get("prefill_tokens"),
+                                       "decode_steps": got.get("decode_steps")}
+                if live.get("cache") is not None:
+                    live["cache"].cleanup()
                 torch.cuda.synchronize()
                 torch.cuda.empty_cache()
                 continue
