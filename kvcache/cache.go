@@ -425,18 +425,24 @@ func (c *Cache) step(seqLens []int, ph *phase) error {
 	if err := c.ensure(seqLens, ph); err != nil {
 		return err
 	}
+	c.setLengths(seqLens)
+	return nil
+}
+
+// setLengths records a step's lengths in the active slots (0 past the end
+// of lens).
+func (c *Cache) setLengths(lens []int) {
 	for i := range c.slots {
 		s := &c.slots[i]
 		if !s.active {
 			continue
 		}
 		s.length = 0
-		if i < len(seqLens) {
-			s.length = seqLens[i]
+		if i < len(lens) {
+			s.length = lens[i]
 		}
 		s.maxLen = max(s.maxLen, s.length)
 	}
-	return nil
 }
 
 // checkLens validates a step's lengths.

@@ -97,17 +97,7 @@ func (c *Cache) layeredJob(byLayer [][]backend.Mapping, grow []growth, pages []b
 		c.setLayers(len(byLayer), l+1, nil)
 	}
 	c.commit(grow, pages)
-	for i := range c.slots {
-		s := &c.slots[i]
-		if !s.active {
-			continue
-		}
-		s.length = 0
-		if i < len(lens) {
-			s.length = lens[i]
-		}
-		s.maxLen = max(s.maxLen, s.length)
-	}
+	c.setLengths(lens)
 	c.afterStep(&c.st.bg)
 }
 
