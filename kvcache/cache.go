@@ -478,9 +478,14 @@ func (c *Cache) ensure(lens []int, ph *phase) error {
 	return nil
 }
 
-// plan takes the pages a step needs and builds its mappings, index-major
-// per slot and in range order within an index, so the pages of slot s
-// index j are pages[k:k+PagesPerIndex]. The slices are the cache's scratch.
+// plan takes the pages a step needs and builds its mappings. Pages are
+// assigned range-major: of the n indexes the step adds, range r gets
+// pages[r*n:(r+1)*n], in slot order and index order within a slot, and the
+// mappings come in the same order (range r's are maps[r*n:(r+1)*n]). Pages
+// taken from the pool come in ascending ID order, so a slot that grows by
+// several indexes gets consecutive IDs at consecutive addresses in every
+// range: one run per range for backends that map runs in one call. The
+// slices are the cache's scratch.
 func (c *Cache) plan(lens []int, ph *phase) ([]growth, []backend.PageID, []backend.Mapping, error) {
 	grow := c.grow[:0]
 	indexes := 0
@@ -490,8 +495,9 @@ func (c *Cache) plan(lens []int, ph *phase) ([]growth, []backend.PageID, []backe
 			continue
 		}
 		if need := c.layout.indexesFor(n); need > s.mapped {
-			grow = append(grow, growth{i, need})
-			indexes += need - s.mapped
+			to := min(need+c.cfg.MapAhead, c.layout.IndexesPerSlot)
+			grow = append(grow, growth{i, to})
+			indexes += to - s.mapped
 		}
 	}
 	c.grow = grow
@@ -504,10 +510,10 @@ func (c *Cache) plan(lens []int, ph *phase) ([]growth, []backend.PageID, []backe
 		return nil, nil, nil, err
 	}
 	maps := c.maps[:0]
-	k := 0
-	for _, g := range grow {
-		for j := c.slots[g.slot].mapped; j < g.to; j++ {
-			for r := range ppi {
+	for r := range ppi {
+		k := r * indexes
+		for _, g := range grow {
+			for j := c.slots[g.slot].mapped; j < g.to; j++ {
 				maps = append(maps, backend.Mapping{Addr: c.addr(r, g.slot, j), Page: pages[k]})
 				k++
 			}
@@ -517,15 +523,22 @@ func (c *Cache) plan(lens []int, ph *phase) ([]growth, []backend.PageID, []backe
 	return grow, pages, maps, nil
 }
 
-// commit records mapped pages under their slots.
+// commit records mapped pages under their slots (index-major: slot page
+// j*PagesPerIndex+r is index j's page in range r), from plan's range-major
+// assignment.
 func (c *Cache) commit(grow []growth, pages []backend.PageID) {
 	ppi := c.layout.PagesPerIndex
-	k := 0
+	indexes := len(pages) / ppi
+	off := 0
 	for _, g := range grow {
 		s := &c.slots[g.slot]
-		n := (g.to - s.mapped) * ppi
-		s.pages = append(s.pages, pages[k:k+n]...)
-		k += n
+		n := g.to - s.mapped
+		for j := range n {
+			for r := range ppi {
+				s.pages = append(s.pages, pages[r*indexes+off+j])
+			}
+		}
+		off += n
 		s.mapped = g.to
 		s.covered = min(c.layout.tokensIn(g.to), c.cfg.MaxContext)
 	}
@@ -675,11 +688,15 @@ func (c *Cache) reclaim(n int, wait bool, lens []int, ph *phase) error {
 		if err := c.unmap(maps, fence, ph); err != nil {
 			return fmt.Errorf("%w: reclaim %d pages: %w", ErrBackend, len(maps), err)
 		}
-		for _, m := range maps {
-			c.pool = append(c.pool, m.Page)
-		}
+		// Back to the pool range-major, each slot's pages of a range in
+		// index order: a later growth of the same size takes them as runs.
 		for _, ct := range cuts {
 			s := &c.slots[ct.slot]
+			for r := range ppi {
+				for j := ct.keep; j < s.mapped; j++ {
+					c.pool = append(c.pool, s.pages[j*ppi+r])
+				}
+			}
 			s.pages = s.pages[:ct.keep*ppi]
 			s.mapped = ct.keep
 			s.covered = min(c.layout.tokensIn(ct.keep), c.cfg.MaxContext)

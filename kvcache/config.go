@@ -33,6 +33,14 @@ type Config struct {
 	// pool and every reclaimable page are exhausted. Without it, a step that
 	// needs more than ReservePhysical gave fails with ErrOutOfPages.
 	GrowPool bool
+	// MapAhead is how many page indexes beyond what a step needs a growing
+	// slot gets in the same call (0: none). On backends whose cost is per
+	// driver call rather than per page (the stock-driver small-page path),
+	// a slot's pages in each range then map as one run of MapAhead+1 pages,
+	// so a slot grows once every MapAhead+1 page boundaries instead of at
+	// every one. The memory given up is at most MapAhead indexes per active
+	// slot; under memory pressure those pages are the first reclaimed.
+	MapAhead int
 	// MaxMapBatch bounds the mappings passed to one Backend.Map call
 	// (default 4096). A step that needs more makes several calls and, if a
 	// later one fails, undoes the earlier ones.
@@ -78,6 +86,9 @@ func (cfg *Config) validate(ps pagesize.Size) error {
 	}
 	if !ps.Valid() {
 		return fmt.Errorf("%w: backend page size %s: %w", ErrBadConfig, ps, pagesize.ErrUnsupported)
+	}
+	if cfg.MapAhead < 0 {
+		return fmt.Errorf("%w: map ahead must not be negative, got %d", ErrBadConfig, cfg.MapAhead)
 	}
 	if cfg.MaxMapBatch < 0 {
 		return fmt.Errorf("%w: max map batch must not be negative", ErrBadConfig)

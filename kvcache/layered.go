@@ -63,11 +63,11 @@ func (c *Cache) StepLayered(seqLens []int) error {
 	}
 	// Group the mappings by layer: range r < Layers is layer r's K, the
 	// rest layer r-Layers's V.
-	L, ppi := c.cfg.Layers, c.layout.PagesPerIndex
+	// plan lays the mappings out range-major, n per range.
+	L, n := c.cfg.Layers, len(maps)/c.layout.PagesPerIndex
 	byLayer := make([][]backend.Mapping, L)
-	for k, m := range maps {
-		l := (k % ppi) % L
-		byLayer[l] = append(byLayer[l], m)
+	for l := range L {
+		byLayer[l] = append(append(byLayer[l], maps[l*n:(l+1)*n]...), maps[(L+l)*n:(L+l+1)*n]...)
 	}
 	if err := c.mapBatches(byLayer[0], &c.st.fg); err != nil {
 		c.pool = append(c.pool, pages...)

@@ -45,6 +45,15 @@ type Options struct {
 	Stream cuda.Stream
 	// Lib is the driver to use; nil loads libcuda (tests pass a fake).
 	Lib *cuda.Lib
+	// Mode picks the path for Open: ModeAuto (the patched module where it
+	// is loaded, else the stock driver), ModeStock or ModePatched.
+	Mode string
+	// ChunkBytes is the size of the RM allocations the stock path carves
+	// pages from (a multiple of 2 MiB); DefaultChunkBytes when zero.
+	ChunkBytes uint64
+	// StockDriver stands in for RM and UVM on the stock path; nil opens the
+	// real driver (tests pass a fake).
+	StockDriver StockDriver
 }
 
 type region struct {
@@ -168,6 +177,9 @@ func uuidBytes(d cuda.DeviceInfo) []byte {
 
 // Name implements backend.Backend.
 func (b *Backend) Name() string { return "uvm" }
+
+// Mode says which path of nvidia-uvm the backend drives: "patched".
+func (b *Backend) Mode() string { return ModePatched }
 
 // PageSize implements backend.Backend.
 func (b *Backend) PageSize() pagesize.Size { return pagesize.Size(b.size) }

@@ -1,0 +1,676 @@
+package uvm
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/vattn/vattn/backend"
+	"github.com/vattn/vattn/backend/cudavmm"
+	"github.com/vattn/vattn/backend/internal/gpumem"
+	"github.com/vattn/vattn/cuda"
+	"github.com/vattn/vattn/ioctl"
+	"github.com/vattn/vattn/pagesize"
+)
+
+// The stock path: small pages with NVIDIA's unmodified driver.
+//
+// Virtual ranges come from cuMemAddressReserve, so CUDA owns the addresses
+// and nothing else lands there; each becomes one UVM external range. Physical
+// pages are slices of video memory that the process allocates from RM, on
+// its own RM client, in chunks of ChunkBytes; a page is (chunk, slot), and
+// slot k of a chunk lies at byte k×PageSize of its allocation. Mapping puts a
+// slice of a chunk at an address with UVM_MAP_EXTERNAL_ALLOCATION on CUDA's
+// own UVM file, which writes the page tables CUDA kernels walk.
+//
+// A driver call costs about the same whatever its length (measured on an
+// H200: ~20 µs per call plus ~1 µs per page of a run), so Map sends one call
+// per run — addresses that follow each other in one range, backed by slots
+// that follow each other in one chunk — and Unmap one per run of addresses.
+// Page IDs are ordered so that consecutive IDs are consecutive slots: a
+// caller that maps ascending IDs at ascending addresses gets runs.
+
+// DefaultChunkBytes is the size of the RM allocations pages are carved from.
+const DefaultChunkBytes = 64 << 20
+
+const (
+	rmPageBig  = 64 << 10 // RM's "big" GPU page: what 64–256 KiB pages are made of
+	rmPageHuge = 2 << 20  // RM's "huge" page, for 2 MiB pages
+	slotFree   = 0        // chunk slot state: not handed out
+	slotIdle   = 1        // handed out, unmapped; any other value is the address it is mapped at
+)
+
+// StockCalls counts the driver calls the stock path made, for reports of
+// calls per step: the cost that matters on this path.
+type StockCalls struct {
+	MapCalls, MapPages     uint64
+	UnmapCalls, UnmapPages uint64
+	Chunks                 int    // RM allocations held now
+	ChunkBytes             uint64 // their bytes
+}
+
+type chunk struct {
+	handle uint32
+	bytes  uint64
+	slots  []uint64 // per page: slotFree, slotIdle or the address it is mapped at
+	used   int      // slots handed out
+}
+
+type stockRegion struct {
+	backend.Region
+	reserved uint64 // bytes of the reservation and the external range: Size rounded up to 2 MiB
+	mapped   int    // pages mapped in it
+	noRange bool // the external range is gone, only the address reservation is left
+}
+
+// Stock implements backend.Backend on the stock driver. Create it with
+// NewStock (or Open, which picks the path).
+type Stock struct {
+	mu         sync.Mutex
+	lib        *cuda.Lib
+	ctx        *cuda.Ctx
+	dev        cuda.DeviceInfo
+	uuid       [16]byte
+	drv        StockDriver
+	size       uint64 // page bytes
+	rmPage     uint64
+	chunkBytes uint64
+	regions    []stockRegion // sorted by Addr
+	chunks     map[uint32]*chunk
+	order      []uint32 // chunk IDs, ascending: AllocPages fills the oldest first
+	nextChunk  uint32
+	mapped     map[uint64]backend.PageID
+	calls      StockCalls
+	fence      cudavmm.EventFence
+	verify     *gpumem.Verifier
+	closed     bool
+}
+
+var _ backend.Backend = (*Stock)(nil)
+
+// NewStock opens the GPU, retains its primary context, finds CUDA's UVM file
+// and opens the process's own RM client for the GPU (opts.StockDriver, when
+// set, stands in for RM and UVM). It fails with backend.ErrUnavailable where
+// the GPU or the driver cannot give small pages, saying why.
+func NewStock(opts Options) (_ *Stock, err error) {
+	lib := opts.Lib
+	if lib == nil {
+		if lib, err = cuda.Load(); err != nil {
+			return nil, fmt.Errorf("uvm: %w", err)
+		}
+	}
+	dev, err := lib.SelectDevice(opts.Device)
+	if err != nil {
+		return nil, fmt.Errorf("uvm: %w", err)
+	}
+	size := opts.PageSize
+	if size == 0 {
+		size = pagesize.Size64K
+	}
+	if !size.Valid() {
+		return nil, fmt.Errorf("uvm: page size %s: %w", size, pagesize.ErrUnsupported)
+	}
+	if dev.ComputeMajor < 6 {
+		// Before Pascal the GPU's big pages were 128 KiB by default: no
+		// 64 KiB granularity to map at.
+		return nil, fmt.Errorf("uvm: GPU %d (%s) is compute capability %d.%d; small pages need Pascal (6.0) or newer: %w",
+			dev.Index, dev.Name, dev.ComputeMajor, dev.ComputeMinor, backend.ErrUnavailable)
+	}
+	chunkBytes := opts.ChunkBytes
+	if chunkBytes == 0 {
+		chunkBytes = DefaultChunkBytes
+	}
+	if chunkBytes%(2<<20) != 0 || chunkBytes < size.Bytes() {
+		return nil, fmt.Errorf("uvm: chunk of %d bytes: want a multiple of 2 MiB, at least one page: %w", chunkBytes, backend.ErrBadArgument)
+	}
+	b := &Stock{
+		lib: lib, dev: dev, size: size.Bytes(), rmPage: rmPageBig, chunkBytes: chunkBytes,
+		chunks: map[uint32]*chunk{}, nextChunk: 1, mapped: map[uint64]backend.PageID{},
+	}
+	if size == pagesize.Size2M {
+		b.rmPage = rmPageHuge
+	}
+	copy(b.uuid[:], uuidBytes(dev))
+	if b.ctx, err = lib.Retain(dev); err != nil {
+		return nil, fmt.Errorf("uvm: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, b.ctx.Release())
+		}
+	}()
+	// Making the context current has CUDA open its UVM file and register
+	// the GPU in that va_space.
+	if err := b.ctx.Do(func(bd cuda.Bound) error { _, _, err := bd.MemGetInfo(); return err }); err != nil {
+		return nil, fmt.Errorf("uvm: %w", err)
+	}
+	b.drv = opts.StockDriver
+	if b.drv == nil {
+		p, err := ProbeProcess()
+		if err != nil {
+			return nil, fmt.Errorf("uvm: %w", err)
+		}
+		if p.State == StateNoDevice || p.State == StateNotUVM {
+			return nil, fmt.Errorf("uvm: GPU %d: %s: %w", dev.Index, p.Detail, backend.ErrUnavailable)
+		}
+		if b.drv, err = OpenStockDriver(StockTarget{UVMFD: p.FD, UUID: b.uuid}); err != nil {
+			return nil, fmt.Errorf("uvm: GPU %d: %w", dev.Index, err)
+		}
+	}
+	b.fence = cudavmm.NewEventFence(b.ctx, opts.Stream)
+	b.verify = gpumem.NewVerifier(b.ctx, dev.Device)
+	return b, nil
+}
+
+// Name implements backend.Backend.
+func (b *Stock) Name() string { return "uvm" }
+
+// Mode says which path of nvidia-uvm the backend drives: "stock".
+func (b *Stock) Mode() string { return ModeStock }
+
+// PageSize implements backend.Backend.
+func (b *Stock) PageSize() pagesize.Size { return pagesize.Size(b.size) }
+
+// Device returns the GPU.
+func (b *Stock) Device() cuda.DeviceInfo { return b.dev }
+
+// Context returns the retained primary context.
+func (b *Stock) Context() *cuda.Ctx { return b.ctx }
+
+// Driver returns what stands for RM and UVM.
+func (b *Stock) Driver() StockDriver { return b.drv }
+
+// Fence implements backend.Backend.
+func (b *Stock) Fence() backend.Fence { return b.fence }
+
+// MemInfo implements backend.Backend.
+func (b *Stock) MemInfo() (backend.MemInfo, error) { return gpumem.MemInfo(b.ctx) }
+
+// Calls returns the driver calls made so far and the chunks held now.
+func (b *Stock) Calls() StockCalls {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c := b.calls
+	c.Chunks = len(b.chunks)
+	for _, ch := range b.chunks {
+		c.ChunkBytes += ch.bytes
+	}
+	return c
+}
+
+// Held counts what the backend holds: reserved regions, pages handed out,
+// mapped pages.
+func (b *Stock) Held() (regions, pages, mapped int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, ch := range b.chunks {
+		pages += ch.used
+	}
+	return len(b.regions), pages, len(b.mapped)
+}
+
+// stockErr adds the backend sentinel matching a driver status.
+func stockErr(op string, err error) error {
+	var st ioctl.Status
+	if errors.As(err, &st) {
+		switch st {
+		case ioctl.NV_ERR_NO_MEMORY, ioctl.NV_ERR_INSUFFICIENT_RESOURCES:
+			return fmt.Errorf("%s: %w: %w", op, backend.ErrOutOfMemory, err)
+		case ioctl.NV_ERR_INVALID_ADDRESS, ioctl.NV_ERR_UVM_ADDRESS_IN_USE:
+			return fmt.Errorf("%s: %w: %w", op, backend.ErrOutOfRange, err)
+		}
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+func (b *Stock) regionIndex(addr uint64) int {
+	i, found := slices.BinarySearchFunc(b.regions, addr, func(x stockRegion, a uint64) int { return cmp.Compare(x.Addr, a) })
+	if !found {
+		i--
+	}
+	if i >= 0 && i < len(b.regions) && b.regions[i].Contains(addr, b.size) && !b.regions[i].noRange {
+		return i
+	}
+	return -1
+}
+
+// Reserve implements backend.Backend: a CUDA address reservation, 2 MiB
+// aligned, made one external range.
+func (b *Stock) Reserve(size uint64) (backend.Region, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return backend.Region{}, backend.ErrClosed
+	}
+	if size == 0 {
+		return backend.Region{}, fmt.Errorf("reserve 0 bytes: %w", backend.ErrBadArgument)
+	}
+	if size%b.size != 0 {
+		return backend.Region{}, fmt.Errorf("reserve %d bytes: %w (page size %s)", size, backend.ErrMisaligned, pagesize.Size(b.size))
+	}
+	// CUDA reserves in multiples of its 2 MiB granularity.
+	reserved := (size + (2 << 20) - 1) / (2 << 20) * (2 << 20)
+	var p cuda.DevicePtr
+	if err := b.ctx.Do(func(bd cuda.Bound) (err error) { p, err = bd.AddressReserve(reserved, 2<<20); return err }); err != nil {
+		return backend.Region{}, fmt.Errorf("reserve %d bytes: %w", size, err)
+	}
+	if err := b.drv.CreateRange(uint64(p), reserved); err != nil {
+		err = stockErr(fmt.Sprintf("reserve %d bytes: create external range", size), err)
+		if ferr := b.ctx.Do(func(bd cuda.Bound) error { return bd.AddressFree(p, reserved) }); ferr != nil {
+			err = errors.Join(err, fmt.Errorf("free the address reservation: %w", ferr))
+		}
+		return backend.Region{}, err
+	}
+	r := stockRegion{Region: backend.Region{Addr: uint64(p), Size: size}, reserved: reserved}
+	i, _ := slices.BinarySearchFunc(b.regions, r.Addr, func(x stockRegion, a uint64) int { return cmp.Compare(x.Addr, a) })
+	b.regions = slices.Insert(b.regions, i, r)
+	return r.Region, nil
+}
+
+// Release implements backend.Backend: the external range goes first, then
+// the addresses.
+func (b *Stock) Release(r backend.Region) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return backend.ErrClosed
+	}
+	i, found := slices.BinarySearchFunc(b.regions, r.Addr, func(x stockRegion, a uint64) int { return cmp.Compare(x.Addr, a) })
+	if !found || b.regions[i].Region != r {
+		return fmt.Errorf("release region %#x+%#x: %w", r.Addr, r.Size, backend.ErrOutOfRange)
+	}
+	if b.regions[i].mapped > 0 {
+		return fmt.Errorf("release region %#x+%#x: %w (%d pages)", r.Addr, r.Size, backend.ErrRegionInUse, b.regions[i].mapped)
+	}
+	reserved := b.regions[i].reserved
+	if !b.regions[i].noRange {
+		if err := b.drv.FreeRange(r.Addr, reserved); err != nil {
+			return stockErr(fmt.Sprintf("release region %#x+%#x: free external range", r.Addr, r.Size), err)
+		}
+		b.regions[i].noRange = true
+	}
+	if err := b.ctx.Do(func(bd cuda.Bound) error { return bd.AddressFree(cuda.DevicePtr(r.Addr), reserved) }); err != nil {
+		// The range is gone; Close retries the reservation.
+		return fmt.Errorf("release region %#x+%#x: %w", r.Addr, r.Size, err)
+	}
+	b.regions = slices.Delete(b.regions, i, i+1)
+	return nil
+}
+
+func pageID(chunk uint32, slot int) backend.PageID {
+	return backend.PageID(uint64(chunk)<<32 | uint64(slot))
+}
+
+// page finds a page's chunk and slot; ok is false for an ID this backend
+// never handed out or has freed.
+func (b *Stock) page(id backend.PageID) (ch *chunk, slot int, ok bool) {
+	ch = b.chunks[uint32(id>>32)]
+	slot = int(uint32(id))
+	if ch == nil || slot >= len(ch.slots) || ch.slots[slot] == slotFree {
+		return nil, 0, false
+	}
+	return ch, slot, true
+}
+
+// AllocPages implements backend.Backend: free slots of the chunks held
+// first, oldest chunk and lowest slot first, then new chunks for the rest,
+// each ChunkBytes or, for the last, what is left rounded up to 2 MiB. IDs
+// come back ascending. On error nothing was allocated.
+func (b *Stock) AllocPages(n int) ([]backend.PageID, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, backend.ErrClosed
+	}
+	if n <= 0 {
+		return nil, fmt.Errorf("allocate %d pages: %w", n, backend.ErrBadArgument)
+	}
+	ids := make([]backend.PageID, 0, n)
+	for _, cid := range b.order {
+		ch := b.chunks[cid]
+		for s := 0; s < len(ch.slots) && ch.used < len(ch.slots) && len(ids) < n; s++ {
+			if ch.slots[s] == slotFree {
+				ch.slots[s] = slotIdle
+				ch.used++
+				ids = append(ids, pageID(cid, s))
+			}
+		}
+		if len(ids) == n {
+			return ids, nil
+		}
+	}
+	var made []uint32
+	undo := func(err error) ([]backend.PageID, error) {
+		for _, id := range ids {
+			if ch, s, ok := b.page(id); ok {
+				ch.slots[s] = slotFree
+				ch.used--
+			}
+		}
+		for _, cid := range made {
+			if ferr := b.freeChunk(cid); ferr != nil {
+				err = errors.Join(err, ferr)
+			}
+		}
+		return nil, err
+	}
+	for left := n - len(ids); left > 0; left = n - len(ids) {
+		bytes := min(b.chunkBytes, (uint64(left)*b.size+(2<<20)-1)/(2<<20)*(2<<20))
+		if b.nextChunk == 0 {
+			return undo(fmt.Errorf("allocate %d pages: chunk IDs exhausted: %w", n, backend.ErrOutOfMemory))
+		}
+		h, err := b.drv.AllocVidmem(bytes, b.rmPage)
+		if err != nil {
+			return undo(stockErr(fmt.Sprintf("allocate %d pages of %s: video memory chunk of %d MiB", n, pagesize.Size(b.size), bytes>>20), err))
+		}
+		cid := b.nextChunk
+		b.nextChunk++
+		ch := &chunk{handle: h, bytes: bytes, slots: make([]uint64, bytes/b.size)}
+		b.chunks[cid] = ch
+		b.order = append(b.order, cid)
+		made = append(made, cid)
+		for s := 0; s < len(ch.slots) && len(ids) < n; s++ {
+			ch.slots[s] = slotIdle
+			ch.used++
+			ids = append(ids, pageID(cid, s))
+		}
+	}
+	return ids, nil
+}
+
+// freeChunk gives a chunk with no page handed out back to RM. On failure
+// the chunk stays in the books, so Close tries again.
+func (b *Stock) freeChunk(cid uint32) error {
+	ch := b.chunks[cid]
+	if err := b.drv.FreeVidmem(ch.handle); err != nil {
+		return stockErr(fmt.Sprintf("free video memory chunk %d (%d MiB)", cid, ch.bytes>>20), err)
+	}
+	delete(b.chunks, cid)
+	b.order = slices.DeleteFunc(b.order, func(x uint32) bool { return x == cid })
+	return nil
+}
+
+// FreePages implements backend.Backend. Every page is checked first; a bad
+// one frees nothing. A chunk none of whose pages is handed out any more goes
+// back to RM at once, so freeing pages (kvcache's Shrink and Trim) gives
+// memory back to the device.
+func (b *Stock) FreePages(ids []backend.PageID) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return backend.ErrClosed
+	}
+	seen := make(map[backend.PageID]bool, len(ids))
+	for _, id := range ids {
+		ch, s, ok := b.page(id)
+		switch {
+		case !ok || seen[id]:
+			return fmt.Errorf("free page %#x: %w", uint64(id), backend.ErrUnknownPage)
+		case ch.slots[s] != slotIdle:
+			return fmt.Errorf("free page %#x: %w at %#x", uint64(id), backend.ErrPageMapped, ch.slots[s])
+		}
+		seen[id] = true
+	}
+	emptied := map[uint32]bool{}
+	for _, id := range ids {
+		ch, s, _ := b.page(id)
+		ch.slots[s] = slotFree
+		ch.used--
+		if ch.used == 0 {
+			emptied[uint32(id>>32)] = true
+		}
+	}
+	var errs []error
+	for _, cid := range slices.Sorted(maps.Keys(emptied)) {
+		if err := b.freeChunk(cid); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("free %d pages (the pages are freed; their memory is not): %w", len(ids), errors.Join(errs...))
+	}
+	return nil
+}
+
+// run is a stretch of consecutive addresses in one region; for Map, backed
+// by consecutive slots of one chunk.
+type run struct {
+	addr  uint64
+	pages int
+	chunk uint32
+	slot  int
+}
+
+// Map implements backend.Backend: the batch is checked in full, sorted by
+// address and cut into runs, one driver call each. If a call fails, the runs
+// already mapped are unmapped again.
+func (b *Stock) Map(maps []backend.Mapping) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return backend.ErrClosed
+	}
+	if len(maps) == 0 {
+		return nil
+	}
+	addrs := make(map[uint64]bool, len(maps))
+	pages := make(map[backend.PageID]bool, len(maps))
+	for _, m := range maps {
+		if m.Addr%b.size != 0 {
+			return fmt.Errorf("map page %#x at %#x: %w", uint64(m.Page), m.Addr, backend.ErrMisaligned)
+		}
+		if b.regionIndex(m.Addr) < 0 {
+			return fmt.Errorf("map page %#x at %#x: %w", uint64(m.Page), m.Addr, backend.ErrOutOfRange)
+		}
+		if _, busy := b.mapped[m.Addr]; busy || addrs[m.Addr] {
+			return fmt.Errorf("map page %#x at %#x: address %w", uint64(m.Page), m.Addr, backend.ErrAlreadyMapped)
+		}
+		ch, s, ok := b.page(m.Page)
+		if !ok {
+			return fmt.Errorf("map page %#x at %#x: %w", uint64(m.Page), m.Addr, backend.ErrUnknownPage)
+		}
+		if ch.slots[s] != slotIdle || pages[m.Page] {
+			return fmt.Errorf("map page %#x at %#x: page %w", uint64(m.Page), m.Addr, backend.ErrAlreadyMapped)
+		}
+		addrs[m.Addr], pages[m.Page] = true, true
+	}
+	sorted := slices.SortedFunc(slices.Values(maps), func(x, y backend.Mapping) int { return cmp.Compare(x.Addr, y.Addr) })
+	var runs []run
+	for _, m := range sorted {
+		cid, s := uint32(m.Page>>32), int(uint32(m.Page))
+		if n := len(runs); n > 0 {
+			last := &runs[n-1]
+			end := last.addr + uint64(last.pages)*b.size
+			if m.Addr == end && cid == last.chunk && s == last.slot+last.pages && b.regionIndex(last.addr) == b.regionIndex(m.Addr) {
+				last.pages++
+				continue
+			}
+		}
+		runs = append(runs, run{addr: m.Addr, pages: 1, chunk: cid, slot: s})
+	}
+	for k, r := range runs {
+		err := b.drv.Map(r.addr, uint64(r.pages)*b.size, b.chunks[r.chunk].handle, uint64(r.slot)*b.size)
+		if err == nil {
+			b.calls.MapCalls++
+			b.calls.MapPages += uint64(r.pages)
+			b.book(r)
+			continue
+		}
+		err = stockErr(fmt.Sprintf("map %d pages (%d runs): run %d of %d pages at %#x", len(maps), len(runs), k, r.pages, r.addr), err)
+		// Nothing has run on these pages yet, so no fence is needed.
+		for _, done := range runs[:k] {
+			if uerr := b.drv.Unmap(done.addr, uint64(done.pages)*b.size); uerr != nil {
+				// The driver keeps this run: it stays in the books, so
+				// Close still releases it.
+				err = fmt.Errorf("%w (undoing the batch also failed: %v)", err, uerr)
+				continue
+			}
+			b.unbook(done.addr, done.pages)
+		}
+		return err
+	}
+	return nil
+}
+
+// book records a mapped run.
+func (b *Stock) book(r run) {
+	ch := b.chunks[r.chunk]
+	b.regions[b.regionIndex(r.addr)].mapped += r.pages
+	for i := range r.pages {
+		a := r.addr + uint64(i)*b.size
+		ch.slots[r.slot+i] = a
+		b.mapped[a] = pageID(r.chunk, r.slot+i)
+	}
+}
+
+// unbook forgets n mapped pages from addr on.
+func (b *Stock) unbook(addr uint64, n int) {
+	b.regions[b.regionIndex(addr)].mapped -= n
+	for i := range n {
+		a := addr + uint64(i)*b.size
+		id := b.mapped[a]
+		ch, s, _ := b.page(id)
+		ch.slots[s] = slotIdle
+		delete(b.mapped, a)
+	}
+}
+
+// Unmap implements backend.Backend: checked in full, then one driver call
+// per run of consecutive addresses in one region.
+func (b *Stock) Unmap(addrs []uint64, fence backend.Epoch) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return backend.ErrClosed
+	}
+	if fence != 0 {
+		if c := b.fence.Completed(); c < fence {
+			return fmt.Errorf("unmap %d pages: epoch %d, completed %d: %w", len(addrs), fence, c, backend.ErrFenceNotReached)
+		}
+	}
+	seen := make(map[uint64]bool, len(addrs))
+	for _, a := range addrs {
+		if a%b.size != 0 {
+			return fmt.Errorf("unmap %#x: %w", a, backend.ErrMisaligned)
+		}
+		if _, ok := b.mapped[a]; !ok || seen[a] {
+			return fmt.Errorf("unmap %#x: %w", a, backend.ErrNotMapped)
+		}
+		seen[a] = true
+	}
+	sorted := slices.Sorted(slices.Values(addrs))
+	var runs []run
+	for _, a := range sorted {
+		if n := len(runs); n > 0 {
+			last := &runs[n-1]
+			if a == last.addr+uint64(last.pages)*b.size && b.regionIndex(a) == b.regionIndex(last.addr) {
+				last.pages++
+				continue
+			}
+		}
+		runs = append(runs, run{addr: a, pages: 1})
+	}
+	done := 0
+	for _, r := range runs {
+		if err := b.drv.Unmap(r.addr, uint64(r.pages)*b.size); err != nil {
+			return stockErr(fmt.Sprintf("unmap %d pages (%d unmapped): run of %d pages at %#x", len(addrs), done, r.pages, r.addr), err)
+		}
+		b.calls.UnmapCalls++
+		b.calls.UnmapPages += uint64(r.pages)
+		b.unbook(r.addr, r.pages)
+		done += r.pages
+	}
+	return nil
+}
+
+// Close implements backend.Backend: every external range is freed (UVM drops
+// its mappings with it), every chunk goes back to RM, the RM client is
+// closed, then the address reservations, the fence's events and the context
+// are released. It does not wait for GPU work; the caller must have finished
+// using the memory. Every step is tried even when an earlier one fails.
+func (b *Stock) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	var errs []error
+	for i := range b.regions {
+		r := &b.regions[i]
+		if r.noRange {
+			continue
+		}
+		if err := b.drv.FreeRange(r.Addr, r.reserved); err != nil {
+			errs = append(errs, stockErr(fmt.Sprintf("close: free external range %#x+%#x", r.Addr, r.Size), err))
+			continue
+		}
+		r.noRange = true
+	}
+	for _, cid := range slices.Clone(b.order) {
+		if err := b.freeChunk(cid); err != nil {
+			errs = append(errs, fmt.Errorf("close: %w", err))
+		}
+	}
+	if err := b.drv.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close: RM client: %w", err))
+	}
+	err := b.ctx.Do(func(bd cuda.Bound) error {
+		if err := b.verify.Close(bd); err != nil {
+			errs = append(errs, fmt.Errorf("close: %w", err))
+		}
+		for _, r := range b.regions {
+			if err := bd.AddressFree(cuda.DevicePtr(r.Addr), r.reserved); err != nil {
+				errs = append(errs, fmt.Errorf("close: free addresses %#x: %w", r.Addr, err))
+			}
+		}
+		errs = append(errs, b.fence.Destroy(bd))
+		return nil
+	})
+	errs = append(errs, err, b.ctx.Release())
+	b.mapped, b.chunks, b.order, b.regions = nil, nil, nil, nil
+	return errors.Join(errs...)
+}
+
+// Fill writes Pattern(page, word, tag) over the mapped range [addr,
+// addr+size) with a GPU kernel and waits for it.
+func (b *Stock) Fill(addr, size uint64, tag uint32) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r, err := b.patternRange(addr, size, 0, tag)
+	if err != nil {
+		return err
+	}
+	if err := b.verify.Fill(0, r); err != nil {
+		return err
+	}
+	if err := b.ctx.Do(func(bd cuda.Bound) error { return bd.Synchronize() }); err != nil {
+		return fmt.Errorf("fill: %w", err)
+	}
+	return nil
+}
+
+// Check verifies what Fill wrote over [addr, addr+size), with page indexes
+// counted from page0.
+func (b *Stock) Check(addr, size uint64, page0, tag uint32) (CheckResult, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r, err := b.patternRange(addr, size, page0, tag)
+	if err != nil {
+		return CheckResult{Pages: int(size / b.size)}, err
+	}
+	return b.verify.Check(0, r)
+}
+
+func (b *Stock) patternRange(addr, size uint64, page0, tag uint32) (cuda.PatternRange, error) {
+	if b.closed {
+		return cuda.PatternRange{}, backend.ErrClosed
+	}
+	if err := gpumem.CheckMapped(b.mapped, b.size, addr, size); err != nil {
+		return cuda.PatternRange{}, err
+	}
+	return cuda.PatternRange{Base: cuda.DevicePtr(addr), Bytes: size, PageSize: b.size, Page0: page0, Tag: tag}, nil
+}
