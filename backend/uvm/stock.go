@@ -63,7 +63,7 @@ type stockRegion struct {
 	backend.Region
 	reserved uint64 // bytes of the reservation and the external range: Size rounded up to 2 MiB
 	mapped   int    // pages mapped in it
-	noRange bool // the external range is gone, only the address reservation is left
+	noRange  bool   // the external range is gone, only the address reservation is left
 }
 
 // Stock implements backend.Backend on the stock driver. Create it with
