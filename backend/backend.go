@@ -80,6 +80,15 @@ type Backend interface {
 	Close() error
 }
 
+// CallCounter is implemented by backends that cut a Map or Unmap batch into
+// several driver calls (the stock nvidia-uvm path maps one run of
+// consecutive pages per call, and its cost is per call). Allocators report
+// the counts so that the cost of a step can be read in the driver's terms.
+type CallCounter interface {
+	// DriverCalls returns the driver calls Map and Unmap have made so far.
+	DriverCalls() (mapCalls, unmapCalls uint64)
+}
+
 // MemInfo is the device memory as a backend sees it.
 type MemInfo struct {
 	Total uint64 // bytes of device memory

@@ -52,11 +52,12 @@ type slot struct {
 
 // Cache is a KV cache over one backend. Create it with New.
 type Cache struct {
-	cfg    Config
-	b      backend.Backend
-	fence  backend.Fence
-	layout Layout
-	ranges []backend.Region // K ranges first, then V ranges
+	cfg     Config
+	b       backend.Backend
+	counter backend.CallCounter // b, where it counts driver calls
+	fence   backend.Fence
+	layout  Layout
+	ranges  []backend.Region // K ranges first, then V ranges
 
 	mu       sync.Mutex
 	slots    []slot
@@ -97,6 +98,7 @@ func New(cfg Config, b backend.Backend) (*Cache, error) {
 		return nil, err
 	}
 	c := &Cache{cfg: cfg, b: b, fence: b.Fence(), layout: cfg.layout(ps)}
+	c.counter, _ = b.(backend.CallCounter)
 	size := c.layout.SlotBytes * uint64(cfg.MaxBatch)
 	for range c.layout.Ranges {
 		r, err := b.Reserve(size)
@@ -558,10 +560,21 @@ func (c *Cache) unmap(maps []backend.Mapping, fence backend.Epoch, ph *phase) er
 		addrs = append(addrs, m.Addr)
 	}
 	c.addrs = addrs
+	_, u0 := c.driverCalls()
 	start := time.Now()
 	err := c.b.Unmap(addrs, fence)
 	ph.unmaps.add(1, len(addrs), time.Since(start))
+	_, u1 := c.driverCalls()
+	ph.unmaps.driver += u1 - u0
 	return err
+}
+
+// driverCalls reads the backend's driver call counts, where it keeps them.
+func (c *Cache) driverCalls() (mapCalls, unmapCalls uint64) {
+	if c.counter == nil {
+		return 0, 0
+	}
+	return c.counter.DriverCalls()
 }
 
 // take removes n pages from the pool for a step to lens, reclaiming idle
@@ -663,8 +676,10 @@ func (c *Cache) reclaim(n int, wait bool, lens []int, ph *phase) error {
 				fence = max(fence, s.released)
 			}
 			k := min(s.mapped-v.keep, (n-got+ppi-1)/ppi)
-			for j := s.mapped - k; j < s.mapped; j++ {
-				for r := range ppi {
+			// Range-major, so each range's pages are consecutive addresses
+			// in the batch: one run each.
+			for r := range ppi {
+				for j := s.mapped - k; j < s.mapped; j++ {
 					maps = append(maps, backend.Mapping{Addr: c.addr(r, v.slot, j), Page: s.pages[j*ppi+r]})
 				}
 			}

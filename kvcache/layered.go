@@ -177,10 +177,13 @@ func (c *Cache) undoLayered() error {
 func (c *Cache) mapBatches(maps []backend.Mapping, ph *phase) error {
 	for done := 0; done < len(maps); {
 		end := min(done+c.cfg.MaxMapBatch, len(maps))
+		m0, _ := c.driverCalls()
 		start := time.Now()
 		err := c.b.Map(maps[done:end])
 		took := time.Since(start)
+		m1, _ := c.driverCalls()
 		ph.maps.add(1, end-done, took)
+		ph.maps.driver += m1 - m0
 		c.st.mapLatency.observe(took)
 		if err != nil {
 			err = fmt.Errorf("%w: map %d pages: %w", ErrBackend, end-done, err)

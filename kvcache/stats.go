@@ -7,6 +7,7 @@ import (
 
 type callCounter struct {
 	calls, pages uint64
+	driver       uint64 // driver calls under them (backend.CallCounter)
 	time         time.Duration
 }
 
@@ -17,7 +18,7 @@ func (c *callCounter) add(calls, pages int, d time.Duration) {
 }
 
 func (c callCounter) export() CallStats {
-	return CallStats{Calls: c.calls, Pages: c.pages, Seconds: c.time.Seconds()}
+	return CallStats{Calls: c.calls, Pages: c.pages, DriverCalls: c.driver, Seconds: c.time.Seconds()}
 }
 
 // histogram counts durations in power-of-two nanosecond buckets: bucket i
@@ -79,9 +80,13 @@ type counters struct {
 
 // CallStats counts backend calls of one kind.
 type CallStats struct {
-	Calls   uint64  `json:"calls"`
-	Pages   uint64  `json:"pages"`
-	Seconds float64 `json:"seconds"` // wall time spent in the backend
+	Calls uint64 `json:"calls"`
+	Pages uint64 `json:"pages"`
+	// DriverCalls counts the driver calls under those backend calls, where
+	// the backend makes several per call (backend.CallCounter: one per run
+	// of consecutive pages on the stock nvidia-uvm path); 0 elsewhere.
+	DriverCalls uint64  `json:"driver_calls,omitempty"`
+	Seconds     float64 `json:"seconds"` // wall time spent in the backend
 }
 
 // PhaseStats counts the map and unmap calls of one phase.

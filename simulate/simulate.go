@@ -92,6 +92,10 @@ type Result struct {
 	MapCalls    uint64 `json:"map_calls"`
 	MappedPages uint64 `json:"mapped_pages"`
 	UnmapCalls  uint64 `json:"unmap_calls"`
+	// Driver calls under those: runs of consecutive pages, one ioctl each
+	// on the stock nvidia-uvm path (small pages).
+	DriverMapCalls   uint64 `json:"driver_map_calls"`
+	DriverUnmapCalls uint64 `json:"driver_unmap_calls"`
 	// Estimated seconds of mapping work on the critical path from the
 	// simulator's latency model: with synchronous steps everything, with
 	// StepAsync only what could not be done ahead.
@@ -238,6 +242,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			res.MapCalls = st.Foreground.Map.Calls + st.Background.Map.Calls
 			res.MappedPages = st.Foreground.Map.Pages + st.Background.Map.Pages
 			res.UnmapCalls = st.Foreground.Unmap.Calls + st.Background.Unmap.Calls
+			res.DriverMapCalls = st.Foreground.Map.DriverCalls + st.Background.Map.DriverCalls
+			res.DriverUnmapCalls = st.Foreground.Unmap.DriverCalls + st.Background.Unmap.DriverCalls
 			lat := sim.DefaultLatency(res.PageSize)
 			fg, bg := st.Foreground, st.Background
 			res.CriticalSecondsAsync = cost(lat, sim.OpMap, fg.Map) + cost(lat, sim.OpUnmap, fg.Unmap)
@@ -255,10 +261,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, nil
 }
 
-// cost applies the latency model to a call count: each call costs its
-// per-call part plus its per-page part for every page.
+// cost applies the latency model to a call count: each call (each driver
+// call, where the model charges per run) costs its per-call part plus its
+// per-page part for every page.
 func cost(m sim.LatencyModel, op sim.Op, c kvcache.CallStats) float64 {
-	perCall := m.Cost(op, 0)
-	perPage := m.Cost(op, 1) - perCall
-	return (time.Duration(c.Calls)*perCall + time.Duration(c.Pages)*perPage).Seconds()
+	calls := c.Calls
+	if m.PerRun {
+		calls = c.DriverCalls
+	}
+	return m.CostRuns(op, int(c.Pages), int(calls)).Seconds()
 }

@@ -9,7 +9,8 @@ import (
 )
 
 // A simulated 80 GiB GPU with 64 KiB pages: 33 pages claim two 2 MiB root
-// chunks, one of them only partly used.
+// chunks, one of them only partly used. Mapped at consecutive addresses they
+// form two runs, one per chunk: two driver calls on the stock driver.
 func Example() {
 	lat := sim.DefaultLatency(pagesize.Size64K)
 	gpu, err := sim.New(sim.Config{PageSize: pagesize.Size64K, Latency: &lat})
@@ -34,10 +35,10 @@ func Example() {
 	fmt.Printf("region at %#x\n", r.Addr)
 	fmt.Printf("%d pages mapped, %d root chunks (%d partial), %d MiB claimed\n",
 		s.PagesMapped, s.RootChunksUsed, s.RootChunksPartial, s.DeviceBytesClaimed>>20)
-	fmt.Printf("modelled map time %v (assumed figures: %v)\n", s.Ops[sim.OpMap].ModelledTime, s.Latency.Assumed)
+	fmt.Printf("%d runs, modelled map time %v (assumed figures: %v)\n", s.Ops[sim.OpMap].Runs, s.Ops[sim.OpMap].ModelledTime, s.Latency.Assumed)
 	// Output:
 	// sim map: batch entry 0: page 0x100000000: already mapped at 0x7f0000000000
 	// region at 0x7f0000000000
 	// 33 pages mapped, 2 root chunks (1 partial), 4 MiB claimed
-	// modelled map time 24.5µs (assumed figures: true)
+	// 2 runs, modelled map time 73µs (assumed figures: false)
 }

@@ -62,6 +62,11 @@ func (o *Op) UnmarshalText(b []byte) error {
 type LatencyModel struct {
 	PerCall [NumOps]time.Duration `json:"per_call_ns"`
 	PerPage [NumOps]time.Duration `json:"per_page_ns"`
+	// PerRun charges Map and Unmap PerCall once per run of the batch
+	// rather than once per call: the stock nvidia-uvm path issues one
+	// driver call per run of consecutive addresses (for Map, backed by
+	// consecutive slots of one chunk). See Backend.DriverCalls.
+	PerRun bool `json:"per_run"`
 	// Assumed is true when the figures are estimates rather than
 	// measurements; output built on them must say so.
 	Assumed bool `json:"assumed"`
@@ -75,6 +80,18 @@ func (m LatencyModel) Cost(op Op, pages int) time.Duration {
 		return 0
 	}
 	return m.PerCall[op] + time.Duration(pages)*m.PerPage[op]
+}
+
+// CostRuns is Cost for a Map or Unmap call whose batch forms runs runs:
+// with PerRun, the per-call part is paid once per run.
+func (m LatencyModel) CostRuns(op Op, pages, runs int) time.Duration {
+	if !op.valid() {
+		return 0
+	}
+	if m.PerRun && (op == OpMap || op == OpUnmap) {
+		return time.Duration(runs)*m.PerCall[op] + time.Duration(pages)*m.PerPage[op]
+	}
+	return m.Cost(op, pages)
 }
 
 func (m LatencyModel) validate() error {
@@ -96,13 +113,15 @@ const us = time.Microsecond
 // cuMemRelease 17.2 µs. Address reservation was not measured; it is a single
 // driver call that touches no page tables, modelled as 5 µs.
 //
-// Smaller pages go through the patched UVM driver's batched ioctls, which
-// have not been measured yet, so those figures are assumed (Assumed is set).
-// The reasoning: one ioctl costs a few µs on entry (syscall, va_space lock);
-// a map or unmap batch pushes its PTE writes to the copy engine and ends
-// with one TLB invalidate and a wait, together about 8–10 µs per call; each
-// PTE written adds well under a µs. Allocating a page takes it from the PMM
-// (about 1 µs) and zeroes it, at an assumed 100 GB/s for such small copies.
+// Smaller pages go through the stock driver's external mappings (package
+// backend/uvm, Stock), one ioctl per run of consecutive pages, so the model
+// charges per run (PerRun). Measured on an H200 with driver 580.159.04 on
+// 2026-12-02 (shared/probes/smallpage_probe.c): one UVM_MAP_EXTERNAL_ALLOCATION
+// costs 17–25 µs whatever the page size, a 64-page run 83 µs, so ~20 µs per
+// call plus ~1 µs per page; UVM_UNMAP_EXTERNAL of one page 76–112 µs and of a
+// 64-page run ~1 ms, so ~90 µs per call plus ~14 µs per page. Allocation is
+// one RM call per chunk of many pages and was not measured separately; it
+// is modelled as 50 µs per call plus zeroing at an assumed 1 TB/s.
 func DefaultLatency(ps pagesize.Size) LatencyModel {
 	var m LatencyModel
 	m.PerCall[OpReserve] = 5 * us
@@ -115,16 +134,15 @@ func DefaultLatency(ps pagesize.Size) LatencyModel {
 		m.Source = "measured: CUDA VMM on H100 80GB HBM3, driver 580.159.04, CUDA 13.0, p50 of 512 pages (reserve/release assumed 5µs)"
 		return m
 	}
-	const zeroBytesPerUs = 100_000 // 100 GB/s
-	m.PerCall[OpAlloc] = 3 * us
-	m.PerPage[OpAlloc] = 1*us + time.Duration(ps.Bytes()*1000/zeroBytesPerUs)*time.Nanosecond
-	m.PerCall[OpFree] = 3 * us
-	m.PerPage[OpFree] = 1 * us
-	m.PerCall[OpMap] = 8 * us
-	m.PerPage[OpMap] = 500 * time.Nanosecond
-	m.PerCall[OpUnmap] = 10 * us
-	m.PerPage[OpUnmap] = 500 * time.Nanosecond
-	m.Assumed = true
-	m.Source = fmt.Sprintf("assumed, not measured: patched UVM ioctls with %s pages (per call ~3-10µs ioctl+TLB invalidate, per page ~0.5-1µs plus zeroing at 100GB/s)", ps)
+	const zeroBytesPerUs = 1_000_000 // 1 TB/s
+	m.PerCall[OpAlloc] = 50 * us
+	m.PerPage[OpAlloc] = time.Duration(ps.Bytes()*1000/zeroBytesPerUs) * time.Nanosecond
+	m.PerCall[OpFree] = 50 * us
+	m.PerCall[OpMap] = 20 * us
+	m.PerPage[OpMap] = 1 * us
+	m.PerCall[OpUnmap] = 90 * us
+	m.PerPage[OpUnmap] = 14 * us
+	m.PerRun = true
+	m.Source = fmt.Sprintf("measured: stock nvidia-uvm external mappings of %s pages on H200, driver 580.159.04, 2026-12-02: map ~20µs/run+1µs/page, unmap ~90µs/run+14µs/page (alloc/free assumed)", ps)
 	return m
 }

@@ -79,7 +79,19 @@ type Backend struct {
 	faults      [NumOps][]uint64 // entered counts at which a call must fail
 }
 
-var _ backend.Backend = (*Backend)(nil)
+var (
+	_ backend.Backend     = (*Backend)(nil)
+	_ backend.CallCounter = (*Backend)(nil)
+)
+
+// DriverCalls implements backend.CallCounter: the runs of the Map and Unmap
+// batches so far, which is what a driver that maps one run per call (the
+// stock nvidia-uvm path) would have been asked.
+func (b *Backend) DriverCalls() (mapCalls, unmapCalls uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.ops[OpMap].Runs, b.ops[OpUnmap].Runs
+}
 
 // New makes a simulated GPU.
 func New(cfg Config) (*Backend, error) {
@@ -199,14 +211,18 @@ func (b *Backend) fail(op Op, err error) error {
 
 // done records a successful call over pages pages and returns the time the
 // caller must wait after releasing b.mu; b.mu is held.
-func (b *Backend) done(op Op, pages int) time.Duration {
+func (b *Backend) done(op Op, pages int) time.Duration { return b.doneRuns(op, pages, 1) }
+
+// doneRuns is done for a Map or Unmap batch that forms runs runs.
+func (b *Backend) doneRuns(op Op, pages, runs int) time.Duration {
 	s := &b.ops[op]
 	s.Calls++
 	s.Pages += uint64(pages)
+	s.Runs += uint64(runs)
 	if b.latency == nil {
 		return 0
 	}
-	d := b.latency.Cost(op, pages)
+	d := b.latency.CostRuns(op, pages, runs)
 	s.ModelledTime += d
 	if !b.sleep {
 		return 0
@@ -415,7 +431,16 @@ func (b *Backend) mapBatch(maps []backend.Mapping) (time.Duration, error) {
 	}
 	b.mappedPages += len(maps)
 	b.peakMapped = max(b.peakMapped, b.mappedPages)
-	return b.done(OpMap, len(maps)), nil
+	// A run: entries that follow each other at consecutive addresses,
+	// backed by consecutive slots of one root chunk.
+	runs := 1
+	for i := 1; i < len(maps); i++ {
+		p, q := b.phys.lookup(uint64(maps[i-1].Page)), b.phys.lookup(uint64(maps[i].Page))
+		if maps[i].Addr != maps[i-1].Addr+b.ps.Bytes() || p.chunk != q.chunk || q.slot != p.slot+1 || b.virt.find(maps[i].Addr) != b.virt.find(maps[i-1].Addr) {
+			runs++
+		}
+	}
+	return b.doneRuns(OpMap, len(maps), runs), nil
 }
 
 func (b *Backend) mapOne(m backend.Mapping) error {
@@ -497,7 +522,13 @@ func (b *Backend) unmap(addrs []uint64, fence backend.Epoch) (time.Duration, err
 		r.mapped--
 	}
 	b.mappedPages -= len(addrs)
-	return b.done(OpUnmap, len(addrs)), nil
+	runs := 1
+	for i := 1; i < len(addrs); i++ {
+		if addrs[i] != addrs[i-1]+b.ps.Bytes() || b.virt.find(addrs[i]) != b.virt.find(addrs[i-1]) {
+			runs++
+		}
+	}
+	return b.doneRuns(OpUnmap, len(addrs), runs), nil
 }
 
 func (b *Backend) checkUnmap(a uint64) error {
@@ -589,6 +620,9 @@ type OpStats struct {
 	Calls  uint64 `json:"calls"`  // calls that succeeded (empty batches are not calls)
 	Failed uint64 `json:"failed"` // calls that returned an error, injected ones included
 	Pages  uint64 `json:"pages"`  // pages the successful calls covered
+	// Runs counts the runs of Map and Unmap batches (see LatencyModel.PerRun):
+	// the driver calls a backend that maps one run per call would make.
+	Runs uint64 `json:"runs"`
 	// ModelledTime is the latency model's time for the successful calls.
 	ModelledTime time.Duration `json:"modelled_ns"`
 }

@@ -743,12 +743,12 @@ func TestLatencyModel(t *testing.T) {
 	}
 	for _, ps := range []pagesize.Size{pagesize.Size64K, pagesize.Size128K, pagesize.Size256K} {
 		s := DefaultLatency(ps)
-		if !s.Assumed || !strings.Contains(s.Source, "assumed") {
-			t.Fatalf("%s figures not marked assumed", ps)
+		if s.Assumed || !strings.Contains(s.Source, "measured") || !strings.Contains(s.Source, "H200") || !s.PerRun {
+			t.Fatalf("%s figures: assumed %v, per run %v, %q", ps, s.Assumed, s.PerRun, s.Source)
 		}
-		// Batching must pay: 64 pages in one call cost less than 64 calls.
-		if s.Cost(OpMap, 64) >= 64*s.Cost(OpMap, 1) {
-			t.Fatalf("%s: no per-call cost", ps)
+		// Runs must pay: 64 pages in one run cost less than in 64 runs.
+		if s.CostRuns(OpMap, 64, 1) >= s.CostRuns(OpMap, 64, 64) || s.CostRuns(OpMap, 64, 64) != 64*s.Cost(OpMap, 1) {
+			t.Fatalf("%s: no per-run cost", ps)
 		}
 	}
 	if DefaultLatency(pagesize.Size256K).PerPage[OpAlloc] <= DefaultLatency(pagesize.Size64K).PerPage[OpAlloc] {
@@ -823,7 +823,7 @@ func TestOpNamesAndJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{`"page_size":"64KiB"`, `"op":"alloc","calls":1`, `"assumed":true`, `"root_chunks_used":1`} {
+	for _, s := range []string{`"page_size":"64KiB"`, `"op":"alloc","calls":1`, `"per_run":true`, `"assumed":false`, `"root_chunks_used":1`} {
 		if !strings.Contains(string(out), s) {
 			t.Errorf("json lacks %s: %s", s, out)
 		}

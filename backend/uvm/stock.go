@@ -89,7 +89,10 @@ type Stock struct {
 	closed     bool
 }
 
-var _ backend.Backend = (*Stock)(nil)
+var (
+	_ backend.Backend     = (*Stock)(nil)
+	_ backend.CallCounter = (*Stock)(nil)
+)
 
 // NewStock opens the GPU, retains its primary context, finds CUDA's UVM file
 // and opens the process's own RM client for the GPU (opts.StockDriver, when
@@ -199,6 +202,13 @@ func (b *Stock) Calls() StockCalls {
 		c.ChunkBytes += ch.bytes
 	}
 	return c
+}
+
+// DriverCalls implements backend.CallCounter.
+func (b *Stock) DriverCalls() (mapCalls, unmapCalls uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.calls.MapCalls, b.calls.UnmapCalls
 }
 
 // Held counts what the backend holds: reserved regions, pages handed out,

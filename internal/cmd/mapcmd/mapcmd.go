@@ -17,7 +17,7 @@ import (
 
 // NewCmd returns the map command.
 func NewCmd(format *cli.Format) *cobra.Command {
-	o := Options{Backend: "cudavmm", PageSize: pagesize.Size2M, Pages: 64, Batch: 1, Access: "run"}
+	o := Options{PageSize: pagesize.Size2M, Pages: 64, Batch: 1, Access: "run"}
 	cmd := &cobra.Command{
 		Use:   "map",
 		Short: "Map and unmap pages on a GPU and time every call",
@@ -40,8 +40,9 @@ when a step fails or it is interrupted.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.Backend, "backend", o.Backend, "backend to map through: "+backendNames())
-	f.Var(&o.PageSize, "page-size", "physical page size (cudavmm: 2m only; uvm: as the patched driver offers)")
+	f.StringVar(&o.Backend, "backend", "", "backend to map through: "+backendNames()+" (default: uvm below 2m pages, else cudavmm)")
+	f.Var(&o.PageSize, "page-size", "physical page size: 64k, 128k, 256k (uvm) or 2m (cudavmm, uvm)")
+	f.StringVar(&o.UVMMode, "uvm-mode", "", "uvm: stock (NVIDIA's driver as shipped) or patched (the vattn module); default: patched where loaded, else stock")
 	f.IntVar(&o.Pages, "pages", o.Pages, "number of pages")
 	f.IntVar(&o.Batch, "batch", o.Batch, "pages per allocate/map/unmap/free call")
 	f.BoolVar(&o.Verify, "verify", false, "write a per-page pattern with a GPU kernel and check it on the GPU and from the host")

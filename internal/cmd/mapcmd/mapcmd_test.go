@@ -147,7 +147,7 @@ func TestVerifyFailureOnFake(t *testing.T) {
 func TestBadArguments(t *testing.T) {
 	withFake(t)
 	for _, args := range [][]string{
-		{"--pages", "0"}, {"--backend", "nope"}, {"--access", "sometimes"}, {"--page-size", "3k"}, {"--page-size", "64k"}, {"extra"},
+		{"--pages", "0"}, {"--backend", "nope"}, {"--access", "sometimes"}, {"--page-size", "3k"}, {"extra"},
 	} {
 		code, _, errOut := run(t, args...)
 		if code != cli.ExitBadArgument && !(args[0] == "extra" && code != 0) {

@@ -25,6 +25,17 @@ type Options struct {
 	Verify   bool
 	Device   string // -i: index or UUID
 	Access   string // cudavmm: "run" or "page"
+	UVMMode  string // uvm: "", "stock" or "patched" (uvm.Options.Mode)
+}
+
+// DefaultBackend is the backend for a page size when --backend is not
+// given: below 2 MiB only nvidia-uvm maps pages; at 2 MiB the CUDA VMM API,
+// which measured faster there.
+func DefaultBackend(ps pagesize.Size) string {
+	if ps != 0 && ps < pagesize.Size2M {
+		return "uvm"
+	}
+	return "cudavmm"
 }
 
 // VerifyResult is what a backend's pattern check found.
@@ -50,6 +61,9 @@ type Opened struct {
 	Check func(addr, size uint64, tag uint32) (VerifyResult, error)
 	// Held counts what the backend still holds, for the closing check.
 	Held func() (regions, pages, mapped int)
+	// Calls counts the driver's map and unmap calls where the backend
+	// turns batches into fewer calls (runs); nil elsewhere.
+	Calls func() (mapCalls, unmapCalls uint64)
 }
 
 // Opener opens one kind of backend.
@@ -119,6 +133,12 @@ type OpStats struct {
 	GBps      float64 `json:"gb_per_s"`
 }
 
+// DriverCalls counts driver calls under the backend's map and unmap calls.
+type DriverCalls struct {
+	Map   uint64 `json:"map"`
+	Unmap uint64 `json:"unmap"`
+}
+
 // Report is what map prints.
 type Report struct {
 	Backend   string        `json:"backend"`
@@ -131,6 +151,9 @@ type Report struct {
 	Access    string        `json:"access,omitempty"`
 	Ops       []OpStats     `json:"ops"`
 	Verify    *VerifyResult `json:"verify,omitempty"`
+	// DriverCalls are the driver calls behind the map and unmap rows, where
+	// the backend makes runs of a batch (the stock nvidia-uvm path).
+	DriverCalls *DriverCalls `json:"driver_calls,omitempty"`
 	FreeStart uint64        `json:"device_free_start_bytes"`
 	FreeEnd   uint64        `json:"device_free_end_bytes"`
 	Leftover  string        `json:"leftover"`
@@ -192,6 +215,9 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	}
 	if o.Batch <= 0 {
 		o.Batch = 1
+	}
+	if o.Backend == "" {
+		o.Backend = DefaultBackend(o.PageSize)
 	}
 	open, ok := Backends[o.Backend]
 	if !ok {
@@ -338,6 +364,10 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	}
 	for _, t := range []*timings{reserve, alloc, mapT, unmap, free, release} {
 		rep.Ops = append(rep.Ops, t.stats(size))
+	}
+	if opened.Calls != nil {
+		m, u := opened.Calls()
+		rep.DriverCalls = &DriverCalls{Map: m, Unmap: u}
 	}
 	rep.Leftover = "nothing"
 	if opened.Held != nil {

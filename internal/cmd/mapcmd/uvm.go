@@ -8,14 +8,17 @@ import (
 
 func init() { Backends["uvm"] = openUVM }
 
-// openUVM opens the patched-driver backend; on a stock driver it fails with
-// uvm.ErrNotPatched (exit code 3, not supported).
+// stockDriver stands in for RM and UVM on the stock path; tests set it.
+var stockDriver uvm.StockDriver
+
+// openUVM opens pages through nvidia-uvm: the patched module's batched
+// commands where it is loaded, else the stock driver's external ranges.
 func openUVM(o Options) (*Opened, error) {
 	lib, err := cudaLib()
 	if err != nil {
 		return nil, err
 	}
-	b, err := uvm.New(uvm.Options{Device: o.Device, PageSize: o.PageSize, Lib: lib})
+	b, err := uvm.Open(uvm.Options{Device: o.Device, PageSize: o.PageSize, Lib: lib, Mode: o.UVMMode, StockDriver: stockDriver})
 	if err != nil {
 		return nil, err
 	}
@@ -24,12 +27,19 @@ func openUVM(o Options) (*Opened, error) {
 		r, err := b.Check(addr, size, 0, tag)
 		return VerifyResult{r.Pages, size / 4, r.GPUMismatches, r.HostSampled, r.HostMismatches, r.OK()}, err
 	}
-	return &Opened{
+	op := &Opened{
 		Backend: b,
 		Device:  fmt.Sprintf("GPU %d: %s (%s)", d.Index, d.Name, d.UUID),
-		Driver:  fmt.Sprintf("CUDA %s (%s), vattn ABI %d", lib.DriverVersionString(), lib.Path, b.Probe().ABIVersion),
 		Fill:    b.Fill,
 		Check:   check,
 		Held:    b.Held,
-	}, nil
+	}
+	switch b := b.(type) {
+	case *uvm.Backend:
+		op.Driver = fmt.Sprintf("CUDA %s (%s), patched nvidia-uvm, vattn ABI %d", lib.DriverVersionString(), lib.Path, b.Probe().ABIVersion)
+	case *uvm.Stock:
+		op.Driver = fmt.Sprintf("CUDA %s (%s), stock nvidia-uvm %s", lib.DriverVersionString(), lib.Path, b.Driver().Branch())
+		op.Calls = func() (uint64, uint64) { c := b.Calls(); return c.MapCalls, c.UnmapCalls }
+	}
+	return op, nil
 }

@@ -1,37 +1,51 @@
 package mapcmd
 
 import (
-	"os"
-	"path/filepath"
+	"encoding/json"
 	"strings"
 	"testing"
-	"unsafe"
 
-	"golang.org/x/sys/unix"
-
-	"github.com/vattn/vattn/backend/uvm"
+	"github.com/vattn/vattn/backend/uvm/stockfake"
 	"github.com/vattn/vattn/cuda/cudafake"
 	"github.com/vattn/vattn/internal/cli"
-	"github.com/vattn/vattn/ioctl"
 )
 
-// A stock module: the uvm entry refuses with exit 3 and says how to install
-// the patch, and leaves nothing in the driver.
-func TestMapUVMStock(t *testing.T) {
+// A page size below 2 MiB picks the uvm backend by itself; on the stock
+// driver its pages come in runs, one driver call per run.
+func TestMapSmallPagesStock(t *testing.T) {
 	f := withFake(t)
-	dir := t.TempDir()
-	if err := os.Symlink(uvm.DevicePath, filepath.Join(dir, "6")); err != nil {
-		t.Fatal(err)
+	fd := stockfake.New()
+	stockDriver = fd
+	defer func() { stockDriver = nil }()
+	code, out, errOut := run(t, "--page-size", "64k", "--pages", "96", "--batch", "32", "-o", "json")
+	if code != 0 {
+		t.Fatalf("code %d: %s", code, errOut)
 	}
-	defer uvm.SetProcFDDir(dir)()
-	defer ioctl.SetRawIoctl(func(_ int, cmd uint32, arg unsafe.Pointer) unix.Errno {
-		if cmd == ioctl.UVM_PAGEABLE_MEM_ACCESS {
-			return 0 // fd 6 is CUDA's va_space file
-		}
-		return unix.ENOSYS
-	})()
-	code, _, errOut := run(t, "--backend", "uvm", "--page-size", "64k")
-	if code != cli.ExitNotSupported || !strings.Contains(errOut, "vattnctl install-driver") || !strings.Contains(errOut, "ENOSYS") {
+	var rep Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if rep.Backend != "uvm" || !strings.Contains(rep.Driver, "stock nvidia-uvm") || rep.Leftover != "nothing" {
+		t.Errorf("report %+v", rep)
+	}
+	// Three batches of 32 consecutive pages from one chunk: one call each.
+	if rep.DriverCalls == nil || rep.DriverCalls.Map != 3 || rep.DriverCalls.Unmap != 3 {
+		t.Errorf("driver calls %+v", rep.DriverCalls)
+	}
+	if live := fd.Live(); live != (stockfake.Live{}) {
+		t.Errorf("driver left %s", live)
+	}
+	if live := f.Live(); live != (cudafake.Live{}) {
+		t.Errorf("CUDA left %s", live)
+	}
+}
+
+// Without a UVM file in the process (the fake CUDA opens none), small
+// pages are not supported here: exit 3, and nothing is left.
+func TestMapSmallPagesUnavailable(t *testing.T) {
+	f := withFake(t)
+	code, _, errOut := run(t, "--page-size", "64k")
+	if code != cli.ExitNotSupported || !strings.Contains(errOut, "uvm") {
 		t.Fatalf("code %d: %s", code, errOut)
 	}
 	if live := f.Live(); live != (cudafake.Live{}) {

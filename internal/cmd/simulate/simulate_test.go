@@ -23,7 +23,7 @@ func TestSimulateTable(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	for _, want := range []string{"Llama-3-8B", "vattn 64k per-layer", "vattn 2m megacache", "paged block 16", "WASTE", "assumed"} {
+	for _, want := range []string{"Llama-3-8B", "vattn 64k per-layer", "vattn 2m megacache", "paged block 16", "WASTE", "H200"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
