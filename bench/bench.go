@@ -24,6 +24,9 @@ type Options struct {
 	MapBatches  []int // pages per Map/Unmap call
 	StepBatches []int // kvcache batch sizes (request slots)
 	Iterations  int   // timed Step calls per step row
+	// Growth, when set, adds decode runs across page boundaries per layout,
+	// map-ahead setting and step mode (see GrowthOptions).
+	Growth *GrowthOptions
 }
 
 // Defaults fills what is unset.
@@ -86,12 +89,13 @@ type StepRow struct {
 
 // Report is a whole run.
 type Report struct {
-	Backend string    `json:"backend"`
-	Device  string    `json:"device,omitempty"`
-	Driver  string    `json:"driver,omitempty"`
-	Map     []MapRow  `json:"map"`
-	Steps   []StepRow `json:"steps"`
-	Skipped []string  `json:"skipped,omitempty"` // what could not run, and why
+	Backend string      `json:"backend"`
+	Device  string      `json:"device,omitempty"`
+	Driver  string      `json:"driver,omitempty"`
+	Map     []MapRow    `json:"map"`
+	Steps   []StepRow   `json:"steps"`
+	Growth  []GrowthRow `json:"growth,omitempty"`
+	Skipped []string    `json:"skipped,omitempty"` // what could not run, and why
 }
 
 // Opener makes a backend of one page size; the caller closes it.
@@ -361,6 +365,17 @@ func runOne(rep *Report, name string, b backend.Backend, ps pagesize.Size, o Opt
 		rows, err := MeasureSteps(b, batch, o.Iterations, m)
 		rep.Steps = append(rep.Steps, rows...)
 		if err != nil {
+			return fmt.Errorf("%s %s: %w", name, ps, err)
+		}
+	}
+	if o.Growth != nil {
+		g := *o.Growth
+		if g.MemoryLimit == 0 {
+			if mi, err := b.MemInfo(); err == nil {
+				g.MemoryLimit = mi.Free / 10 * 8
+			}
+		}
+		if err := measureGrowth(rep, b, g, m); err != nil {
 			return fmt.Errorf("%s %s: %w", name, ps, err)
 		}
 	}

@@ -3,47 +3,22 @@
 package cudavmm_test
 
 import (
-	"errors"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/vattn/vattn/backend/cudavmm"
+	"github.com/vattn/vattn/backend/internal/devicetest"
 	"github.com/vattn/vattn/internal/cudatest"
 	"github.com/vattn/vattn/kvcache"
 )
 
-// The whole allocator on the GPU: kvcache over the cudavmm backend.
+// The whole allocator on the GPU: kvcache over the cudavmm backend, through
+// the test every GPU backend passes (backend/internal/devicetest).
 
 const page = 2 << 20
 
-func llama3(batch, ctx int, mega bool) kvcache.Config {
-	return kvcache.Config{Layers: 32, KVHeads: 8, HeadDim: 128, DTypeBytes: 2, MaxBatch: batch, MaxContext: ctx, Megacache: mega}
-}
-
-// slotData writes (or checks) page indexes [from, to) of slot s in every
-// range of c, tagging each range's data differently.
-func slotData(t *testing.T, b *cudavmm.Backend, c *kvcache.Cache, s, from, to int, owner uint32, write bool) {
-	t.Helper()
-	l := c.Layout()
-	for r, rg := range c.Ranges() {
-		base := rg.Addr + uint64(s)*l.SlotBytes + uint64(from)*page
-		size := uint64(to-from) * page
-		tag := owner | uint32(r)<<24
-		if write {
-			if err := b.Fill(base, size, tag); err != nil {
-				t.Fatalf("fill slot %d range %d: %v", s, r, err)
-			}
-			continue
-		}
-		res, err := b.Check(base, size, tag)
-		if err != nil || !res.OK() {
-			t.Fatalf("slot %d range %d indexes %d-%d, owner %#x: %+v %v", s, r, from, to, owner, res, err)
-		}
-	}
-}
-
-func mappedIndexes(c *kvcache.Cache, s int) int { return c.Slots()[s].MappedIndex }
+func llama3(batch, ctx int, mega bool) kvcache.Config { return devicetest.Llama3(batch, ctx, mega) }
 
 func TestDeviceKVCache(t *testing.T) {
 	for _, mega := range []bool{false, true} {
@@ -51,142 +26,21 @@ func TestDeviceKVCache(t *testing.T) {
 		if mega {
 			name = "megacache"
 		}
-		t.Run(name, func(t *testing.T) { testKVCache(t, mega) })
-	}
-}
-
-func testKVCache(t *testing.T, mega bool) {
-	gpu := cudatest.Open(t)
-	before := gpu.Free(t)
-	b, err := cudavmm.New(cudavmm.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := kvcache.New(llama3(16, 8192, mega), b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := c.Layout()
-	ppi, tpi := l.PagesPerIndex, l.TokensPerPage
-	t.Logf("layout: %d ranges, %d pages per index, %d tokens per page", l.Ranges, ppi, tpi)
-	if err := c.ReservePhysical(uint64(4*ppi) * page); err != nil {
-		t.Fatal(err)
-	}
-	lens := make([]int, 16)
-	if l.IndexesPerSlot < 6 {
-		t.Fatalf("%d indexes per slot: the test needs 6", l.IndexesPerSlot)
-	}
-	a, err := c.AllocBatchIdx(2 * tpi)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, err := c.AllocBatchIdx(2 * tpi)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lens[a], lens[o] = 2*tpi, 2*tpi
-	if err := c.Step(lens); err != nil {
-		t.Fatal(err)
-	}
-	if mappedIndexes(c, a) != 2 || mappedIndexes(c, o) != 2 || c.Stats().FreePages != 0 {
-		t.Fatalf("after the first step: %+v", c.Stats())
-	}
-	slotData(t, b, c, a, 0, 2, 0xa, true)
-	slotData(t, b, c, o, 0, 2, 0xb, true)
-	slotData(t, b, c, a, 0, 2, 0xa, false)
-	slotData(t, b, c, o, 0, 2, 0xb, false)
-
-	// Slot a's request ends while a kernel still runs; slot o then grows by
-	// two indexes, which needs a's pages. The cache must wait for the GPU.
-	if err := b.Spin(1_000_000_000); err != nil {
-		t.Fatal(err)
-	}
-	e0, err := b.Fence().Record()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.FreeBatchIdx(a); err != nil {
-		t.Fatal(err)
-	}
-	lens[a], lens[o] = 0, 4*tpi
-	if err := c.Step(lens); err != nil {
-		t.Fatal(err)
-	}
-	if done := b.Fence().Completed(); done < e0 {
-		t.Fatalf("a's pages were reused while the kernel ran: completed %d < %d", done, e0)
-	}
-	st := c.Stats()
-	if st.FenceWaits == 0 || st.ReclaimedPages != uint64(2*ppi) || mappedIndexes(c, a) != 0 || mappedIndexes(c, o) != 4 {
-		t.Fatalf("after reclaiming: waits %d reclaimed %d, slot a %d slot o %d indexes", st.FenceWaits, st.ReclaimedPages, mappedIndexes(c, a), mappedIndexes(c, o))
-	}
-	// The new owner's data, in a's old pages, and its own first pages.
-	slotData(t, b, c, o, 2, 4, 0xc, true)
-	slotData(t, b, c, o, 0, 2, 0xb, false)
-	slotData(t, b, c, o, 2, 4, 0xc, false)
-
-	// Out of pages: a typed error, and the cache still works.
-	n, err := c.AllocBatchIdx(tpi)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lens[n] = tpi
-	if err := c.Step(lens); !errors.Is(err, kvcache.ErrOutOfPages) {
-		t.Fatalf("step past the pool: %v", err)
-	}
-	if err := c.ReservePhysical(uint64(2*ppi) * page); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Step(lens); err != nil {
-		t.Fatal(err)
-	}
-	slotData(t, b, c, n, 0, 1, 0xd, true)
-	slotData(t, b, c, n, 0, 1, 0xd, false)
-
-	// StepAsync while the GPU is busy: the next decode step's page index is
-	// mapped in the background while the kernel runs. Slot n's request ends
-	// first, so that only slot o grows.
-	if err := c.FreeBatchIdx(n); err != nil {
-		t.Fatal(err)
-	}
-	lens[n] = 0
-	if err := b.Spin(1_000_000_000); err != nil {
-		t.Fatal(err)
-	}
-	e1, err := b.Fence().Record()
-	if err != nil {
-		t.Fatal(err)
-	}
-	lens[o] = 4 * tpi // the next step needs index 4 for slot o
-	if err := c.StepAsync(lens); err != nil {
-		t.Fatal(err)
-	}
-	if b.Fence().Completed() >= e1 {
-		t.Fatal("the kernel finished before StepAsync returned: the test proves nothing")
-	}
-	lens[o]++
-	if err := c.Step(lens); err != nil {
-		t.Fatal(err)
-	}
-	st = c.Stats()
-	if st.Background.Map.Pages != uint64(ppi) || st.BackgroundErrors != 0 || mappedIndexes(c, o) != 5 {
-		t.Fatalf("background mapping: %+v", st.Background)
-	}
-	slotData(t, b, c, o, 4, 5, 0xe, true)
-	slotData(t, b, c, o, 0, 2, 0xb, false)
-	slotData(t, b, c, o, 2, 4, 0xc, false)
-	slotData(t, b, c, o, 4, 5, 0xe, false)
-
-	if err := c.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if regions, pages, mapped := b.Held(); regions+pages+mapped != 0 {
-		t.Errorf("cache Close left %d regions, %d pages, %d mappings in the backend", regions, pages, mapped)
-	}
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if after := gpu.Free(t); after != before {
-		t.Errorf("device free memory %d before, %d after Close", before, after)
+		t.Run(name, func(t *testing.T) {
+			gpu := cudatest.Open(t)
+			before := gpu.Free(t)
+			b, err := cudavmm.New(cudavmm.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			devicetest.KVCache(t, b, llama3(16, 8192, mega))
+			if err := b.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if after := gpu.Free(t); after != before {
+				t.Errorf("device free memory %d before, %d after Close", before, after)
+			}
+		})
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/vattn/vattn/backend/internal/gpumem"
 	"github.com/vattn/vattn/cuda"
 	"github.com/vattn/vattn/ioctl"
+	"github.com/vattn/vattn/ioctl/branch"
 	"github.com/vattn/vattn/pagesize"
 )
 
@@ -84,6 +85,7 @@ type Stock struct {
 	nextChunk  uint32
 	mapped     map[uint64]backend.PageID
 	calls      StockCalls
+	stream     cuda.Stream // the stream the fence records on
 	fence      cudavmm.EventFence
 	verify     *gpumem.Verifier
 	closed     bool
@@ -160,9 +162,13 @@ func NewStock(opts Options) (_ *Stock, err error) {
 			return nil, fmt.Errorf("uvm: GPU %d: %s: %w", dev.Index, p.Detail, backend.ErrUnavailable)
 		}
 		if b.drv, err = OpenStockDriver(StockTarget{UVMFD: p.FD, UUID: b.uuid}); err != nil {
+			if errors.Is(err, branch.ErrUnknownBranch) {
+				return nil, fmt.Errorf("uvm: GPU %d: %w: %w", dev.Index, err, backend.ErrUnavailable)
+			}
 			return nil, fmt.Errorf("uvm: GPU %d: %w", dev.Index, err)
 		}
 	}
+	b.stream = opts.Stream
 	b.fence = cudavmm.NewEventFence(b.ctx, opts.Stream)
 	b.verify = gpumem.NewVerifier(b.ctx, dev.Device)
 	return b, nil
@@ -654,7 +660,7 @@ func (b *Stock) Fill(addr, size uint64, tag uint32) error {
 	if err != nil {
 		return err
 	}
-	if err := b.verify.Fill(0, r); err != nil {
+	if err := b.verify.Fill(b.stream, r); err != nil {
 		return err
 	}
 	if err := b.ctx.Do(func(bd cuda.Bound) error { return bd.Synchronize() }); err != nil {
@@ -672,7 +678,18 @@ func (b *Stock) Check(addr, size uint64, page0, tag uint32) (CheckResult, error)
 	if err != nil {
 		return CheckResult{Pages: int(size / b.size)}, err
 	}
-	return b.verify.Check(0, r)
+	return b.verify.Check(b.stream, r)
+}
+
+// Spin keeps the fence's stream busy for cycles GPU clocks, so callers can
+// test what happens to mappings while GPU work is pending.
+func (b *Stock) Spin(cycles uint64) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return backend.ErrClosed
+	}
+	return b.verify.Spin(b.stream, cycles)
 }
 
 func (b *Stock) patternRange(addr, size uint64, page0, tag uint32) (cuda.PatternRange, error) {

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/vattn/vattn/backend"
 	"github.com/vattn/vattn/backend/uvm/stockfake"
@@ -12,6 +15,7 @@ import (
 	"github.com/vattn/vattn/cuda/cudafake"
 	"github.com/vattn/vattn/internal/cudatest"
 	"github.com/vattn/vattn/ioctl"
+	"github.com/vattn/vattn/ioctl/branch"
 	"github.com/vattn/vattn/kvcache"
 	"github.com/vattn/vattn/pagesize"
 )
@@ -193,6 +197,29 @@ func TestStockRefusals(t *testing.T) {
 		t.Errorf("refusals called the driver %d times", fd.Calls(""))
 	}
 	assertNothingLeft(t, cf, fd)
+}
+
+// TestStockUnknownBranch: a driver branch with no ABI table is refused as
+// unsupported before any RM or UVM file is touched, and nothing is left.
+func TestStockUnknownBranch(t *testing.T) {
+	fdDir(t, map[int]string{testFD: DevicePath})
+	defer ioctl.SetRawIoctl(func(_ int, cmd uint32, _ unsafe.Pointer) unix.Errno {
+		if cmd == ioctl.UVM_PAGEABLE_MEM_ACCESS {
+			return 0 // fd 6 is CUDA's va_space file
+		}
+		return unix.ENOSYS
+	})()
+	old := driverVersion
+	driverVersion = func() (string, error) { return "999.1.2", nil }
+	defer func() { driverVersion = old }()
+	cf, lib := cudatest.Fake(t)
+	_, err := NewStock(Options{Lib: lib})
+	if !errors.Is(err, branch.ErrUnknownBranch) || !errors.Is(err, backend.ErrUnavailable) || !strings.Contains(err.Error(), "999.1.2") {
+		t.Fatalf("unknown branch: %v", err)
+	}
+	if live := cf.Live(); live != (cudafake.Live{}) {
+		t.Errorf("left %s", live)
+	}
 }
 
 func TestStockChecksBeforeCalling(t *testing.T) {

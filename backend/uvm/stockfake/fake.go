@@ -6,7 +6,8 @@
 //
 // It is stricter than the real driver where the backend must never rely on
 // leniency: mapping over a mapped address is refused (UVM would replace the
-// old mapping), and every address, length and offset must be 4 KiB aligned.
+// old mapping), and every address, length and offset must be 64 KiB aligned
+// (UVM takes 4 KiB; vattn never maps less than 64 KiB).
 package stockfake
 
 import (
@@ -16,7 +17,7 @@ import (
 	"github.com/vattn/vattn/ioctl"
 )
 
-const unit = 4 << 10 // the smallest GPU page UVM maps
+const unit = 64 << 10 // the smallest page vattn maps, and the fake's granule
 
 // Ops a failure can be injected into.
 const (
@@ -32,7 +33,7 @@ const (
 type alloc struct {
 	bytes, rmPage uint64
 	freed         bool // RM handle freed; memory lives on while UVM maps it
-	maps          int  // 4 KiB units of it mapped
+	maps          int  // units of it mapped
 }
 
 type extent struct{ base, length uint64 }
@@ -60,7 +61,7 @@ type Driver struct {
 	next    uint32
 	used    uint64
 	ranges  []extent
-	mapped  map[uint64]target // 4 KiB unit address → backing
+	mapped  map[uint64]target // unit address → backing
 	closed  bool
 	history []string
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -27,13 +28,18 @@ import (
 var cudaLib = cuda.Load
 
 type flags struct {
-	backend    string
-	pageSizes  string
-	device     string
-	pages      int
-	mapBatches []int
-	steps      []int
-	iterations int
+	backend     string
+	uvmMode     string
+	pageSizes   string
+	device      string
+	pages       int
+	mapBatches  []int
+	steps       []int
+	iterations  int
+	growth      bool
+	growthSteps int
+	compute     time.Duration
+	mapAhead    []int
 }
 
 // NewCmd returns the bench command.
@@ -65,7 +71,12 @@ plus modelled driver time). cudavmm and uvm run on the GPU chosen with -i.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.backend, "backend", f.backend, "backend to measure: sim, cudavmm or uvm")
+	fl.StringVar(&f.backend, "backend", f.backend, "backends to measure, comma-separated, in one run: sim, cudavmm, uvm")
+	fl.StringVar(&f.uvmMode, "uvm-mode", "", "uvm: stock or patched (default: patched where loaded, else stock)")
+	fl.BoolVar(&f.growth, "growth", false, "add decode runs across page boundaries (256 staggered slots) per layout, --map-ahead and Step/StepAsync: driver calls and mapping time per step, memory held ahead")
+	fl.IntVar(&f.growthSteps, "growth-steps", 256, "decode steps per growth run")
+	fl.DurationVar(&f.compute, "compute", 5*time.Millisecond, "emulated forward pass between growth steps (not slept on sim)")
+	fl.IntSliceVar(&f.mapAhead, "map-ahead", []int{0, 1, 3, 7}, "page indexes mapped ahead per growth, to compare")
 	fl.StringVar(&f.pageSizes, "page-size", "", "page sizes, comma-separated (default: sim and uvm all of 64k,128k,256k,2m; cudavmm 2m)")
 	fl.StringVarP(&f.device, "id", "i", "", "GPU index or UUID (as nvidia-smi -i); default GPU 0")
 	fl.IntVar(&f.pages, "pages", 256, "pages mapped and unmapped per map measurement")
@@ -82,61 +93,91 @@ func run(f flags) (*bench.Report, error) {
 			return nil, cli.Usagef("--pages, --iterations, --map-batch and --step-batch must be positive, got %d", n)
 		}
 	}
+	if f.growth {
+		if f.growthSteps <= 0 || f.compute < 0 {
+			return nil, cli.Usagef("--growth-steps must be positive and --compute not negative")
+		}
+		for _, k := range f.mapAhead {
+			if k < 0 {
+				return nil, cli.Usagef("--map-ahead %d: want 0 or more", k)
+			}
+		}
+		o.Growth = &bench.GrowthOptions{Steps: f.growthSteps, Compute: f.compute, MapAhead: f.mapAhead}
+	}
+	var explicit []pagesize.Size
 	if f.pageSizes != "" {
 		ps, err := pagesize.ParseList(f.pageSizes)
 		if err != nil {
 			return nil, cli.WithCode(cli.ExitBadArgument, fmt.Errorf("--page-size: %w", err))
 		}
-		o.PageSizes = ps
+		explicit = ps
 	}
-	var open bench.Opener
-	var device, driver string
-	switch f.backend {
-	case "sim":
-		if o.PageSizes == nil {
-			o.PageSizes = pagesize.All()
-		}
-		open = func(ps pagesize.Size) (backend.Backend, error) { return sim.New(sim.Config{PageSize: ps}) }
-		device = "simulated H100 80GB (latency model: backend/sim DefaultLatency)"
-	case "cudavmm", "uvm":
-		lib, err := cudaLib()
-		if err != nil {
-			return nil, cli.WithCode(cli.ExitLibraryMissing, fmt.Errorf("bench: %w", err))
-		}
-		driver = fmt.Sprintf("CUDA %s (%s)", lib.DriverVersionString(), lib.Path)
-		if dev, err := lib.SelectDevice(f.device); err == nil {
-			device = fmt.Sprintf("GPU %d: %s (%s)", dev.Index, dev.Name, dev.UUID)
-		}
-		if f.backend == "cudavmm" {
-			if o.PageSizes == nil {
-				o.PageSizes = []pagesize.Size{pagesize.Size2M}
-			}
-			open = func(ps pagesize.Size) (backend.Backend, error) {
-				return cudavmm.New(cudavmm.Options{Device: f.device, PageSize: ps, Lib: lib})
-			}
-		} else {
+	names := strings.Split(f.backend, ",")
+	var lib *cuda.Lib
+	total := &bench.Report{Backend: f.backend}
+	for _, name := range names {
+		var open bench.Opener
+		o.PageSizes = explicit
+		switch name {
+		case "sim":
 			if o.PageSizes == nil {
 				o.PageSizes = pagesize.All()
 			}
-			open = func(ps pagesize.Size) (backend.Backend, error) {
-				return uvm.New(uvm.Options{Device: f.device, PageSize: ps, Lib: lib})
+			open = func(ps pagesize.Size) (backend.Backend, error) { return sim.New(sim.Config{PageSize: ps}) }
+			total.Device = "simulated H100 80GB (latency model: backend/sim DefaultLatency)"
+		case "cudavmm", "uvm":
+			if lib == nil {
+				var err error
+				if lib, err = cudaLib(); err != nil {
+					return nil, cli.WithCode(cli.ExitLibraryMissing, fmt.Errorf("bench: %w (--backend sim needs no GPU)", err))
+				}
+				total.Driver = fmt.Sprintf("CUDA %s (%s)", lib.DriverVersionString(), lib.Path)
+				if dev, err := lib.SelectDevice(f.device); err == nil {
+					total.Device = fmt.Sprintf("GPU %d: %s (%s)", dev.Index, dev.Name, dev.UUID)
+				}
 			}
+			if name == "cudavmm" {
+				if o.PageSizes == nil {
+					o.PageSizes = []pagesize.Size{pagesize.Size2M}
+				}
+				open = func(ps pagesize.Size) (backend.Backend, error) {
+					return cudavmm.New(cudavmm.Options{Device: f.device, PageSize: ps, Lib: lib})
+				}
+			} else {
+				if o.PageSizes == nil {
+					o.PageSizes = pagesize.All()
+				}
+				open = func(ps pagesize.Size) (backend.Backend, error) {
+					opts := uvm.Options{Device: f.device, PageSize: ps, Lib: lib, Mode: f.uvmMode}
+					if newStockDriver != nil {
+						opts.StockDriver = newStockDriver()
+					}
+					return uvm.Open(opts)
+				}
+			}
+		default:
+			return nil, cli.Usagef("--backend %q: want sim, cudavmm or uvm, or a comma-separated list of them", name)
 		}
-	default:
-		return nil, cli.Usagef("--backend %q: want sim, cudavmm or uvm", f.backend)
+		rep, err := bench.Run(name, open, o)
+		if rep != nil {
+			total.Map = append(total.Map, rep.Map...)
+			total.Steps = append(total.Steps, rep.Steps...)
+			total.Growth = append(total.Growth, rep.Growth...)
+			total.Skipped = append(total.Skipped, rep.Skipped...)
+		}
+		if err != nil {
+			return total, cli.WithCode(exitCode(err), fmt.Errorf("bench: %w", err))
+		}
 	}
-	rep, err := bench.Run(f.backend, open, o)
-	if rep != nil {
-		rep.Device, rep.Driver = device, driver
+	if len(total.Map) == 0 && len(total.Steps) == 0 {
+		return total, cli.WithCode(cli.ExitNotSupported, fmt.Errorf("bench: nothing could run: %s", strings.Join(total.Skipped, "; ")))
 	}
-	if err != nil {
-		return rep, cli.WithCode(exitCode(err), fmt.Errorf("bench: %w", err))
-	}
-	if len(rep.Map) == 0 && len(rep.Steps) == 0 {
-		return rep, cli.WithCode(cli.ExitNotSupported, fmt.Errorf("bench: nothing could run: %s", strings.Join(rep.Skipped, "; ")))
-	}
-	return rep, nil
+	return total, nil
 }
+
+// newStockDriver, when set, makes what stands in for RM and UVM on the
+// stock path, one per backend opened; tests set it.
+var newStockDriver func() uvm.StockDriver
 
 func exitCode(err error) int {
 	switch {
@@ -178,6 +219,14 @@ func write(w io.Writer, format cli.Format, rep *bench.Report) error {
 		fmt.Fprintln(tw, "page\tcase\tbatch\tcalls\tpages/call\tp50 µs\tmean µs\tmax µs\t\t")
 		for _, r := range rep.Steps {
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.0f\t%.1f\t%.1f\t%.1f\t%s\t\n", r.PageSize.Short(), r.Case, r.Batch, r.Calls, r.PagesPerCall, r.P50us, r.MeanUs, r.MaxUs, est(r.Estimate))
+		}
+	}
+	if len(rep.Growth) > 0 {
+		fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t")
+		fmt.Fprintln(tw, "backend\tpage\tlayout\tahead\tmode\tcalls/step\tcrit µs/step\tbg µs/step\tcall p50 µs\tcall p99 µs\tcall max µs\tahead MiB\t\t")
+		for _, r := range rep.Growth {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%.1f\t%.0f\t%.0f\t%.1f\t%.1f\t%.1f\t%.0f (%.1f%%)\t%s\t\n", r.Backend, r.PageSize, r.Layout, r.MapAhead, r.Mode,
+				r.DriverCallsPerStep, r.CriticalMapUs, r.BackgroundMapUs, r.CallP50us, r.CallP99us, r.CallMaxUs, float64(r.AheadBytes)/(1<<20), 100*r.AheadFraction, est(r.Estimate))
 		}
 	}
 	if err := tw.Flush(); err != nil {

@@ -2,9 +2,12 @@ package bench
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/vattn/vattn/backend/uvm"
+	"github.com/vattn/vattn/backend/uvm/stockfake"
 	"github.com/vattn/vattn/bench"
 	"github.com/vattn/vattn/cuda/cudafake"
 	"github.com/vattn/vattn/internal/cli"
@@ -56,7 +59,7 @@ func TestBenchSimTable(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("code %d: %s", code, errOut)
 	}
-	for _, want := range []string{"backend sim", "256k", "step-new-page", "stepasync-critical", "estimate", "estimates 256k: assumed"} {
+	for _, want := range []string{"backend sim", "256k", "step-new-page", "stepasync-critical", "estimate", "estimates 256k: measured: stock nvidia-uvm"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
@@ -69,6 +72,9 @@ func TestBenchBadArguments(t *testing.T) {
 		{"--page-size", "4k"},
 		{"--pages", "0"},
 		{"--step-batch", "-1"},
+		{"--backend", "sim,tpu"},
+		{"--growth", "--map-ahead", "-1"},
+		{"--growth", "--growth-steps", "0"},
 	} {
 		if code, _, errOut := runCmd(t, cli.Table, args...); code != cli.ExitBadArgument {
 			t.Errorf("%v: code %d: %s", args, code, errOut)
@@ -106,5 +112,63 @@ func TestBenchUVMWithoutModule(t *testing.T) {
 	code, out, errOut := runCmd(t, cli.Table, "--backend", "uvm", "--page-size", "64k")
 	if code != cli.ExitNotSupported || !strings.Contains(errOut, "nothing could run") || !strings.Contains(out, "skipped: uvm 64KiB") {
 		t.Fatalf("code %d: %s\n%s", code, errOut, out)
+	}
+}
+
+// The stock small-page path and CUDA VMM measured in one run; growth rows
+// on the stock path show map ahead cutting the driver calls per step.
+func TestBenchStockAndCUDAVMM(t *testing.T) {
+	f := cmdtest.FakeCUDA(t, &cudaLib)
+	var fakes []*stockfake.Driver
+	newStockDriver = func() uvm.StockDriver { fd := stockfake.New(); fakes = append(fakes, fd); return fd }
+	defer func() { newStockDriver = nil }()
+	var rep bench.Report
+	code, out, errOut := runCmd(t, cli.JSON, "--backend", "cudavmm,uvm", "--page-size", "2m,64k", "--step-batch", "2", "--iterations", "2",
+		"--pages", "4", "--map-batch", "4")
+	if code != 0 {
+		t.Fatalf("code %d: %s", code, errOut)
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	backends := map[string]int{}
+	for _, r := range rep.Map {
+		backends[r.Backend+" "+r.PageSize.Short()]++
+	}
+	if backends["cudavmm 2m"] != 2 || backends["uvm 64k"] != 2 || backends["uvm 2m"] != 2 || len(rep.Skipped) != 1 {
+		t.Errorf("map rows %v, skipped %v", backends, rep.Skipped)
+	}
+
+	code, out, errOut = runCmd(t, cli.JSON, "--backend", "uvm", "--page-size", "64k", "--step-batch", "1", "--iterations", "1",
+		"--pages", "1", "--growth", "--growth-steps", "64", "--compute", "0s", "--map-ahead", "0,3")
+	if code != 0 {
+		t.Fatalf("code %d: %s", code, errOut)
+	}
+	rep = bench.Report{}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	calls := map[string]float64{}
+	for _, r := range rep.Growth {
+		if r.Estimate || r.Steps != 64 {
+			t.Errorf("growth row %+v", r)
+		}
+		calls[fmt.Sprintf("%s %s %d %s", r.PageSize, r.Layout, r.MapAhead, r.Mode)] = r.DriverCallsPerStep
+	}
+	if len(rep.Growth) != 2*2*2 {
+		t.Errorf("%d growth rows", len(rep.Growth))
+	}
+	for _, layout := range []string{"per-layer", "megacache"} {
+		if a, b := calls["64k "+layout+" 0 sync"], calls["64k "+layout+" 3 sync"]; a == 0 || b >= a/2 {
+			t.Errorf("64k %s driver calls per step: %g without map-ahead, %g with 3", layout, a, b)
+		}
+	}
+	for _, fd := range fakes {
+		if live := fd.Live(); live != (stockfake.Live{}) {
+			t.Errorf("driver left %s", live)
+		}
+	}
+	if live := f.Live(); live != (cudafake.Live{}) {
+		t.Errorf("bench left %s", live)
 	}
 }
