@@ -141,22 +141,22 @@ type DriverCalls struct {
 
 // Report is what map prints.
 type Report struct {
-	Backend   string        `json:"backend"`
-	Device    string        `json:"device,omitempty"`
-	Driver    string        `json:"driver,omitempty"`
-	PageSize  pagesize.Size `json:"page_size"`
-	Pages     int           `json:"pages"`
-	Bytes     uint64        `json:"bytes"`
-	Batch     int           `json:"batch"`
-	Access    string        `json:"access,omitempty"`
-	Ops       []OpStats     `json:"ops"`
-	Verify    *VerifyResult `json:"verify,omitempty"`
+	Backend  string        `json:"backend"`
+	Device   string        `json:"device,omitempty"`
+	Driver   string        `json:"driver,omitempty"`
+	PageSize pagesize.Size `json:"page_size"`
+	Pages    int           `json:"pages"`
+	Bytes    uint64        `json:"bytes"`
+	Batch    int           `json:"batch"`
+	Access   string        `json:"access,omitempty"`
+	Ops      []OpStats     `json:"ops"`
+	Verify   *VerifyResult `json:"verify,omitempty"`
 	// DriverCalls are the driver calls behind the map and unmap rows, where
 	// the backend makes runs of a batch (the stock nvidia-uvm path).
 	DriverCalls *DriverCalls `json:"driver_calls,omitempty"`
-	FreeStart uint64        `json:"device_free_start_bytes"`
-	FreeEnd   uint64        `json:"device_free_end_bytes"`
-	Leftover  string        `json:"leftover"`
+	FreeStart   uint64       `json:"device_free_start_bytes"`
+	FreeEnd     uint64       `json:"device_free_end_bytes"`
+	Leftover    string       `json:"leftover"`
 }
 
 type timings struct {
