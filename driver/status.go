@@ -11,6 +11,7 @@ import (
 
 	"github.com/vattn/vattn/dkms"
 	"github.com/vattn/vattn/ioctl"
+	"github.com/vattn/vattn/ioctl/branch"
 )
 
 // Probe is what the loaded nvidia-uvm says about the vattn ABI.
@@ -174,7 +175,17 @@ func (e *Env) CollectStatus(ctx context.Context, kver string) (*Status, error) {
 	case !s.UVMLoaded:
 		s.SmallPages = "unavailable: nvidia_uvm is not loaded"
 	case s.Probe.Probed || !s.LoadedIsVattn:
-		s.SmallPages = "unavailable: the loaded nvidia_uvm is NVIDIA's stock module (2MiB pages only)"
+		// NVIDIA's stock module: small pages through RM memory in UVM
+		// external ranges, where vattn knows the branch's ABI.
+		version := s.DriverVersionSys
+		if s.Driver != nil && s.Driver.Version != "" {
+			version = s.Driver.Version
+		}
+		if _, err := branch.Lookup(version); err != nil {
+			s.SmallPages = "unavailable: " + err.Error()
+		} else {
+			s.SmallPages = "available (stock driver): 64KiB, 128KiB, 256KiB, 2MiB"
+		}
 	default:
 		s.SmallPages = "unknown: the loaded nvidia_uvm is vattn-uvm, not probed"
 	}

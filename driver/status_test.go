@@ -3,6 +3,7 @@ package driver
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -29,7 +30,7 @@ func TestStatusOnStockEnforcingMachine(t *testing.T) {
 	if s.SigEnforce != "enforced" {
 		t.Errorf("sig_enforce = %q", s.SigEnforce)
 	}
-	if s.SmallPages != "unavailable: the loaded nvidia_uvm is NVIDIA's stock module (2MiB pages only)" {
+	if s.SmallPages != "available (stock driver): 64KiB, 128KiB, 256KiB, 2MiB" {
 		t.Errorf("small pages = %q", s.SmallPages)
 	}
 	if s.Package.State != "unknown (dkms not installed)" || s.Tools["dkms"] != NotInstalled || s.Tools["mokutil"] != NotInstalled {
@@ -77,5 +78,19 @@ func TestStatusDriverNotLoadedAndUnknownKernel(t *testing.T) {
 	}
 	if s.InstalledNVIDIA != "535.261.03" || !s.Supported || s.Package.State != NotInstalled {
 		t.Errorf("status = %+v", s)
+	}
+}
+
+// A stock driver of a branch vattn has no ABI tables for: small pages are
+// unavailable, and status says which branches are known.
+func TestStatusUnknownBranch(t *testing.T) {
+	m := newFake(t, "999.1.2")
+	m.write("/sys/module/nvidia_uvm/srcversion", "X\n")
+	s, err := m.env.CollectStatus(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(s.SmallPages, "unavailable: ") || !strings.Contains(s.SmallPages, "999.1.2") || !strings.Contains(s.SmallPages, "580") {
+		t.Errorf("small pages = %q", s.SmallPages)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/vattn/vattn/backend"
 	"github.com/vattn/vattn/backend/cudavmm"
 	"github.com/vattn/vattn/backend/sim"
+	"github.com/vattn/vattn/backend/uvm"
 	"github.com/vattn/vattn/cuda"
 	"github.com/vattn/vattn/kvcache"
 	"github.com/vattn/vattn/pagesize"
@@ -127,6 +128,13 @@ func create(name string, device int, cc createConfig) (int64, error) {
 	}
 	var be backend.Backend
 	var err error
+	if name == "" || name == "auto" {
+		// Below 2 MiB only nvidia-uvm maps pages; at 2 MiB the CUDA VMM API.
+		name = "cudavmm"
+		if cc.pageSize != 0 && cc.pageSize < pagesize.Size2M {
+			name = "uvm"
+		}
+	}
 	switch name {
 	case "sim":
 		if cc.pageSize == 0 {
@@ -135,8 +143,10 @@ func create(name string, device int, cc createConfig) (int64, error) {
 		be, err = sim.New(sim.Config{PageSize: cc.pageSize, GPUMemory: uint64(cc.simGPUMemory)})
 	case "cudavmm":
 		be, err = cudavmm.New(cudavmm.Options{Device: fmt.Sprint(device), PageSize: cc.pageSize})
+	case "uvm":
+		be, err = uvm.Open(uvm.Options{Device: fmt.Sprint(device), PageSize: cc.pageSize})
 	default:
-		return 0, errArg("unknown backend %q (want sim or cudavmm)", name)
+		return 0, errArg("unknown backend %q (want auto, sim, cudavmm or uvm)", name)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("create: %w", err)

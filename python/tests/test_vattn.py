@@ -230,9 +230,11 @@ class Threads(unittest.TestCase):
 
 
 class Torch(unittest.TestCase):
-    """Zero-copy tensors on a real GPU: needs torch and cudavmm."""
+    """Zero-copy tensors on a real GPU: needs torch, and the GPU's driver.
+    2 MiB pages go through cudavmm, 64 KiB pages through the stock
+    nvidia-uvm path (backend auto picks both)."""
 
-    def test_tensors_write_read(self):
+    def _write_read(self, page_size, backend):
         try:
             import torch
         except ImportError:
@@ -240,7 +242,7 @@ class Torch(unittest.TestCase):
         if not torch.cuda.is_available():
             self.skipTest("no CUDA device: tensor wrapping not tested")
         torch.cuda.init()
-        c = vattn.KVCache(2, 8, 128, 2, 4096, 0, torch.bfloat16, "2M", backend="cudavmm")
+        c = vattn.KVCache(2, 8, 128, 2, 4096, 0, torch.bfloat16, page_size, backend=backend)
         try:
             kv = c.tensors()
             self.assertEqual(kv[0].dtype, torch.bfloat16)
@@ -254,9 +256,24 @@ class Torch(unittest.TestCase):
             kv[1][i, :300].copy_(x)
             torch.cuda.synchronize()
             self.assertTrue(torch.equal(kv[1][i, :300], x))
+            # A second request grows across small-page boundaries.
+            j = c.alloc_new_batch_idx(1000)
+            lens[j] = 1000
+            c.step(lens)
+            y = torch.randn(1000, 8, 128, device="cuda", dtype=torch.bfloat16)
+            kv[0][j, :1000].copy_(y)
+            torch.cuda.synchronize()
+            self.assertTrue(torch.equal(kv[0][j, :1000], y))
+            self.assertTrue(torch.equal(kv[1][i, :300], x))
         finally:
             torch.cuda.synchronize()
             c.cleanup()
+
+    def test_tensors_write_read(self):
+        self._write_read("2M", "cudavmm")
+
+    def test_tensors_small_pages(self):
+        self._write_read(64 << 10, "auto")
 
 
 if __name__ == "__main__":

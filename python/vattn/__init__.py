@@ -280,7 +280,9 @@ class KVCache:
                  device, dtype, page_size, megacache=False, backend=None, eager_reclaim=False,
                  sim_gpu_memory=0, grow_pool=False):
         self._lib = _load()
-        self.backend = backend or os.environ.get("VATTN_BACKEND", "cudavmm")
+        # "auto": the Go side picks uvm (small pages on the stock driver)
+        # below 2 MiB pages and cudavmm at 2 MiB.
+        self.backend = backend or os.environ.get("VATTN_BACKEND", "auto")
         self.num_layers, self.max_batch_size = num_layers, max_batch_size
         self.eager_reclaim = bool(eager_reclaim)
         self.dtype_name = _dtype_name(dtype)
@@ -430,8 +432,9 @@ def _current(op):
 def init_kvcache(num_layers, num_kv_heads, head_size, max_batch_size, max_context_length,
                  device, dtype, page_size, megacache=False, **kw):
     """Create the process-wide cache and return its 2*num_layers K then V
-    tensors. Extra keywords: backend ("cudavmm" or "sim"; default
-    $VATTN_BACKEND or cudavmm), eager_reclaim, grow_pool, sim_gpu_memory."""
+    tensors. Extra keywords: backend ("auto", "uvm", "cudavmm" or "sim";
+    default $VATTN_BACKEND or auto: uvm below 2 MiB pages, cudavmm at 2 MiB),
+    eager_reclaim, grow_pool, sim_gpu_memory."""
     global _cache
     if _cache is not None:
         raise VattnError("init_kvcache", ERR_BAD_CONFIG, "a cache exists: call cleanup first")

@@ -15,6 +15,7 @@ import (
 // Report is the whole run.
 type Report struct {
 	Device string          `json:"device,omitempty"`
+	Mode   string          `json:"mode,omitempty"` // the path checked: "stock" or "patched"
 	Probe  uvm.ProbeResult `json:"probe"`
 	Steps  []Step          `json:"steps"`
 	Result string          `json:"result"` // "pass", "fail", "not-supported", "no-device"
@@ -52,7 +53,9 @@ func (r *Report) end(result string, code int, err error) (*Report, error) {
 }
 
 // Run runs every step on GPU device and returns the report and an error
-// carrying the exit code when not everything passed.
+// carrying the exit code when not everything passed. With the patched
+// module loaded it checks the module's commands; on NVIDIA's stock driver it
+// checks the stock small-page path.
 func Run(device string) (*Report, error) {
 	rep := &Report{}
 	p, err := uvm.ProbeDevice(devicePath)
@@ -65,9 +68,6 @@ func Run(device string) (*Report, error) {
 	case uvm.StateNoDevice, uvm.StateNotUVM:
 		rep.add("probe "+devicePath, errors.New(p.Detail), "")
 		return rep.end("no-device", cli.ExitDriverNotLoaded, fmt.Errorf("selftest: no UVM device: %s", p.Detail))
-	case uvm.StateStock:
-		rep.add("probe "+devicePath, errors.New(p.Detail), "")
-		return rep.end("not-supported", cli.ExitNotSupported, fmt.Errorf("selftest: %s: %w", p.Detail, uvm.ErrNotPatched))
 	}
 	rep.add("probe "+devicePath, nil, p.Detail)
 	lib, err := cudaLib()
@@ -75,6 +75,14 @@ func Run(device string) (*Report, error) {
 		rep.add("load libcuda", err, "")
 		return rep.end("fail", cli.ExitLibraryMissing, fmt.Errorf("selftest: %w", err))
 	}
+	if p.State == uvm.StateStock {
+		rep.Mode = uvm.ModeStock
+		if err := stock(rep, lib, device); err != nil {
+			return rep.end("not-supported", cli.ExitNotSupported, fmt.Errorf("selftest: small pages are not available here: %w", err))
+		}
+		return rep.result()
+	}
+	rep.Mode = uvm.ModePatched
 	first, err := uvm.New(uvm.Options{Device: device, Lib: lib})
 	if !rep.add("open uvm backend in a CUDA process", err, "") {
 		code := cli.ExitFailure
@@ -94,21 +102,152 @@ func Run(device string) (*Report, error) {
 	hostile(rep, first)
 	rep.add("close the first backend", first.Close(), "")
 	for _, ps := range sizes {
-		pageSize(rep, lib, device, ps)
+		pageSize(rep, ps, func() (uvm.Pages, error) {
+			return uvm.New(uvm.Options{Device: device, PageSize: ps, Lib: lib})
+		})
 	}
 	closeWithLivePages(rep, lib, device)
-	for _, s := range rep.Steps {
+	return rep.result()
+}
+
+// result ends a run whose steps all ran: pass, or fail naming the first
+// failed step.
+func (r *Report) result() (*Report, error) {
+	for _, s := range r.Steps {
 		if !s.OK {
-			return rep.end("fail", cli.ExitFailure, fmt.Errorf("selftest: step %q failed", s.Name))
+			return r.end("fail", cli.ExitFailure, fmt.Errorf("selftest: step %q failed", s.Name))
 		}
 	}
-	return rep.end("pass", cli.ExitOK, nil)
+	return r.end("pass", cli.ExitOK, nil)
+}
+
+// stock checks the stock small-page path: every page size through the same
+// steps as the patched module, the driver's refusals of bad arguments, and
+// that closing with pages mapped gives the device its memory back. It
+// returns an error only when the path cannot run at all here (a GPU before
+// Pascal, a driver branch vattn has no tables for): not supported.
+func stock(rep *Report, lib *cuda.Lib, device string) error {
+	open := func(ps pagesize.Size) (*uvm.Stock, error) {
+		return uvm.NewStock(uvm.Options{Device: device, PageSize: ps, Lib: lib, StockDriver: newStockDriver()})
+	}
+	first, err := open(pagesize.Size64K)
+	if !rep.add("open the stock small-page path in a CUDA process", err, "") {
+		if errors.Is(err, backend.ErrUnavailable) {
+			return err
+		}
+		return nil
+	}
+	d := first.Device()
+	rep.Device = fmt.Sprintf("GPU %d: %s (%s), driver %s", d.Index, d.Name, d.UUID, first.Driver().Branch())
+	stockRefusals(rep, first)
+	rep.add("close the first backend", first.Close(), "")
+	for _, ps := range pagesize.All() {
+		pageSize(rep, ps, func() (uvm.Pages, error) { return open(ps) })
+	}
+	stockCloseReleases(rep, lib, func() (*uvm.Stock, error) { return open(pagesize.Size64K) })
+	return nil
+}
+
+// newStockDriver makes what stands in for RM and UVM; nil is the real
+// driver. Tests set it.
+var newStockDriver = func() uvm.StockDriver { return nil }
+
+// stockRefusals sends the driver arguments it must refuse and checks that it
+// does, and that the backend still works afterwards.
+func stockRefusals(rep *Report, b *uvm.Stock) {
+	drv := b.Driver()
+	sz := b.PageSize().Bytes()
+	r, err := b.Reserve(4 * sz)
+	if !rep.add("refusals: set up an external range", err, "") {
+		return
+	}
+	ids, err := b.AllocPages(2)
+	if !rep.add("refusals: allocate 2 pages", err, "") {
+		return
+	}
+	refused := func(what string, err error) {
+		if err == nil {
+			rep.add("refusals: "+what, errors.New("accepted"), "")
+			return
+		}
+		rep.add("refusals: "+what, nil, "refused: "+err.Error())
+	}
+	refused("allocate 0 bytes of video memory", func() error { _, err := drv.AllocVidmem(0, 64<<10); return err }())
+	refused("map outside any external range", drv.Map(0x1000_0000, sz, 0xdead, 0))
+	refused("map an unknown memory handle", drv.Map(r.Addr, sz, 0x5a5a5a5a, 0))
+	refused("unmap outside any external range", drv.Unmap(0x1000_0000, sz))
+	refused("free an external range that does not exist", drv.FreeRange(r.Addr+sz, sz))
+	refused("free an unknown memory handle", drv.FreeVidmem(0x5a5a5a5a))
+	refused("create a range over an existing one", drv.CreateRange(r.Addr, sz))
+	err = b.Map([]backend.Mapping{{Addr: r.Addr, Page: ids[0]}, {Addr: r.Addr + sz, Page: ids[1]}})
+	if err == nil {
+		err = b.Fill(r.Addr, 2*sz, 0x0bad0000)
+	}
+	if err == nil {
+		var res uvm.CheckResult
+		if res, err = b.Check(r.Addr, 2*sz, 0, 0x0bad0000); err == nil && !res.OK() {
+			err = fmt.Errorf("%d words differ on the GPU", res.GPUMismatches)
+		}
+	}
+	rep.add("refusals: the path still maps and holds data afterwards", err, "")
+	err = b.Unmap([]uint64{r.Addr, r.Addr + sz}, 0)
+	err = errors.Join(err, b.FreePages(ids), b.Release(r))
+	rep.add("refusals: clean up", err, "")
+}
+
+// stockCloseReleases closes a backend with pages mapped and unmapped and
+// checks the device's free memory is back where it was.
+func stockCloseReleases(rep *Report, lib *cuda.Lib, open func() (*uvm.Stock, error)) {
+	const name = "close with live pages releases them"
+	b, err := open()
+	if err != nil {
+		rep.add(name, err, "")
+		return
+	}
+	// The test's own hold on the context keeps the GPU set up after the
+	// backend lets go, so free memory is comparable.
+	ctx, err := lib.Retain(b.Device())
+	if err != nil {
+		rep.add(name, errors.Join(err, b.Close()), "")
+		return
+	}
+	defer ctx.Release()
+	free := func() (f uint64, err error) {
+		err = ctx.Do(func(bd cuda.Bound) error { f, _, err = bd.MemGetInfo(); return err })
+		return f, err
+	}
+	before, err := free()
+	sz := b.PageSize().Bytes()
+	var r backend.Region
+	var ids []backend.PageID
+	if err == nil {
+		r, err = b.Reserve(64 * sz)
+	}
+	if err == nil {
+		ids, err = b.AllocPages(1024) // 64 MiB: one chunk
+	}
+	if err == nil {
+		err = b.Map([]backend.Mapping{{Addr: r.Addr, Page: ids[0]}, {Addr: r.Addr + sz, Page: ids[1]}})
+	}
+	var during uint64
+	if err == nil {
+		during, err = free()
+	}
+	err = errors.Join(err, b.Close())
+	var after uint64
+	if err == nil {
+		after, err = free()
+	}
+	if err == nil && after != before {
+		err = fmt.Errorf("device free memory %d MiB before, %d MiB after close", before>>20, after>>20)
+	}
+	rep.add(name, err, fmt.Sprintf("device free %d MiB → %d MiB with 64 MiB held → %d MiB", before>>20, during>>20, after>>20))
 }
 
 // pageSize: allocate, map, write and read a pattern, remap, unmap, free.
-func pageSize(rep *Report, lib *cuda.Lib, device string, ps pagesize.Size) {
+func pageSize(rep *Report, ps pagesize.Size, open func() (uvm.Pages, error)) {
 	name := func(s string) string { return ps.Short() + ": " + s }
-	b, err := uvm.New(uvm.Options{Device: device, PageSize: ps, Lib: lib})
+	b, err := open()
 	if !rep.add(name("open"), err, "") {
 		return
 	}
@@ -116,7 +255,7 @@ func pageSize(rep *Report, lib *cuda.Lib, device string, ps pagesize.Size) {
 	sz := ps.Bytes()
 	const n = 4
 	r, err := b.Reserve(2 * n * sz)
-	if !rep.add(name("reserve a managed range"), err, "") {
+	if !rep.add(name("reserve a range"), err, "") {
 		return
 	}
 	ids, err := b.AllocPages(n)

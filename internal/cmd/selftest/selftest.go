@@ -1,11 +1,12 @@
-// Package selftest implements "vattnctl selftest": for users who installed the
-// patched nvidia-uvm, it proves the module works on this machine — pages at
-// every size it offers hold data written by a GPU kernel, follow a remap, are
-// released at close, and hostile arguments are refused with the right status.
+// Package selftest implements "vattnctl selftest": it proves that small pages
+// work on this machine, through whichever path nvidia-uvm offers — NVIDIA's
+// stock driver (RM memory in UVM external ranges) or the patched module.
+// Pages at every size hold data written by a GPU kernel, follow a remap, are
+// released at close, and bad arguments are refused.
 //
-// Exit codes: 0 every step passed; 1 a step failed; 3 the module is the stock
-// one (not supported: install the patch with 'vattnctl install-driver'); 9 no
-// UVM device (nvidia-uvm not loaded); 12 libcuda missing.
+// Exit codes: 0 every step passed; 1 a step failed; 3 this GPU or driver
+// branch cannot do small pages at all (before Pascal, or a branch vattn has no
+// ABI tables for); 9 no UVM device (nvidia-uvm not loaded); 12 libcuda missing.
 package selftest
 
 import (
@@ -22,17 +23,19 @@ func NewCmd(format *cli.Format) *cobra.Command {
 	var device string
 	cmd := &cobra.Command{
 		Use:   "selftest",
-		Short: "Check that the patched nvidia-uvm works on this machine",
-		Long: `selftest checks the vattn-patched nvidia-uvm module end to end: for every page
-size the driver offers it allocates pages, maps them, writes a pattern with a
-GPU kernel and reads it back, remaps a page elsewhere and checks its data
-followed, unmaps and frees; it closes a backend with pages still mapped and
-checks the module's counters show them released; and it sends hostile
-arguments and checks each is refused with the right status.
+		Short: "Check that small pages work on this machine",
+		Long: `selftest checks small pages end to end through the path nvidia-uvm offers:
+NVIDIA's stock driver (video memory mapped into UVM external ranges) or the
+vattn-patched module. For every page size (64k, 128k, 256k, 2m) it allocates
+pages, maps them, writes a pattern with a GPU kernel and reads it back, remaps
+a page elsewhere and checks its data followed, unmaps and frees; it closes a
+backend with pages still mapped and checks the memory came back; and it sends
+arguments the driver must refuse and checks each is refused.
 
-Exit codes: 0 all steps passed; 1 a step failed; 3 stock driver (install the
-patched module with 'vattnctl install-driver'); 9 no UVM device (nvidia-uvm not
-loaded); 12 libcuda missing.`,
+Exit codes: 0 all steps passed; 1 a step failed; 3 this GPU or driver branch
+cannot do small pages at all (a GPU before Pascal, or a driver branch vattn has
+no ABI tables for); 9 no UVM device (nvidia-uvm not loaded); 12 libcuda
+missing.`,
 		Example: `  vattnctl selftest
   vattnctl selftest -i 1 -o json`,
 		Args: cobra.NoArgs,

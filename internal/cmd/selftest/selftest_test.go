@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vattn/vattn/backend/uvm"
+	"github.com/vattn/vattn/backend/uvm/stockfake"
 	"github.com/vattn/vattn/backend/uvm/uvmfake"
 	"github.com/vattn/vattn/cuda"
 	"github.com/vattn/vattn/cuda/cudafake"
@@ -53,16 +54,68 @@ func TestNotUVM(t *testing.T) {
 	}
 }
 
+// On the stock driver selftest checks the stock small-page path: over the
+// fake CUDA driver and the fake RM/UVM, every step runs and the fakes hold
+// nothing afterwards; the pattern read-back fails because the fake GPU stores
+// nothing, which proves the check can fail.
 func TestStockDriver(t *testing.T) {
 	withDevice(t, os.DevNull)
 	defer ioctl.SetRawIoctl(func(int, uint32, unsafe.Pointer) unix.Errno { return unix.ENOSYS })()
+	cf := cmdtest.FakeCUDA(t, &cudaLib)
+	var fakes []*stockfake.Driver
+	newStockDriver = func() uvm.StockDriver { d := stockfake.New(); fakes = append(fakes, d); return d }
+	defer func() { newStockDriver = func() uvm.StockDriver { return nil } }()
 	code, out, errOut := run(t, cli.JSON)
 	var rep Report
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatal(err)
 	}
-	if code != cli.ExitNotSupported || rep.Result != "not-supported" || rep.Probe.Errno != "ENOSYS" || !strings.Contains(errOut, "vattnctl install-driver") {
+	if code != cli.ExitFailure || rep.Mode != "stock" || rep.Probe.Errno != "ENOSYS" {
 		t.Fatalf("code %d %+v\n%s", code, rep, errOut)
+	}
+	steps := map[string]Step{}
+	for _, s := range rep.Steps {
+		steps[s.Name] = s
+	}
+	var refusals int
+	for name, s := range steps {
+		if strings.HasPrefix(name, "refusals: ") {
+			refusals++
+			if !s.OK && name != "refusals: the path still maps and holds data afterwards" {
+				t.Errorf("%s: %s", name, s.Detail)
+			}
+		}
+	}
+	if refusals < 9 {
+		t.Errorf("only %d refusal steps ran", refusals)
+	}
+	for _, ps := range []string{"64k", "128k", "256k", "2m"} {
+		for _, name := range []string{"map them in one batch", "write a pattern with a GPU kernel", "close"} {
+			if s, ok := steps[ps+": "+name]; !ok || !s.OK {
+				t.Errorf("%s: %s: %+v", ps, name, s)
+			}
+		}
+		if s := steps[ps+": read it back (GPU and host)"]; s.OK {
+			t.Errorf("%s: read-back on a GPU that stores nothing passed: %+v", ps, s)
+		}
+	}
+	if s := steps["close with live pages releases them"]; !s.OK {
+		t.Errorf("close with live pages: %+v", s)
+	}
+	for _, d := range fakes {
+		if live := d.Live(); live != (stockfake.Live{}) {
+			t.Errorf("selftest left %s in the driver", live)
+		}
+	}
+	if live := cf.Live(); live != (cudafake.Live{}) {
+		t.Errorf("selftest left %s", live)
+	}
+
+	// A GPU before Pascal cannot do small pages at all: exit 3.
+	cf.GPUs[0].Major = 5
+	code, _, errOut = run(t, cli.Table)
+	if code != cli.ExitNotSupported || !strings.Contains(errOut, "Pascal") {
+		t.Errorf("Maxwell: code %d: %s", code, errOut)
 	}
 }
 
