@@ -67,7 +67,7 @@ func codeOf(err error) status {
 	case errors.Is(err, errBadHandle), errors.Is(err, kvcache.ErrClosed):
 		// ErrClosed: the handle was destroyed while this call waited.
 		return stBadHandle
-	case errors.Is(err, errBadArgument):
+	case errors.Is(err, errBadArgument), errors.Is(err, kvcache.ErrLayerRange), errors.Is(err, kvcache.ErrBadSize):
 		return stBadArgument
 	case errors.Is(err, backend.ErrUnavailable), errors.Is(err, cuda.ErrNoDevice), errors.Is(err, cuda.ErrDeviceNotFound):
 		return stUnavailable

@@ -177,7 +177,15 @@ func vattn_kv_pointers(h C.int64_t, layer C.int32_t, k, v *C.uint64_t) C.vattn_s
 		if n := c.cache.Config().Layers; layer < 0 || int(layer) >= n {
 			return errArg("layer %d out of range [0, %d)", int(layer), n)
 		}
-		*k, *v = C.uint64_t(c.cache.K(int(layer))), C.uint64_t(c.cache.V(int(layer)))
+		kp, err := c.cache.K(int(layer))
+		if err != nil {
+			return err
+		}
+		vp, err := c.cache.V(int(layer))
+		if err != nil {
+			return err
+		}
+		*k, *v = C.uint64_t(kp), C.uint64_t(vp)
 		return nil
 	})
 }
