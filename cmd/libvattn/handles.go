@@ -139,6 +139,10 @@ func create(name string, device int, cc createConfig) (int64, error) {
 		return 0, errArg("unknown backend %q (want sim or cudavmm)", name)
 	}
 	if err != nil {
+		if codeOf(err) == stUnavailable {
+			return 0, fmt.Errorf("create: %w; without a GPU, use the simulator: backend \"sim\" "+
+				"(Python: VATTN_BACKEND=sim or backend=\"sim\")", err)
+		}
 		return 0, fmt.Errorf("create: %w", err)
 	}
 	c, err := kvcache.New(kvcache.Config{
