@@ -202,8 +202,10 @@ def _seq_lens(op, seq):
 
 
 def _all_int(seq):
-    types = set(map(type, seq))
-    return len(types) == 1 and int in types
+    # array('q') refuses non-integers and values beyond int64, but takes
+    # bools (an int subclass); this finds them, and anything that is not a
+    # plain int, in one C-level pass.
+    return list(map(type, seq)).count(int) == len(seq)
 
 
 def _slow_ints(op, seq):
