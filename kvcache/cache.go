@@ -19,11 +19,19 @@
 // may read them has completed: FreeBatchIdx records an epoch on the backend's
 // Fence, and reuse waits for it.
 //
-// A Cache is used by one goroutine (the serving loop) plus the cache's own
-// background mapper, which StepAsync feeds; every call first waits for the
-// background work to finish. Stats, Slots and FreeIndexes may be called from
-// any goroutine; they wait while a step holds the cache, which includes a
-// step waiting for the GPU to finish with pages it needs.
+// Goroutines: every method may be called from any goroutine. The calls that
+// change the cache (ReservePhysical, AllocBatchIdx,
+// FreeBatchIdx, Step, StepAsync, StepLayered, Wait, Trim, Shrink, Close) are
+// serialized: a second one waits for the one in flight, and first for the
+// background mapping StepAsync or StepLayered started. Serializing keeps
+// the semantics of one caller, but the order in which waiting calls run is
+// not defined: goroutines that need their steps in a given order must order
+// them themselves. Close waits for the call in flight and the background
+// work, then closes; calls after it return ErrClosed. Stats, Slots,
+// FreeIndexes, K and V do not queue behind the serialized calls; they take
+// the cache's lock briefly, so they wait while a step holds it (including a
+// step waiting for the GPU to finish with pages it needs). WaitLayer waits
+// for nothing but the layer it names.
 package kvcache
 
 import (
@@ -34,6 +42,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vattn/vattn/backend"
@@ -59,12 +68,17 @@ type Cache struct {
 	layout  Layout
 	ranges  []backend.Region // K ranges first, then V ranges
 
+	// call serializes the caller-side methods (see the package doc): it is
+	// held from enter until the method returns, so at most one of them, and
+	// the background work it started, touches busy and the job channels.
+	call sync.Mutex
+
 	mu       sync.Mutex
 	slots    []slot
 	pool     []backend.PageID // physical pages the cache holds, unmapped
 	reserved int              // pages the cache holds, mapped or not
 	freed    uint64           // count of FreeBatchIdx calls
-	closed   bool
+	closed   atomic.Bool      // set under mu; read without it by K, V, WaitLayer
 	st       counters
 
 	// scratch, reused so steps do not allocate
@@ -78,7 +92,7 @@ type Cache struct {
 	cancel   context.CancelFunc
 	jobs     chan []int
 	jobDone  chan struct{}
-	busy     bool  // a job is in flight (touched by the caller's goroutine only)
+	busy     bool  // a job is in flight (touched under call only)
 	nextLens []int // the job's input, reused
 
 	lay layered // StepLayered's progress
@@ -134,19 +148,24 @@ func (c *Cache) Layout() Layout { return c.layout }
 func (c *Cache) Config() Config { return c.cfg }
 
 // K returns the device address of layer's K tensor. See Layout for strides.
-func (c *Cache) K(layer int) uint64 { return c.tensor(0, layer) }
+// A layer outside [0, Layers) is ErrLayerRange; after Close, ErrClosed (the
+// range is gone, so no address is valid).
+func (c *Cache) K(layer int) (uint64, error) { return c.tensor("k", 0, layer) }
 
-// V returns the device address of layer's V tensor. See Layout for strides.
-func (c *Cache) V(layer int) uint64 { return c.tensor(1, layer) }
+// V returns the device address of layer's V tensor, as K does for K.
+func (c *Cache) V(layer int) (uint64, error) { return c.tensor("v", 1, layer) }
 
-func (c *Cache) tensor(kv, layer int) uint64 {
+func (c *Cache) tensor(op string, kv, layer int) (uint64, error) {
 	if layer < 0 || layer >= c.cfg.Layers {
-		return 0
+		return 0, fmt.Errorf("%s: %w: %d not in [0, %d)", op, ErrLayerRange, layer, c.cfg.Layers)
+	}
+	if c.closed.Load() {
+		return 0, fmt.Errorf("%s: %w", op, ErrClosed)
 	}
 	if c.cfg.Megacache {
-		return c.ranges[kv].Addr + uint64(layer)*c.layout.LayerBytes
+		return c.ranges[kv].Addr + uint64(layer)*c.layout.LayerBytes, nil
 	}
-	return c.ranges[kv*c.cfg.Layers+layer].Addr
+	return c.ranges[kv*c.cfg.Layers+layer].Addr, nil
 }
 
 // Ranges returns the reserved virtual ranges: K ranges in layer order, then
@@ -158,23 +177,27 @@ func (c *Cache) addr(r, s, j int) uint64 {
 	return c.ranges[r].Addr + uint64(s)*c.layout.SlotBytes + uint64(j)*c.layout.PageSize.Bytes()
 }
 
-// enter waits for background work and takes the lock. Every caller-side
-// method starts with it.
+// enter queues behind the caller-side call in flight, waits for background
+// work and takes the lock. Every caller-side method starts with it and, when
+// it succeeds, unlocks c.call (deferred) and c.mu when done.
 func (c *Cache) enter() error {
+	c.call.Lock()
 	c.wait()
 	c.mu.Lock()
-	if c.closed {
+	if c.closed.Load() {
 		c.mu.Unlock()
+		c.call.Unlock()
 		return ErrClosed
 	}
 	if err := c.undoLayered(); err != nil {
 		c.mu.Unlock()
+		c.call.Unlock()
 		return err
 	}
 	return nil
 }
 
-// wait blocks until the background mapper is idle.
+// wait blocks until the background mapper is idle. c.call is held.
 func (c *Cache) wait() {
 	if c.busy {
 		<-c.jobDone
@@ -189,6 +212,7 @@ func (c *Cache) Wait() error {
 	if err := c.enter(); err != nil {
 		return fmt.Errorf("wait: %w", err)
 	}
+	defer c.call.Unlock()
 	c.mu.Unlock()
 	return nil
 }
@@ -200,24 +224,35 @@ func (c *Cache) ReservePhysical(bytes uint64) error {
 	if err := c.enter(); err != nil {
 		return err
 	}
+	defer c.call.Unlock()
 	defer c.mu.Unlock()
 	if bytes == 0 {
-		return fmt.Errorf("reserve physical: %w: zero bytes", ErrBadLength)
+		return fmt.Errorf("reserve physical: %w: zero bytes (want at least one page, %s)", ErrBadSize, c.layout.PageSize)
 	}
-	if bytes > 1<<56 {
-		return fmt.Errorf("reserve physical: %w: %d bytes", ErrBadLength, bytes)
+	if bytes > maxReserve {
+		return fmt.Errorf("reserve physical: %w: %d bytes is more than any device has (limit %d)", ErrBadSize, bytes, uint64(maxReserve))
 	}
-	n := c.layout.PageSize.Pages(bytes)
-	if n > 1<<40 {
-		return fmt.Errorf("reserve physical: %w: %d bytes", ErrBadLength, bytes)
+	if err := c.allocPages(int(c.layout.PageSize.Pages(bytes))); err != nil {
+		return fmt.Errorf("reserve physical %d bytes: %w", bytes, err)
 	}
-	return c.allocPages(int(n))
+	return nil
 }
+
+// maxReserve bounds one ReservePhysical: 2^50 bytes (1 PiB), beyond any
+// GPU, so the page count always fits an int.
+const maxReserve = 1 << 50
+
+// allocPages adds n new pages to the pool. Stats count the call whether or
+// not it succeeds, and only the pages it got.
 
 func (c *Cache) allocPages(n int) error {
 	start := time.Now()
 	pages, err := c.b.AllocPages(n)
-	c.st.alloc.add(1, n, time.Since(start))
+	got := len(pages)
+	if err != nil {
+		got = 0 // a failed call created nothing (backend.Backend's contract)
+	}
+	c.st.alloc.add(1, got, time.Since(start))
 	if err != nil {
 		if errors.Is(err, backend.ErrOutOfMemory) {
 			return fmt.Errorf("%w: allocate %d pages: %w", ErrOutOfPages, n, err)
@@ -235,6 +270,7 @@ func (c *Cache) Trim() (int, error) {
 	if err := c.enter(); err != nil {
 		return 0, err
 	}
+	defer c.call.Unlock()
 	defer c.mu.Unlock()
 	return c.freePool()
 }
@@ -251,6 +287,7 @@ func (c *Cache) Shrink() (int, error) {
 	if err := c.enter(); err != nil {
 		return 0, err
 	}
+	defer c.call.Unlock()
 	defer c.mu.Unlock()
 	if err := c.reclaim(math.MaxInt32, true, nil, &c.st.fg); err != nil {
 		return 0, fmt.Errorf("shrink: %w", err)
@@ -287,6 +324,7 @@ func (c *Cache) AllocBatchIdx(seqLen int) (int, error) {
 	if err := c.enter(); err != nil {
 		return -1, err
 	}
+	defer c.call.Unlock()
 	defer c.mu.Unlock()
 	if seqLen < 0 {
 		return -1, fmt.Errorf("alloc batch idx: %w: %d", ErrBadLength, seqLen)
@@ -343,6 +381,7 @@ func (c *Cache) FreeBatchIdx(i int) error {
 	if err := c.enter(); err != nil {
 		return err
 	}
+	defer c.call.Unlock()
 	defer c.mu.Unlock()
 	if i < 0 || i >= len(c.slots) {
 		return fmt.Errorf("free batch idx %d: %w (max batch %d)", i, ErrSlotRange, len(c.slots))
@@ -368,6 +407,7 @@ func (c *Cache) Step(seqLens []int) error {
 	if err := c.enter(); err != nil {
 		return err
 	}
+	defer c.call.Unlock()
 	defer c.mu.Unlock()
 	if err := c.step(seqLens, &c.st.fg); err != nil {
 		return fmt.Errorf("step: %w", err)
@@ -386,6 +426,7 @@ func (c *Cache) StepAsync(seqLens []int) error {
 	if err := c.enter(); err != nil {
 		return err
 	}
+	defer c.call.Unlock()
 	if err := c.step(seqLens, &c.st.fg); err != nil {
 		c.mu.Unlock()
 		return fmt.Errorf("step async: %w", err)
@@ -407,7 +448,7 @@ func (c *Cache) StepAsync(seqLens []int) error {
 func (c *Cache) mapper() {
 	for lens := range c.jobs {
 		c.mu.Lock()
-		if !c.closed {
+		if !c.closed.Load() {
 			if err := c.ensure(lens, &c.st.bg); err != nil {
 				c.st.bgErrors++
 				c.st.bgLastError = err.Error()
@@ -738,18 +779,21 @@ func (c *Cache) afterStep(ph *phase) {
 	}
 }
 
-// Close waits for background work, waits for the GPU work submitted so far,
+// Close waits for the caller-side call in flight (from another goroutine) and
+// for background work, waits for the GPU work submitted so far,
 // unmaps every page, frees every page the cache holds and releases its
 // ranges. It reports every failure and keeps going, so as little as
 // possible is left. Calls after Close return ErrClosed.
 func (c *Cache) Close() error {
+	c.call.Lock()
+	defer c.call.Unlock()
 	c.wait()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
+	if c.closed.Load() {
 		return nil
 	}
-	c.closed = true
+	c.closed.Store(true)
 	close(c.jobs)
 	defer c.cancel()
 

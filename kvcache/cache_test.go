@@ -3,6 +3,7 @@ package kvcache
 import (
 	"context"
 	"errors"
+	"math"
 	"testing"
 	"time"
 
@@ -185,7 +186,11 @@ func TestLayout(t *testing.T) {
 		// K and V of every layer lie inside the reserved ranges, apart.
 		seen := map[uint64]bool{}
 		for layer := 0; layer < 32; layer++ {
-			for _, a := range []uint64{c.K(layer), c.V(layer)} {
+			k, err := c.K(layer)
+			must(t, err)
+			v, err := c.V(layer)
+			must(t, err)
+			for _, a := range []uint64{k, v} {
 				inside := false
 				for _, r := range c.Ranges() {
 					inside = inside || r.Contains(a, l.LayerBytes)
@@ -196,8 +201,12 @@ func TestLayout(t *testing.T) {
 				seen[a] = true
 			}
 		}
-		if c.K(32) != 0 || c.V(-1) != 0 {
-			t.Error("out-of-range layer has an address")
+		for _, layer := range []int{-1, 32, math.MinInt, math.MaxInt} {
+			for name, fn := range map[string]func(int) (uint64, error){"K": c.K, "V": c.V} {
+				if a, err := fn(layer); !errors.Is(err, ErrLayerRange) || a != 0 {
+					t.Errorf("%s(%d) = %#x, %v; want 0, ErrLayerRange", name, layer, a, err)
+				}
+			}
 		}
 	}
 }
@@ -277,8 +286,10 @@ func TestArgumentErrors(t *testing.T) {
 	if _, err := c.AllocBatchIdx(1001); !errors.Is(err, ErrContextTooLong) {
 		t.Error(err)
 	}
-	if err := c.ReservePhysical(0); !errors.Is(err, ErrBadLength) {
-		t.Error(err)
+	for _, bad := range []uint64{0, maxReserve + 1, math.MaxUint64} {
+		if err := c.ReservePhysical(bad); !errors.Is(err, ErrBadSize) || errors.Is(err, ErrBadLength) {
+			t.Errorf("ReservePhysical(%d) = %v, want ErrBadSize", bad, err)
+		}
 	}
 	i, _ := c.AllocBatchIdx(10)
 	for name, tc := range map[string]struct {
@@ -595,7 +606,7 @@ func TestTrim(t *testing.T) {
 		t.Fatalf("failed trim changed the pool: %+v", st)
 	}
 	checkConsistent(t, c, b)
-	if err := c.ReservePhysical(^uint64(0)); !errors.Is(err, ErrBadLength) {
+	if err := c.ReservePhysical(^uint64(0)); !errors.Is(err, ErrBadSize) {
 		t.Fatalf("reserve of 2^64-1 bytes: %v", err)
 	}
 }
@@ -662,16 +673,18 @@ func TestDataFollowsPages(t *testing.T) {
 	must(t, c.ReservePhysical(64*64<<10)) // one page index only
 	i, _ := c.AllocBatchIdx(32)
 	must(t, c.Step(lens(2, i, 32)))
-	must(t, b.Write(c.K(5), 0xA))
+	k5, err := c.K(5)
+	must(t, err)
+	must(t, b.Write(k5, 0xA))
 	must(t, c.FreeBatchIdx(i))
 	j, _ := c.AllocBatchIdx(0)
 	must(t, c.Step(lens(2, j, 10))) // takes slot i's page index
 	slot := c.Layout().SlotBytes
-	if _, err := b.Read(c.K(5) + uint64(i)*slot); !errors.Is(err, backend.ErrNotMapped) {
+	if _, err := b.Read(k5 + uint64(i)*slot); !errors.Is(err, backend.ErrNotMapped) {
 		t.Fatalf("old owner's address still mapped: %v", err)
 	}
-	must(t, b.Write(c.K(5)+uint64(j)*slot, 0xB))
-	if v, err := b.Read(c.K(5) + uint64(j)*slot); err != nil || v != 0xB {
+	must(t, b.Write(k5+uint64(j)*slot, 0xB))
+	if v, err := b.Read(k5 + uint64(j)*slot); err != nil || v != 0xB {
 		t.Fatalf("new owner reads %x, %v", v, err)
 	}
 }

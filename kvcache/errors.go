@@ -11,6 +11,8 @@ var (
 	ErrSlotRange      = errors.New("batch slot out of range")
 	ErrSlotInactive   = errors.New("batch slot not active")
 	ErrBadLength      = errors.New("bad sequence length")
+	ErrBadSize        = errors.New("bad byte count")
+	ErrLayerRange     = errors.New("layer out of range")
 	ErrContextTooLong = errors.New("sequence longer than max context")
 	ErrNoFreeSlot     = errors.New("no free batch slot")
 	ErrOutOfPages     = errors.New("out of physical pages")

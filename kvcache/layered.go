@@ -43,6 +43,7 @@ func (c *Cache) StepLayered(seqLens []int) error {
 	if err := c.enter(); err != nil {
 		return err
 	}
+	defer c.call.Unlock()
 	if c.cfg.Megacache {
 		defer c.mu.Unlock()
 		if err := c.step(seqLens, &c.st.fg); err != nil {
@@ -124,10 +125,14 @@ func (c *Cache) setLayers(layers, ready int, err error) {
 // WaitLayer blocks until layer l's pages for the last StepLayered are
 // mapped. It may be called from any goroutine while the rest of the step
 // is mapped in the background. Before any StepLayered, or for a step that
-// finished, it returns at once.
+// finished, it returns at once. A layer outside [0, Layers) is
+// ErrLayerRange; after Close, ErrClosed.
 func (c *Cache) WaitLayer(l int) error {
 	if l < 0 || l >= c.cfg.Layers {
-		return fmt.Errorf("wait layer: %w: layer %d of %d", ErrBadConfig, l, c.cfg.Layers)
+		return fmt.Errorf("wait layer: %w: %d not in [0, %d)", ErrLayerRange, l, c.cfg.Layers)
+	}
+	if c.closed.Load() {
+		return fmt.Errorf("wait layer %d: %w", l, ErrClosed)
 	}
 	c.lay.mu.Lock()
 	defer c.lay.mu.Unlock()

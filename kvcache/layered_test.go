@@ -69,10 +69,10 @@ func TestStepLayeredErrors(t *testing.T) {
 	if err := c.StepLayered(lens(2, s, 5000)); !errors.Is(err, ErrContextTooLong) {
 		t.Fatalf("too long: %v", err)
 	}
-	if err := c.WaitLayer(32); !errors.Is(err, ErrBadConfig) {
+	if err := c.WaitLayer(32); !errors.Is(err, ErrLayerRange) {
 		t.Fatalf("layer 32: %v", err)
 	}
-	if err := c.WaitLayer(-1); !errors.Is(err, ErrBadConfig) {
+	if err := c.WaitLayer(-1); !errors.Is(err, ErrLayerRange) {
 		t.Fatalf("layer -1: %v", err)
 	}
 	must(t, c.ReservePhysical(256<<20))
@@ -85,6 +85,9 @@ func TestStepLayeredErrors(t *testing.T) {
 	must(t, c.Close())
 	if err := c.StepLayered(lens(2, s, 100)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("after close: %v", err)
+	}
+	if err := c.WaitLayer(0); !errors.Is(err, ErrClosed) {
+		t.Fatalf("WaitLayer after close: %v, want ErrClosed", err)
 	}
 }
 

@@ -173,7 +173,7 @@ func runOps(t *testing.T, data []byte) {
 		case 6: // reserve
 			n := uint64(r.next()%8) * ps.Bytes()
 			err := c.ReservePhysical(n)
-			if n == 0 && !errors.Is(err, ErrBadLength) || n > 0 && err != nil && !allowed(err) {
+			if n == 0 && !errors.Is(err, ErrBadSize) || n > 0 && err != nil && !allowed(err) {
 				t.Fatalf("reserve %d: %v", n, err)
 			}
 		case 7: // the GPU progresses

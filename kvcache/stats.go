@@ -124,8 +124,11 @@ type Stats struct {
 	// background mapper.
 	Foreground PhaseStats `json:"foreground"`
 	Background PhaseStats `json:"background"`
-	Alloc      CallStats  `json:"alloc"`
-	MapLatency Latency    `json:"map_latency"`
+	// Alloc counts backend page allocations (ReservePhysical, GrowPool):
+	// every call, failed ones included, and the pages the successful ones
+	// delivered.
+	Alloc      CallStats `json:"alloc"`
+	MapLatency Latency   `json:"map_latency"`
 
 	ReclaimedPages uint64 `json:"reclaimed_pages"`
 	FreedPages     uint64 `json:"freed_pages"` // returned to the backend by Trim

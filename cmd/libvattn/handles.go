@@ -68,7 +68,7 @@ func codeOf(err error) status {
 	case errors.Is(err, errBadHandle), errors.Is(err, kvcache.ErrClosed):
 		// ErrClosed: the handle was destroyed while this call waited.
 		return stBadHandle
-	case errors.Is(err, errBadArgument):
+	case errors.Is(err, errBadArgument), errors.Is(err, kvcache.ErrLayerRange), errors.Is(err, kvcache.ErrBadSize):
 		return stBadArgument
 	case errors.Is(err, backend.ErrUnavailable), errors.Is(err, cuda.ErrNoDevice), errors.Is(err, cuda.ErrDeviceNotFound):
 		return stUnavailable
@@ -149,6 +149,10 @@ func create(name string, device int, cc createConfig) (int64, error) {
 		return 0, errArg("unknown backend %q (want auto, sim, cudavmm or uvm)", name)
 	}
 	if err != nil {
+		if codeOf(err) == stUnavailable {
+			return 0, fmt.Errorf("create: %w; without a GPU, use the simulator: backend \"sim\" "+
+				"(Python: VATTN_BACKEND=sim or backend=\"sim\")", err)
+		}
 		return 0, fmt.Errorf("create: %w", err)
 	}
 	c, err := kvcache.New(kvcache.Config{

@@ -18,6 +18,13 @@
 // same handle, so a thread that shares a handle with others should read the
 // message right after the failing call or accept a neighbour's message.
 //
+// Integers: every index, length and count is an int64_t, so no caller's
+// value is narrowed on the way in; vattn checks each against its range
+// (a slot against max_batch, a layer against layers, a length against
+// max_context) and answers an error naming it. Lengths are read once, into
+// vattn's own copy, before they are checked: a caller that rewrites its
+// array during the call cannot slip a value past the checks.
+//
 // Threads: calls on one handle are serialized by a per-handle mutex, so any
 // call may be made from any thread at any time; a call simply waits for
 // the one in progress. vattn_stats, vattn_free_kvblocks, vattn_wait_layer
@@ -47,6 +54,9 @@ typedef enum {
 	VATTN_ERR_PANIC = 12,          // a bug in vattn; the message says where
 	VATTN_ERR_BUFFER_TOO_SMALL = 13 // vattn_last_error's buffer could not hold the message
 } vattn_status;
+
+// The sequence lengths a step reads; vattn never writes through them.
+typedef const int64_t vattn_seq_len_t;
 
 typedef struct {
 	int32_t layers;        // transformer layers
@@ -91,8 +101,10 @@ typedef struct {
 import "C"
 
 import (
+	"fmt"
 	"unsafe"
 
+	"github.com/vattn/vattn/kvcache"
 	"github.com/vattn/vattn/pagesize"
 )
 
@@ -166,18 +178,24 @@ func vattn_layout(h C.int64_t, out *C.vattn_layout_t) C.vattn_status {
 	})
 }
 
-// vattn_kv_pointers gives the device addresses of layer's K and V tensors.
+// vattn_kv_pointers gives the device addresses of layer's K and V tensors
+// (layer in [0, layers), else VATTN_ERR_BAD_ARGUMENT).
 //
 //export vattn_kv_pointers
-func vattn_kv_pointers(h C.int64_t, layer C.int32_t, k, v *C.uint64_t) C.vattn_status {
+func vattn_kv_pointers(h C.int64_t, layer C.int64_t, k, v *C.uint64_t) C.vattn_status {
 	return with(h, func(c *cacheHandle) error {
 		if k == nil || v == nil {
 			return errNull
 		}
-		if n := c.cache.Config().Layers; layer < 0 || int(layer) >= n {
-			return errArg("layer %d out of range [0, %d)", int(layer), n)
+		kp, err := c.cache.K(int(layer))
+		if err != nil {
+			return err
 		}
-		*k, *v = C.uint64_t(c.cache.K(int(layer))), C.uint64_t(c.cache.V(int(layer)))
+		vp, err := c.cache.V(int(layer))
+		if err != nil {
+			return err
+		}
+		*k, *v = C.uint64_t(kp), C.uint64_t(vp)
 		return nil
 	})
 }
@@ -203,7 +221,7 @@ func vattn_alloc_batch_idx(h C.int64_t, seqLen C.int64_t, out *C.int32_t) C.vatt
 // vattn_free_batch_idx releases a slot once its request has finished.
 //
 //export vattn_free_batch_idx
-func vattn_free_batch_idx(h C.int64_t, idx C.int32_t) C.vattn_status {
+func vattn_free_batch_idx(h C.int64_t, idx C.int64_t) C.vattn_status {
 	return with(h, func(c *cacheHandle) error { return c.cache.FreeBatchIdx(int(idx)) })
 }
 
@@ -211,7 +229,7 @@ func vattn_free_batch_idx(h C.int64_t, idx C.int32_t) C.vattn_status {
 // one per slot; missing ones are 0).
 //
 //export vattn_step
-func vattn_step(h C.int64_t, seqLens *C.int64_t, n C.int32_t) C.vattn_status {
+func vattn_step(h C.int64_t, seqLens *C.vattn_seq_len_t, n C.int64_t) C.vattn_status {
 	return with(h, func(c *cacheHandle) error {
 		lens, err := c.lens(seqLens, n)
 		if err != nil {
@@ -225,7 +243,7 @@ func vattn_step(h C.int64_t, seqLens *C.int64_t, n C.int32_t) C.vattn_status {
 // the background; the next call on the handle (or vattn_wait) waits for it.
 //
 //export vattn_step_async
-func vattn_step_async(h C.int64_t, seqLens *C.int64_t, n C.int32_t) C.vattn_status {
+func vattn_step_async(h C.int64_t, seqLens *C.vattn_seq_len_t, n C.int64_t) C.vattn_status {
 	return with(h, func(c *cacheHandle) error {
 		lens, err := c.lens(seqLens, n)
 		if err != nil {
@@ -240,7 +258,7 @@ func vattn_step_async(h C.int64_t, seqLens *C.int64_t, n C.int32_t) C.vattn_stat
 // background; call vattn_wait_layer(l) before layer l's attention.
 //
 //export vattn_step_layered
-func vattn_step_layered(h C.int64_t, seqLens *C.int64_t, n C.int32_t) C.vattn_status {
+func vattn_step_layered(h C.int64_t, seqLens *C.vattn_seq_len_t, n C.int64_t) C.vattn_status {
 	return with(h, func(c *cacheHandle) error {
 		lens, err := c.lens(seqLens, n)
 		if err != nil {
@@ -256,11 +274,8 @@ func vattn_step_layered(h C.int64_t, seqLens *C.int64_t, n C.int32_t) C.vattn_st
 // call on the handle may be waiting for that mapping to end).
 //
 //export vattn_wait_layer
-func vattn_wait_layer(h C.int64_t, layer C.int32_t) C.vattn_status {
+func vattn_wait_layer(h C.int64_t, layer C.int64_t) C.vattn_status {
 	return withShared(h, func(c *cacheHandle) error {
-		if n := c.cache.Config().Layers; layer < 0 || int(layer) >= n {
-			return errArg("layer %d out of range [0, %d)", int(layer), n)
-		}
 		return c.cache.WaitLayer(int(layer))
 	})
 }
@@ -368,10 +383,15 @@ func vattn_last_error(h C.int64_t, buf *C.char, size C.size_t, lenOut *C.size_t)
 	return C.VATTN_OK
 }
 
-// lens copies n C lengths into the handle's reusable slice.
-func (c *cacheHandle) lens(p *C.int64_t, n C.int32_t) ([]int, error) {
+// lens copies n C lengths into the handle's reusable slice; kvcache checks
+// the values. The count is checked first, so no more than max_batch
+// entries are ever read.
+func (c *cacheHandle) lens(p *C.vattn_seq_len_t, n C.int64_t) ([]int, error) {
 	if n < 0 {
-		return nil, errArg("negative length count %d", int(n))
+		return nil, errArg("negative length count %d", int64(n))
+	}
+	if slots := c.cache.Config().MaxBatch; n > C.int64_t(slots) {
+		return nil, fmt.Errorf("%w: %d lengths for %d slots", kvcache.ErrSlotRange, int64(n), slots)
 	}
 	if n > 0 && p == nil {
 		return nil, errNull
@@ -383,6 +403,10 @@ func (c *cacheHandle) lens(p *C.int64_t, n C.int32_t) ([]int, error) {
 	}
 	return c.buf, nil
 }
+
+// Every C int64_t is passed on as a Go int: this fails to compile where an
+// int is narrower than 64 bits.
+var _ [unsafe.Sizeof(int(0)) - 8]struct{}
 
 func cbool(b bool) C.int32_t {
 	if b {

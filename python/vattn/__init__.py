@@ -24,16 +24,33 @@ Every failure raises VattnError (or a subclass) carrying the library's
 status code and message; nothing exits the process. The module-level
 functions act on one process-wide cache, as vAttention's do; KVCache is the
 same API as an object, for several caches.
+
+Arguments are checked before they reach C, where ctypes would silently
+truncate them: an integer argument must be an int (or an integer type with
+__index__, such as numpy.int64), never a bool, float or str, and fit in
+64 bits; libvattn checks the rest of its range (a slot below max_batch_size,
+a layer below num_layers, ...). A bad one raises BadArgumentError, or the
+library's own error, with .arg naming the argument. Step lengths
+(seq_lens) are a list or tuple of ints, or a one-dimensional CPU buffer of
+int64: array('q'), a numpy int64 array, a torch int64 CPU tensor, or any
+buffer of format 'q'. The buffers are passed to the library by pointer,
+without a copy, so a server that keeps one array('q') (or tensor) and
+updates it in place pays no conversion per step.
+
+Without a GPU, use the simulator: VATTN_BACKEND=sim, or backend="sim".
 """
 
+import array
 import ctypes
+import operator
 import os
+import sys
 import threading
 
 __all__ = [
     "init_kvcache", "reserve_physical_pages", "alloc_new_batch_idx", "step",
     "step_async", "step_layered", "wait_layer", "wait", "free_batch_idx", "num_free_kvblocks", "cleanup",
-    "stats", "layout", "KVCache", "CudaArray", "VattnError", "NoFreeSlotError",
+    "stats", "layout", "KVCache", "CudaArray", "VattnError", "BadArgumentError", "NoFreeSlotError",
     "OutOfPagesError", "UnavailableError",
 ]
 
@@ -65,12 +82,19 @@ STATUS_NAMES = {
 
 
 class VattnError(RuntimeError):
-    """A libvattn call failed. code is the vattn_status, op the call."""
+    """A libvattn call failed. code is the vattn_status, op the call, arg
+    the name of the argument at fault (None when the failure is not one
+    argument's)."""
 
-    def __init__(self, op, code, message):
-        self.op, self.code, self.message = op, code, message
+    def __init__(self, op, code, message, arg=None):
+        self.op, self.code, self.message, self.arg = op, code, message, arg
         name = STATUS_NAMES.get(code, "status %d" % code)
-        super().__init__("vattn: %s: %s: %s" % (op, name, message) if message else "vattn: %s: %s" % (op, name))
+        head = "vattn: %s: %s%s" % (op, arg + ": " if arg else "", name)
+        super().__init__(head + ": " + message if message else head)
+
+
+class BadArgumentError(VattnError):
+    """An argument of the wrong type or out of range."""
 
 
 class NoFreeSlotError(VattnError):
@@ -86,7 +110,117 @@ class UnavailableError(VattnError):
 
 
 _SUBCLASS = {ERR_NO_FREE_SLOT: NoFreeSlotError, ERR_OUT_OF_PAGES: OutOfPagesError,
-             ERR_UNAVAILABLE: UnavailableError}
+             ERR_UNAVAILABLE: UnavailableError, ERR_BAD_ARGUMENT: BadArgumentError}
+
+# The statuses that blame a call's argument (rather than the cache's state
+# or the device), so the error names it.
+_ARG_CODES = frozenset((ERR_BAD_ARGUMENT, ERR_SLOT_RANGE, ERR_SLOT_INACTIVE, ERR_BAD_LENGTH,
+                        ERR_CONTEXT_TOO_LONG))
+
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
+_I32_MAX = (1 << 31) - 1
+
+
+def _bad(op, arg, message):
+    return BadArgumentError(op, ERR_BAD_ARGUMENT, message, arg)
+
+
+def _int(op, arg, v, lo=_I64_MIN, hi=_I64_MAX):
+    """v as an int in [lo, hi]: an int or an integer type with __index__
+    (numpy.int64), never a bool, float or str."""
+    if type(v) is not int:
+        if isinstance(v, bool) or type(v).__name__ in ("bool_", "bool"):
+            raise _bad(op, arg, "want an int, got the bool %r" % (v,))
+        try:
+            v = operator.index(v)
+        except TypeError:
+            raise _bad(op, arg, "want an int, got %s %r" % (type(v).__name__, v)) from None
+    if not lo <= v <= hi:
+        raise _bad(op, arg, "%d out of range [%d, %d]" % (v, lo, hi))
+    return v
+
+
+def _flag(op, arg, v):
+    """v as a bool: True, False, 1 or 0; nothing else."""
+    if v is True or v is False:
+        return v
+    if type(v) is int and v in (0, 1):
+        return bool(v)
+    raise _bad(op, arg, "want True or False, got %s %r" % (type(v).__name__, v))
+
+
+_NATIVE = "@=" + ("<" if sys.byteorder == "little" else ">")
+_SEQ_TYPES = "a list or tuple of ints, or a 1-D CPU int64 buffer (array('q'), numpy int64, torch int64 CPU tensor)"
+
+
+def _seq_lens(op, seq):
+    """seq as (address, count, keepalive) of int64 lengths for the C ABI.
+    Buffers are passed as they are; lists and tuples are packed into an
+    array('q'), which refuses non-integers and values beyond int64."""
+    t = type(seq)
+    if t is list or t is tuple:
+        if seq and not _all_int(seq):
+            seq = _slow_ints(op, seq)
+        try:
+            buf = array.array("q", seq)
+        except OverflowError:
+            for i, v in enumerate(seq):
+                _int(op, "seq_lens[%d]" % i, v)
+            raise  # not reached: one of them is out of range
+        addr, n = buf.buffer_info()
+        return addr, n, buf
+    if t is array.array:
+        if seq.itemsize != 8 or seq.typecode not in "qlQL" or seq.typecode in "QL":
+            raise _bad(op, "seq_lens", "array('%s'): want array('q') (int64)" % seq.typecode)
+        addr, n = seq.buffer_info()
+        return addr, n, seq
+    if t.__module__ == "torch" and hasattr(seq, "data_ptr"):
+        return _torch_lens(op, seq)
+    if t is str or t is bytes or t is bytearray or t is dict:
+        raise _bad(op, "seq_lens", "want %s, got %s" % (_SEQ_TYPES, t.__name__))
+    try:
+        m = memoryview(seq)
+    except TypeError:
+        raise _bad(op, "seq_lens", "want %s, got %s" % (_SEQ_TYPES, t.__name__)) from None
+    fmt = m.format
+    if len(fmt) == 2 and fmt[0] in _NATIVE:
+        fmt = fmt[1:]
+    if fmt not in ("q", "l") or m.itemsize != 8:
+        raise _bad(op, "seq_lens", "%s of format %r: want int64 elements (format 'q')" % (t.__name__, m.format))
+    if m.ndim != 1 or not m.c_contiguous:
+        raise _bad(op, "seq_lens", "%s of shape %s: want one contiguous dimension" % (t.__name__, m.shape))
+    n = m.shape[0]
+    if n == 0:
+        return None, 0, m
+    if m.readonly:
+        buf = array.array("q")
+        buf.frombytes(m.cast("B"))
+        addr, n = buf.buffer_info()
+        return addr, n, buf
+    ref = ctypes.c_char.from_buffer(m)
+    return ctypes.addressof(ref), n, ref
+
+
+def _all_int(seq):
+    # array('q') refuses non-integers and values beyond int64, but takes
+    # bools (an int subclass); this finds them, and anything that is not a
+    # plain int, in one C-level pass.
+    return list(map(type, seq)).count(int) == len(seq)
+
+
+def _slow_ints(op, seq):
+    """seq's elements as ints, or the error naming the first bad one."""
+    return [_int(op, "seq_lens[%d]" % i, v) for i, v in enumerate(seq)]
+
+
+def _torch_lens(op, t):
+    if str(t.dtype) != "torch.int64":
+        raise _bad(op, "seq_lens", "a %s tensor: want torch.int64" % str(t.dtype).replace("torch.", ""))
+    if t.device.type != "cpu":
+        raise _bad(op, "seq_lens", "a tensor on %s: want a CPU tensor (the lengths are read on the host)" % (t.device,))
+    if t.dim() != 1 or not t.is_contiguous():
+        raise _bad(op, "seq_lens", "a tensor of shape %s: want one contiguous dimension" % (tuple(t.shape),))
+    return t.data_ptr(), t.numel(), t
 
 _i32, _i64, _u64, _f64 = ctypes.c_int32, ctypes.c_int64, ctypes.c_uint64, ctypes.c_double
 
@@ -160,14 +294,14 @@ def _declare(lib):
         "vattn_destroy": [_i64],
         "vattn_reserve_physical": [_i64, _i64],
         "vattn_layout": [_i64, P(_Layout)],
-        "vattn_kv_pointers": [_i64, _i32, P(_u64), P(_u64)],
+        "vattn_kv_pointers": [_i64, _i64, P(_u64), P(_u64)],
         "vattn_alloc_batch_idx": [_i64, _i64, P(_i32)],
-        "vattn_free_batch_idx": [_i64, _i32],
-        "vattn_step": [_i64, P(_i64), _i32],
-        "vattn_step_async": [_i64, P(_i64), _i32],
+        "vattn_free_batch_idx": [_i64, _i64],
+        "vattn_step": [_i64, ctypes.c_void_p, _i64],
+        "vattn_step_async": [_i64, ctypes.c_void_p, _i64],
         "vattn_wait": [_i64],
-        "vattn_step_layered": [_i64, P(_i64), _i32],
-        "vattn_wait_layer": [_i64, _i32],
+        "vattn_step_layered": [_i64, ctypes.c_void_p, _i64],
+        "vattn_wait_layer": [_i64, _i64],
         "vattn_free_kvblocks": [_i64, P(_i64)],
         "vattn_shrink": [_i64, P(_i64)],
         "vattn_stats": [_i64, P(_Stats)],
@@ -188,12 +322,12 @@ def _last_error(lib, handle):
     return buf.value.decode("utf-8", "replace")
 
 
-def _check(lib, op, code, handle):
+def _check(lib, op, code, handle, arg=None):
     if code == OK:
         return
     # Bad-handle errors are recorded process-wide (handle 0).
     msg = _last_error(lib, 0 if code == ERR_BAD_HANDLE else handle)
-    raise _SUBCLASS.get(code, VattnError)(op, code, msg)
+    raise _SUBCLASS.get(code, VattnError)(op, code, msg, arg if code in _ARG_CODES else None)
 
 
 _DTYPES = {  # name: (bytes, typestr for __cuda_array_interface__)
@@ -206,45 +340,47 @@ _DTYPES = {  # name: (bytes, typestr for __cuda_array_interface__)
 
 
 def _dtype_name(dtype):
+    if not isinstance(dtype, str) and type(dtype).__module__ != "torch":
+        raise _bad("init_kvcache", "dtype", "want a name or a torch.dtype, got %s %r" % (type(dtype).__name__, dtype))
     name = str(dtype)
     if name.startswith("torch."):
         name = name[len("torch."):]
     if name not in _DTYPES:
-        raise VattnError("init_kvcache", ERR_BAD_ARGUMENT,
-                         "unsupported dtype %r (want one of %s)" % (dtype, ", ".join(sorted(_DTYPES))))
+        raise _bad("init_kvcache", "dtype", "unsupported dtype %r (want one of %s)" % (dtype, ", ".join(sorted(_DTYPES))))
     return name
 
 
 def _device_index(device):
-    if isinstance(device, int):
-        return device
+    op = "init_kvcache"
+    if type(device).__module__ == "torch":  # torch.device
+        index = device.index
+        return 0 if index is None and device.type == "cuda" else _int(op, "device", index, 0, _I32_MAX)
     if not isinstance(device, str):
-        index = getattr(device, "index", None)  # torch.device
-        if isinstance(index, int):
-            return index
-    s = str(device)
+        return _int(op, "device", device, 0, _I32_MAX)
+    s = device
     if s == "cuda":
         return 0
     if s.startswith("cuda:") and s[5:].isdigit():
-        return int(s[5:])
+        return _int(op, "device", int(s[5:]), 0, _I32_MAX)
     if s.isdigit():
-        return int(s)
-    raise VattnError("init_kvcache", ERR_BAD_ARGUMENT, "device %r: want an index, 'cuda:N' or a torch.device" % (device,))
+        return _int(op, "device", int(s), 0, _I32_MAX)
+    raise _bad(op, "device", "device %r: want an index, 'cuda:N' or a torch.device" % (device,))
 
 
 _SIZE_SUFFIX = {"k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20}
 
 
 def _page_bytes(page_size):
-    if isinstance(page_size, int):
-        return page_size
-    s = str(page_size).strip().lower()
+    op = "init_kvcache"
+    if not isinstance(page_size, str):
+        return _int(op, "page_size", page_size, 0, _I64_MAX)
+    s = page_size.strip().lower()
     for suf in sorted(_SIZE_SUFFIX, key=len, reverse=True):
         if s.endswith(suf) and s[: -len(suf)].isdigit():
-            return int(s[: -len(suf)]) * _SIZE_SUFFIX[suf]
+            return _int(op, "page_size", int(s[: -len(suf)]) * _SIZE_SUFFIX[suf], 0, _I64_MAX)
     if s.isdigit():
-        return int(s)
-    raise VattnError("init_kvcache", ERR_BAD_ARGUMENT, "page size %r: want bytes or e.g. '64K', '2M'" % (page_size,))
+        return _int(op, "page_size", int(s), 0, _I64_MAX)
+    raise _bad(op, "page_size", "page size %r: want bytes or e.g. '64K', '2M'" % (page_size,))
 
 
 class CudaArray:
@@ -279,35 +415,40 @@ class KVCache:
     def __init__(self, num_layers, num_kv_heads, head_size, max_batch_size, max_context_length,
                  device, dtype, page_size, megacache=False, backend=None, eager_reclaim=False,
                  sim_gpu_memory=0, grow_pool=False):
+        self._h = None
         self._lib = _load()
+        op = "init_kvcache"
         # "auto": the Go side picks uvm (small pages on the stock driver)
         # below 2 MiB pages and cudavmm at 2 MiB.
         self.backend = backend or os.environ.get("VATTN_BACKEND", "auto")
+        if not isinstance(self.backend, str):
+            raise _bad(op, "backend", "want 'auto', 'uvm', 'cudavmm' or 'sim', got %s %r" % (type(self.backend).__name__, self.backend))
+        ints = {}
+        for name, v in (("num_layers", num_layers), ("num_kv_heads", num_kv_heads), ("head_size", head_size),
+                        ("max_batch_size", max_batch_size), ("max_context_length", max_context_length)):
+            ints[name] = _int(op, name, v, 0, _I32_MAX)
+        num_layers, max_batch_size = ints["num_layers"], ints["max_batch_size"]
         self.num_layers, self.max_batch_size = num_layers, max_batch_size
-        self.eager_reclaim = bool(eager_reclaim)
+        self.eager_reclaim = _flag(op, "eager_reclaim", eager_reclaim)
         self.dtype_name = _dtype_name(dtype)
         self.device = _device_index(device)
         size, self._typestr = _DTYPES[self.dtype_name]
-        for name, v in (("num_layers", num_layers), ("num_kv_heads", num_kv_heads), ("head_size", head_size),
-                        ("max_batch_size", max_batch_size), ("max_context_length", max_context_length)):
-            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 1 << 31:
-                raise VattnError("init_kvcache", ERR_BAD_ARGUMENT, "%s must be a non-negative int below 2^31, got %r" % (name, v))
-        cfg = _Config(layers=num_layers, kv_heads=num_kv_heads, head_dim=head_size, dtype_bytes=size,
-                      max_batch=max_batch_size, max_context=max_context_length, megacache=int(bool(megacache)),
-                      eager_reclaim=int(bool(eager_reclaim)), grow_pool=int(bool(grow_pool)), page_size=_page_bytes(page_size),
-                      sim_gpu_memory=sim_gpu_memory)
+        cfg = _Config(layers=num_layers, kv_heads=ints["num_kv_heads"], head_dim=ints["head_size"], dtype_bytes=size,
+                      max_batch=max_batch_size, max_context=ints["max_context_length"],
+                      megacache=int(_flag(op, "megacache", megacache)), eager_reclaim=int(self.eager_reclaim),
+                      grow_pool=int(_flag(op, "grow_pool", grow_pool)), page_size=_page_bytes(page_size),
+                      sim_gpu_memory=_int(op, "sim_gpu_memory", sim_gpu_memory, 0, _I64_MAX))
         h = _i64(0)
-        _check(self._lib, "init_kvcache",
+        _check(self._lib, op,
                self._lib.vattn_create(self.backend.encode(), self.device, ctypes.byref(cfg), ctypes.byref(h)), 0)
         self._h = h.value
-        self._lens = (_i64 * max_batch_size)()
         self.layout = self._layout()
-        self.shape = (max_batch_size, max_context_length, num_kv_heads, head_size)
+        self.shape = (max_batch_size, ints["max_context_length"], ints["num_kv_heads"], ints["head_size"])
 
-    def _call(self, op, fn, *args):
+    def _call(self, op, fn, *args, arg=None):
         if self._h is None:
             raise VattnError(op, ERR_BAD_HANDLE, "the cache was cleaned up")
-        _check(self._lib, op, fn(self._h, *args), self._h)
+        _check(self._lib, op, fn(self._h, *args), self._h, arg)
 
     def _layout(self):
         lay = _Layout()
@@ -317,7 +458,8 @@ class KVCache:
     def kv_pointers(self, layer):
         """Device addresses of layer's K and V tensors."""
         k, v = _u64(0), _u64(0)
-        self._call("kv_pointers", self._lib.vattn_kv_pointers, layer, ctypes.byref(k), ctypes.byref(v))
+        self._call("kv_pointers", self._lib.vattn_kv_pointers, _int("kv_pointers", "layer", layer),
+                   ctypes.byref(k), ctypes.byref(v), arg="layer")
         return k.value, v.value
 
     def arrays(self):
@@ -345,46 +487,46 @@ class KVCache:
         return [_as_tensor(a) for a in arrs]
 
     def reserve_physical_pages(self, num_bytes):
-        self._call("reserve_physical_pages", self._lib.vattn_reserve_physical, int(num_bytes))
+        op = "reserve_physical_pages"
+        self._call(op, self._lib.vattn_reserve_physical, _int(op, "num_bytes", num_bytes), arg="num_bytes")
 
     def alloc_new_batch_idx(self, seq_len):
+        op = "alloc_new_batch_idx"
         out = _i32(0)
-        self._call("alloc_new_batch_idx", self._lib.vattn_alloc_batch_idx, int(seq_len), ctypes.byref(out))
+        self._call(op, self._lib.vattn_alloc_batch_idx, _int(op, "seq_len", seq_len), ctypes.byref(out), arg="seq_len")
         return out.value
 
     def free_batch_idx(self, batch_idx):
-        self._call("free_batch_idx", self._lib.vattn_free_batch_idx, int(batch_idx))
+        op = "free_batch_idx"
+        self._call(op, self._lib.vattn_free_batch_idx, _int(op, "batch_idx", batch_idx), arg="batch_idx")
 
-    def _seq(self, op, seq_lens):
-        seq = [int(x) for x in (seq_lens.tolist() if hasattr(seq_lens, "tolist") else seq_lens)]
-        if len(seq) > self.max_batch_size:
-            raise VattnError(op, ERR_SLOT_RANGE, "%d lengths for %d slots" % (len(seq), self.max_batch_size))
-        for i in range(self.max_batch_size):
-            self._lens[i] = seq[i] if i < len(seq) else 0
-        return self._lens
+    def _step(self, op, fn, seq_lens):
+        addr, n, keep = _seq_lens(op, seq_lens)
+        self._call(op, fn, addr, n, arg="seq_lens")
+        del keep  # the buffer lives until the call has returned
 
     def step(self, seq_lens, eager_reclaim=None):
-        """Map pages so slot i holds seq_lens[i] tokens. The reclaim policy
-        is fixed at init (eager_reclaim=...); vAttention's per-step flag is
-        accepted only when it agrees."""
-        if eager_reclaim is not None and bool(eager_reclaim) != self.eager_reclaim:
-            raise VattnError("step", ERR_BAD_ARGUMENT,
-                             "eager_reclaim=%s, but the cache was made with eager_reclaim=%s (set it in init_kvcache)"
-                             % (bool(eager_reclaim), self.eager_reclaim))
-        self._call("step", self._lib.vattn_step, self._seq("step", seq_lens), self.max_batch_size)
+        """Map pages so slot i holds seq_lens[i] tokens (slots past the end
+        of seq_lens: 0). The reclaim policy is fixed at init
+        (eager_reclaim=...); vAttention's per-step flag is accepted only
+        when it agrees."""
+        if eager_reclaim is not None and _flag("step", "eager_reclaim", eager_reclaim) != self.eager_reclaim:
+            raise _bad("step", "eager_reclaim",
+                       "eager_reclaim=%s, but the cache was made with eager_reclaim=%s (set it in init_kvcache)"
+                       % (bool(eager_reclaim), self.eager_reclaim))
+        self._step("step", self._lib.vattn_step, seq_lens)
 
     def step_async(self, seq_lens):
-        self._call("step_async", self._lib.vattn_step_async, self._seq("step_async", seq_lens), self.max_batch_size)
+        self._step("step_async", self._lib.vattn_step_async, seq_lens)
 
     def step_layered(self, seq_lens):
         """Layer-pipelined prefill: maps layer 0's pages now and the other
         layers' in the background. Call wait_layer(l) before layer l's
         attention (from any thread)."""
-        self._call("step_layered", self._lib.vattn_step_layered, self._seq("step_layered", seq_lens),
-                   self.max_batch_size)
+        self._step("step_layered", self._lib.vattn_step_layered, seq_lens)
 
     def wait_layer(self, layer):
-        self._call("wait_layer", self._lib.vattn_wait_layer, int(layer))
+        self._call("wait_layer", self._lib.vattn_wait_layer, _int("wait_layer", "layer", layer), arg="layer")
 
     def wait(self):
         self._call("wait", self._lib.vattn_wait)
@@ -408,7 +550,7 @@ class KVCache:
         return {name: getattr(st, name) for name, _ in _Stats._fields_}
 
     def cleanup(self):
-        if self._h is None:
+        if getattr(self, "_h", None) is None:
             return
         h, self._h = self._h, None
         _check(self._lib, "cleanup", self._lib.vattn_destroy(h), 0)
@@ -433,8 +575,8 @@ def init_kvcache(num_layers, num_kv_heads, head_size, max_batch_size, max_contex
                  device, dtype, page_size, megacache=False, **kw):
     """Create the process-wide cache and return its 2*num_layers K then V
     tensors. Extra keywords: backend ("auto", "uvm", "cudavmm" or "sim";
-    default $VATTN_BACKEND or auto: uvm below 2 MiB pages, cudavmm at 2 MiB),
-    eager_reclaim, grow_pool, sim_gpu_memory."""
+    default $VATTN_BACKEND or auto: uvm below 2 MiB pages, cudavmm at 2 MiB;
+    "sim" needs no GPU), eager_reclaim, grow_pool, sim_gpu_memory."""
     global _cache
     if _cache is not None:
         raise VattnError("init_kvcache", ERR_BAD_CONFIG, "a cache exists: call cleanup first")

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <sched.h>
 #include "libvattn.h"
 
 static int failures;
@@ -70,6 +71,25 @@ static void *step_loop(void *p) {
 	return NULL;
 }
 
+// step_until_gone steps its own slot until the handle is destroyed under
+// it; anything but success or a bad handle counts as bad.
+static void *step_until_gone(void *p) {
+	struct worker *w = p;
+	for (int i = 0;; i++) {
+		int32_t idx;
+		vattn_status st = vattn_alloc_batch_idx(w->h, 10, &idx);
+		if (st == VATTN_ERR_BAD_HANDLE) return NULL;
+		if (st != VATTN_OK) { __atomic_fetch_add(&w->bad, 1, __ATOMIC_RELAXED); return NULL; }
+		int64_t lens[4] = {0};
+		lens[idx] = 10 + i % 500;
+		st = vattn_step_async(w->h, lens, 4);
+		if (st == VATTN_OK) st = vattn_free_batch_idx(w->h, idx);
+		if (st == VATTN_ERR_BAD_HANDLE) return NULL;
+		if (st != VATTN_OK) { __atomic_fetch_add(&w->bad, 1, __ATOMIC_RELAXED); return NULL; }
+		__atomic_fetch_add(&w->iters, 1, __ATOMIC_RELAXED);
+	}
+}
+
 int main(int argc, char **argv) {
 	const char *gpu = argc > 1 ? argv[1] : "unavailable";
 	vattn_config_t cfg = base();
@@ -96,6 +116,7 @@ int main(int argc, char **argv) {
 	EXPECT(vattn_create("sim", 0, &bad, &h), VATTN_ERR_BACKEND);
 	if (strcmp(gpu, "unavailable") == 0) {
 		EXPECT(vattn_create("cudavmm", 0, &cfg, &h), VATTN_ERR_UNAVAILABLE);
+		expect_msg(0, "use the simulator: backend \"sim\"");
 	}
 
 	EXPECT(vattn_create("sim", 0, &cfg, &h), VATTN_OK);
@@ -161,8 +182,12 @@ int main(int argc, char **argv) {
 	EXPECT(vattn_kv_pointers(h, 3, &k, &v), VATTN_OK);
 	CHECK(k != k0 && v != v0);
 	EXPECT(vattn_kv_pointers(h, 4, &k, &v), VATTN_ERR_BAD_ARGUMENT);
-	expect_msg(h, "layer 4 out of range");
+	expect_msg(h, "layer out of range: 4 not in [0, 4)");
 	EXPECT(vattn_kv_pointers(h, -1, &k, &v), VATTN_ERR_BAD_ARGUMENT);
+	// Values a 32-bit parameter would have wrapped to a valid layer.
+	EXPECT(vattn_kv_pointers(h, (1LL << 32) + 1, &k, &v), VATTN_ERR_BAD_ARGUMENT);
+	expect_msg(h, "4294967297 not in [0, 4)");
+	EXPECT(vattn_kv_pointers(h, INT64_MIN, &k, &v), VATTN_ERR_BAD_ARGUMENT);
 
 	// Slots.
 	EXPECT(vattn_alloc_batch_idx(h, -1, &idx), VATTN_ERR_BAD_LENGTH);
@@ -171,6 +196,15 @@ int main(int argc, char **argv) {
 	EXPECT(vattn_free_batch_idx(h, 0), VATTN_ERR_SLOT_INACTIVE);
 	EXPECT(vattn_alloc_batch_idx(h, 100, &idx), VATTN_OK);
 	CHECK(idx >= 0 && idx < 4);
+	// Values a 32-bit parameter would have wrapped to slot idx or a
+	// short length: each is refused, and the slot stays active.
+	EXPECT(vattn_free_batch_idx(h, (1LL << 32) + idx), VATTN_ERR_SLOT_RANGE);
+	expect_msg(h, "batch slot out of range");
+	EXPECT(vattn_free_batch_idx(h, INT64_MIN), VATTN_ERR_SLOT_RANGE);
+	int32_t unused;
+	EXPECT(vattn_alloc_batch_idx(h, (1LL << 32) + 5, &unused), VATTN_ERR_CONTEXT_TOO_LONG);
+	EXPECT(vattn_stats(h, &st), VATTN_OK);
+	CHECK(st.active_slots == 1);
 
 	// No physical memory yet: the step runs out of pages.
 	lens[idx] = 100;
@@ -178,6 +212,10 @@ int main(int argc, char **argv) {
 	expect_msg(h, "out of physical pages");
 	// The simulated GPU has 1 GiB.
 	EXPECT(vattn_reserve_physical(h, 2LL << 30), VATTN_ERR_OUT_OF_PAGES);
+	EXPECT(vattn_stats(h, &st), VATTN_OK);
+	CHECK(st.reserved_pages == 0 && st.alloc_pages == 0 && st.alloc_calls == 1);
+	EXPECT(vattn_reserve_physical(h, 0), VATTN_ERR_BAD_ARGUMENT);
+	expect_msg(h, "bad byte count: zero bytes");
 	EXPECT(vattn_reserve_physical(h, 64LL << 20), VATTN_OK);
 	int64_t free_blocks;
 	EXPECT(vattn_free_kvblocks(h, &free_blocks), VATTN_OK);
@@ -196,6 +234,21 @@ int main(int argc, char **argv) {
 	EXPECT(vattn_step(h, lens, 4), VATTN_ERR_BAD_LENGTH);
 	int64_t many[5] = {0};
 	EXPECT(vattn_step(h, many, 5), VATTN_ERR_SLOT_RANGE);
+	expect_msg(h, "5 lengths for 4 slots");
+	// A count far beyond the array: refused before anything is read.
+	EXPECT(vattn_step(h, many, 1LL << 40), VATTN_ERR_SLOT_RANGE);
+	EXPECT(vattn_step_async(h, many, INT64_MAX), VATTN_ERR_SLOT_RANGE);
+	EXPECT(vattn_step_layered(h, many, (1LL << 32) + 1), VATTN_ERR_SLOT_RANGE);
+	EXPECT(vattn_step(h, many, INT64_MIN), VATTN_ERR_BAD_ARGUMENT);
+	// A length a 32-bit conversion would have made 100.
+	int64_t wide[4] = {0};
+	wide[idx] = (1LL << 32) + 100;
+	EXPECT(vattn_step(h, wide, 4), VATTN_ERR_CONTEXT_TOO_LONG);
+	wide[idx] = INT64_MIN;
+	EXPECT(vattn_step(h, wide, 4), VATTN_ERR_BAD_LENGTH);
+	// The lengths are read through a const pointer.
+	static const int64_t fixed[4] = {0};
+	EXPECT(vattn_step(h, fixed, 0), VATTN_OK);
 	int64_t inactive[4] = {0};
 	inactive[(idx + 1) % 4] = 5;
 	EXPECT(vattn_step(h, inactive, 4), VATTN_ERR_SLOT_INACTIVE);
@@ -216,6 +269,8 @@ int main(int argc, char **argv) {
 	for (int l = 0; l < 4; l++) EXPECT(vattn_wait_layer(h, l), VATTN_OK);
 	EXPECT(vattn_wait_layer(h, 4), VATTN_ERR_BAD_ARGUMENT);
 	EXPECT(vattn_wait_layer(h, -1), VATTN_ERR_BAD_ARGUMENT);
+	EXPECT(vattn_wait_layer(h, (1LL << 32) + 1), VATTN_ERR_BAD_ARGUMENT);
+	expect_msg(h, "layer out of range");
 	EXPECT(vattn_wait(h), VATTN_OK);
 	EXPECT(vattn_stats(h, &st), VATTN_OK);
 	CHECK(st.live_tokens == 1034);
@@ -249,17 +304,43 @@ int main(int argc, char **argv) {
 	CHECK(strlen(small) == 7);
 	CHECK(n > 7);
 
-	// Threads: steps on one thread, stats on others.
-	struct worker ws = {h, 300, 0}, wa = {h, 2000, 0};
-	pthread_t ts, ta;
-	pthread_create(&ts, NULL, step_loop, &ws);
+	// Threads: steps on three threads at once, stats on another.
+	struct worker ws[3], wa = {h, 2000, 0};
+	pthread_t ts[3], ta;
+	for (int i = 0; i < 3; i++) {
+		ws[i] = (struct worker){h, 200, 0};
+		pthread_create(&ts[i], NULL, step_loop, &ws[i]);
+	}
 	pthread_create(&ta, NULL, stats_loop, &wa);
-	pthread_join(ts, NULL); pthread_join(ta, NULL);
-	CHECK(ws.bad == 0 && wa.bad == 0);
+	for (int i = 0; i < 3; i++) pthread_join(ts[i], NULL);
+	pthread_join(ta, NULL);
+	CHECK(ws[0].bad == 0 && ws[1].bad == 0 && ws[2].bad == 0 && wa.bad == 0);
 
 	EXPECT(vattn_destroy(h), VATTN_OK);
 	EXPECT(vattn_destroy(h), VATTN_ERR_BAD_HANDLE);
 	EXPECT(vattn_step(h, lens, 4), VATTN_ERR_BAD_HANDLE);
+
+	// Destroy from another thread while three threads step: it waits for
+	// the call in flight; later calls answer a bad handle.
+	EXPECT(vattn_create("sim", 0, &cfg, &h), VATTN_OK);
+	EXPECT(vattn_reserve_physical(h, 64LL << 20), VATTN_OK);
+	struct worker wg[3];
+	for (int i = 0; i < 3; i++) {
+		wg[i] = (struct worker){h, 0, 0};
+		pthread_create(&ts[i], NULL, step_until_gone, &wg[i]);
+	}
+	for (;;) {
+		int done = 0, bad = 0;
+		for (int i = 0; i < 3; i++) {
+			done += __atomic_load_n(&wg[i].iters, __ATOMIC_RELAXED);
+			bad += __atomic_load_n(&wg[i].bad, __ATOMIC_RELAXED);
+		}
+		if (done >= 100 || bad > 0) break;
+		sched_yield();
+	}
+	EXPECT(vattn_destroy(h), VATTN_OK);
+	for (int i = 0; i < 3; i++) pthread_join(ts[i], NULL);
+	CHECK(wg[0].bad == 0 && wg[1].bad == 0 && wg[2].bad == 0);
 
 	// Megacache: two ranges, layers interleaved in a token's row.
 	cfg.megacache = 1;
