@@ -19,8 +19,8 @@ func Pattern(page, word, tag uint32) uint32 { return (page<<20 | word) ^ tag }
 // range with a per-page pattern, count the words that differ from it, and
 // keep the GPU busy for a given number of cycles.
 type Kernels struct {
-	mod                Module
-	fill, verify, spin Function
+	mod                        Module
+	fill, verify, spin, sample Function
 	counter            DevicePtr // 8-byte mismatch counter, at the start of a 2 MiB scratch page
 	counterSize        uint64
 	counterPage        MemHandle
@@ -43,7 +43,7 @@ func LoadKernels(b Bound, dev Device) (k *Kernels, err error) {
 	for _, f := range []struct {
 		name string
 		dst  *Function
-	}{{"vattn_fill", &k.fill}, {"vattn_verify", &k.verify}, {"vattn_spin", &k.spin}} {
+	}{{"vattn_fill", &k.fill}, {"vattn_verify", &k.verify}, {"vattn_spin", &k.spin}, {"vattn_sample", &k.sample}} {
 		if *f.dst, err = b.ModuleGetFunction(k.mod, f.name); err != nil {
 			return k, fmt.Errorf("load verification kernels: %w", err)
 		}
@@ -158,6 +158,45 @@ func (k *Kernels) Mismatches(b Bound, s Stream, r PatternRange) (uint64, error) 
 		return 0, err
 	}
 	return binary.LittleEndian.Uint64(buf[:]), nil
+}
+
+// sampleOffset is where, in the counter's scratch page, samples are
+// gathered: past the counter, cache-line aligned.
+const sampleOffset = 256
+
+// Samples reads, through the GPU, the first and the last words words of
+// every page of r: a kernel gathers them into the scratch page and the host
+// copies them from there. This is for memory that CUDA's copy functions
+// refuse because CUDA did not map it (nvidia-uvm external mappings). The
+// result holds 2*words words a page, in page order.
+func (k *Kernels) Samples(b Bound, s Stream, r PatternRange, words uint32) ([]uint32, error) {
+	pageWords := r.PageSize / 4
+	if words == 0 || uint64(2*words) > pageWords || r.PageSize == 0 || r.Bytes%r.PageSize != 0 {
+		return nil, fmt.Errorf("sample %d words a page of %d-byte pages over %d bytes: bad arguments", words, r.PageSize, r.Bytes)
+	}
+	per := uint64(2*words) * 4
+	batch := (k.counterSize - sampleOffset) / per
+	pages := r.Bytes / r.PageSize
+	out := make([]uint32, 0, pages*uint64(2*words))
+	buf := make([]byte, batch*per)
+	for lo := uint64(0); lo < pages; lo += batch {
+		n := min(batch, pages-lo)
+		total := n * uint64(2*words)
+		base := uint64(r.Base) + lo*r.PageSize
+		if err := b.Launch(k.sample, grid(total), 256, s, uint64(k.counter)+sampleOffset, base, total, pageWords, uint64(words)); err != nil {
+			return nil, err
+		}
+		if err := b.StreamSynchronize(s); err != nil {
+			return nil, err
+		}
+		if err := b.CopyDtoH(buf[:total*4], k.counter+sampleOffset); err != nil {
+			return nil, err
+		}
+		for i := range total {
+			out = append(out, binary.LittleEndian.Uint32(buf[4*i:]))
+		}
+	}
+	return out, nil
 }
 
 // Spin launches one thread that busy-waits cycles SM clocks on s.

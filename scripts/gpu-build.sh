@@ -8,7 +8,7 @@ set -euo pipefail
 dest=${1:-./.gpubin}
 mkdir -p "$dest"
 dest=$(cd "$dest" && pwd)
-rm -f "$dest"/*.test "$dest"/vattnctl "$dest"/vmmbench
+rm -f "$dest"/*.test "$dest"/vattnctl "$dest"/vmmbench "$dest"/libvattn.so
 cd "$(dirname "$0")/.."
 export CGO_ENABLED=0
 go build -trimpath -ldflags='-s -w' -o "$dest/vattnctl" ./cmd/vattnctl
@@ -17,5 +17,8 @@ for pkg in $(grep -rl --include='*_test.go' '^//go:build gpu' . | xargs -n1 dirn
 	name=$(echo "${pkg#./}" | tr / _)
 	go test -c -trimpath -tags gpu -ldflags='-s -w' -o "$dest/$name.test" "$pkg"
 done
+# The C ABI for the Python module (cgo: built with gcc here).
+CGO_ENABLED=1 go build -trimpath -ldflags='-s -w' -buildmode=c-shared -o "$dest/libvattn.so" ./cmd/libvattn
+rm -f "$dest/libvattn.h"
 cp bench/cvmm/vmmbench.c bench/cvmm/summarize.py scripts/gpu-run.sh "$dest/"
 du -sh "$dest"

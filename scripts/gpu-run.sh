@@ -3,8 +3,11 @@
 # device tests, "vattnctl map --verify", and the benchmark of vattnctl map
 # against the raw driver API (bench/cvmm/vmmbench.c, built here with gcc).
 # Outputs go to $OUT (default ./gpu-out).
-#   bash .gpubin/gpu-run.sh [tests] [map] [bench] [trace] [status]
+#   bash .gpubin/gpu-run.sh [tests] [map] [bench] [trace] [status] [stock]
 #   (default: tests map bench)
+# "stock" is small pages on NVIDIA's stock driver: map --verify at every
+# page size, selftest, status, the growth bench (map-ahead levers) and the
+# Python module at 64 KiB (needs libvattn.so beside this script and torch).
 set -uo pipefail
 bin=$(cd "$(dirname "$0")" && pwd)
 out=${OUT:-./gpu-out}
@@ -96,5 +99,27 @@ if [[ " $sections " == *" status "* ]]; then
 		"$bin/vattnctl" $c 2>&1 | tee -a "$out/status.txt"
 		echo "exit code: ${PIPESTATUS[0]}" | tee -a "$out/status.txt"
 	done
+fi
+if [[ " $sections " == *" stock "* ]]; then
+	for ps in 64k 128k 256k 2m; do
+		echo "== vattnctl map --backend uvm --page-size $ps --pages 4096 --batch 4096 --verify"
+		"$bin/vattnctl" map --backend uvm --page-size $ps --pages 4096 --batch 4096 --verify 2>&1 | tee -a "$out/stock-map.txt" || status=1
+	done
+	echo "== vattnctl map --backend cudavmm --page-size 2m --pages 4096 --batch 4096 --verify"
+	"$bin/vattnctl" map --backend cudavmm --page-size 2m --pages 4096 --batch 4096 --verify 2>&1 | tee -a "$out/stock-map.txt" || status=1
+	for c in "status" "selftest"; do
+		echo "== vattnctl $c"
+		# shellcheck disable=SC2086
+		"$bin/vattnctl" $c 2>&1 | tee -a "$out/stock-status.txt"
+		echo "exit code: ${PIPESTATUS[0]}" | tee -a "$out/stock-status.txt"
+	done
+	echo "== vattnctl bench --backend cudavmm,uvm (one run)"
+	"$bin/vattnctl" bench --backend cudavmm,uvm --page-size 2m,64k,128k,256k --pages 1024 --map-batch 1,64 --step-batch 256 -o json >"$out/stock-bench.json" 2>"$out/stock-bench.err" || status=1
+	echo "== vattnctl bench --growth (64k stock, 2m cudavmm)"
+	"$bin/vattnctl" bench --backend uvm,cudavmm --page-size 64k,2m --pages 64 --map-batch 64 --step-batch 1 --growth -o json >"$out/stock-growth.json" 2>"$out/stock-growth.err" || status=1
+	if [[ -f "$bin/libvattn.so" ]]; then
+		echo "== python tests (64 KiB through backend auto, 2 MiB through cudavmm)"
+		(cd "$bin/../python/tests" && VATTN_LIB="$bin/libvattn.so" python3 -m unittest -v test_vattn.Torch) 2>&1 | tee "$out/stock-python.txt" || status=1
+	fi
 fi
 exit $status

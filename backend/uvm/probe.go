@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vattn/vattn/backend"
 	"github.com/vattn/vattn/cuda"
 	"github.com/vattn/vattn/ioctl"
 	"github.com/vattn/vattn/pagesize"
@@ -199,6 +200,30 @@ func ProbeProcess() (ProbeResult, error) {
 		return r, nil
 	}
 	return r, fmt.Errorf("probe process: none of the %d %s files is a va_space file: %w", len(fds), DevicePath, errors.Join(tried...))
+}
+
+// VASpaceFDs lists this process's /dev/nvidia-uvm files that are va_space
+// files (UVM_PAGEABLE_MEM_ACCESS answers NV_OK), in descriptor order. A CUDA
+// process normally has one; the stock path, which must use the one whose
+// va_space holds CUDA's GPU, tries each.
+func VASpaceFDs() ([]int, error) {
+	fds, err := uvmFDs()
+	if err != nil {
+		return nil, fmt.Errorf("probe process: %w", err)
+	}
+	var out []int
+	for _, fd := range fds {
+		if _, err := ioctl.PageableMemAccess(fd); err == nil {
+			out = append(out, fd)
+		}
+	}
+	if len(out) == 0 {
+		if len(fds) == 0 {
+			return nil, fmt.Errorf("no %s file is open in this process (no CUDA context yet?): %w", DevicePath, backend.ErrUnavailable)
+		}
+		return nil, fmt.Errorf("none of the %d %s files is a va_space file: %w", len(fds), DevicePath, backend.ErrUnavailable)
+	}
+	return out, nil
 }
 
 // SetProcFDDir points ProbeProcess at another directory of open-file links and

@@ -152,26 +152,95 @@ func NewStock(opts Options) (_ *Stock, err error) {
 	if err := b.ctx.Do(func(bd cuda.Bound) error { _, _, err := bd.MemGetInfo(); return err }); err != nil {
 		return nil, fmt.Errorf("uvm: %w", err)
 	}
-	b.drv = opts.StockDriver
-	if b.drv == nil {
-		p, err := ProbeProcess()
-		if err != nil {
-			return nil, fmt.Errorf("uvm: %w", err)
-		}
-		if p.State == StateNoDevice || p.State == StateNotUVM {
-			return nil, fmt.Errorf("uvm: GPU %d: %s: %w", dev.Index, p.Detail, backend.ErrUnavailable)
-		}
-		if b.drv, err = OpenStockDriver(StockTarget{UVMFD: p.FD, UUID: b.uuid}); err != nil {
-			if errors.Is(err, branch.ErrUnknownBranch) {
-				return nil, fmt.Errorf("uvm: GPU %d: %w: %w", dev.Index, err, backend.ErrUnavailable)
-			}
-			return nil, fmt.Errorf("uvm: GPU %d: %w", dev.Index, err)
-		}
+	if err := b.openDriver(opts.StockDriver); err != nil {
+		return nil, fmt.Errorf("uvm: GPU %d: %w", dev.Index, err)
 	}
 	b.stream = opts.Stream
 	b.fence = cudavmm.NewEventFence(b.ctx, opts.Stream)
-	b.verify = gpumem.NewVerifier(b.ctx, dev.Device)
+	// CUDA's copy functions refuse the pages (CUDA did not map them), so
+	// the host reads its samples through a kernel.
+	b.verify = gpumem.NewGatheringVerifier(b.ctx, dev.Device)
 	return b, nil
+}
+
+// openDriver sets b.drv: drv when given, else the real driver on the first
+// of the process's va_space files where one page maps (checkPath). A process
+// can hold more than one va_space file; only the one whose va_space holds
+// the GPU's registration, CUDA's, maps.
+func (b *Stock) openDriver(drv StockDriver) error {
+	if drv != nil {
+		if err := b.checkPath(drv); err != nil {
+			return errors.Join(err, drv.Close())
+		}
+		b.drv = drv
+		return nil
+	}
+	fds, err := VASpaceFDs()
+	if err != nil {
+		return err
+	}
+	var tried []error
+	for _, fd := range fds {
+		drv, err := OpenStockDriver(StockTarget{UVMFD: fd, UUID: b.uuid})
+		if errors.Is(err, branch.ErrUnknownBranch) {
+			return fmt.Errorf("%w: %w", err, backend.ErrUnavailable)
+		}
+		if err != nil {
+			return err
+		}
+		err = b.checkPath(drv)
+		if err == nil {
+			b.drv = drv
+			return nil
+		}
+		tried = append(tried, fmt.Errorf("UVM file fd %d: %w", fd, err))
+		if cerr := drv.Close(); cerr != nil {
+			return errors.Join(append(tried, cerr)...)
+		}
+		if !errors.Is(err, ioctl.NV_ERR_INVALID_DEVICE) && !errors.Is(err, ioctl.NV_ERR_ILLEGAL_ACTION) {
+			break
+		}
+	}
+	return fmt.Errorf("no va_space file of this process maps pages for this GPU: %w", errors.Join(tried...))
+}
+
+// checkPath maps one page through drv and unmaps it again, in an external
+// range of its own: the path works end to end before the backend is handed
+// out, and a va_space file without the GPU is told apart. It leaves nothing.
+func (b *Stock) checkPath(drv StockDriver) (err error) {
+	const span = 2 << 20
+	var p cuda.DevicePtr
+	if err := b.ctx.Do(func(bd cuda.Bound) (err error) { p, err = bd.AddressReserve(span, span); return err }); err != nil {
+		return fmt.Errorf("check the small-page path: %w", err)
+	}
+	ranged := false // an external range covers p: the addresses must stay reserved
+	defer func() {
+		if ranged {
+			if ferr := drv.FreeRange(uint64(p), span); ferr != nil {
+				// UVM still covers the addresses: keep them reserved
+				// (the process's end frees both) rather than let CUDA
+				// hand them out under a live range.
+				err = errors.Join(err, fmt.Errorf("check the small-page path: %w", ferr))
+				return
+			}
+		}
+		if ferr := b.ctx.Do(func(bd cuda.Bound) error { return bd.AddressFree(p, span) }); ferr != nil {
+			err = errors.Join(err, fmt.Errorf("check the small-page path: %w", ferr))
+		}
+	}()
+	if err := drv.CreateRange(uint64(p), span); err != nil {
+		return fmt.Errorf("check the small-page path: %w", err)
+	}
+	ranged = true
+	h, err := drv.AllocVidmem(span, b.rmPage)
+	if err != nil {
+		return fmt.Errorf("check the small-page path: %w", err)
+	}
+	defer func() { err = errors.Join(err, drv.FreeVidmem(h)) }()
+	if err := drv.Map(uint64(p), b.size, h, 0); err != nil {
+		return fmt.Errorf("check the small-page path: %w", err)
+	}
+	return drv.Unmap(uint64(p), b.size)
 }
 
 // Name implements backend.Backend.
@@ -639,6 +708,11 @@ func (b *Stock) Close() error {
 			errs = append(errs, fmt.Errorf("close: %w", err))
 		}
 		for _, r := range b.regions {
+			if !r.noRange {
+				// UVM still covers these addresses (its range could not be
+				// freed): they stay reserved until the process ends.
+				continue
+			}
 			if err := bd.AddressFree(cuda.DevicePtr(r.Addr), r.reserved); err != nil {
 				errs = append(errs, fmt.Errorf("close: free addresses %#x: %w", r.Addr, err))
 			}

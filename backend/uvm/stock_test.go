@@ -91,7 +91,7 @@ func TestStockRunsAreOneCallEach(t *testing.T) {
 	if err := b.Map(rev); err != nil {
 		t.Fatal(err)
 	}
-	if n := fd.Calls(stockfake.OpMap); n != 2 {
+	if n := b.Calls().MapCalls; n != 2 {
 		t.Errorf("48 contiguous pages over two chunks took %d map calls, want 2", n)
 	}
 	checkBacking(t, b, fd, maps)
@@ -103,14 +103,14 @@ func TestStockRunsAreOneCallEach(t *testing.T) {
 	if err := b.Unmap(addrs, 0); err != nil {
 		t.Fatal(err)
 	}
-	if n := fd.Calls(stockfake.OpUnmap); n != 1 {
+	if n := b.Calls().UnmapCalls; n != 1 {
 		t.Errorf("20 consecutive addresses took %d unmap calls, want 1", n)
 	}
 	// Scattered: every other address is its own run.
 	if err := b.Unmap([]uint64{r.Addr, r.Addr + 2*size, r.Addr + 4*size}, 0); err != nil {
 		t.Fatal(err)
 	}
-	if n := fd.Calls(stockfake.OpUnmap); n != 4 {
+	if n := b.Calls().UnmapCalls; n != 4 {
 		t.Errorf("three scattered pages: %d unmap calls in all, want 4", n)
 	}
 	c := b.Calls()
@@ -155,8 +155,8 @@ func TestStockPageSizes(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkBacking(t, b, fd, maps)
-			if fd.Calls(stockfake.OpMap) != 1 {
-				t.Errorf("%d map calls", fd.Calls(stockfake.OpMap))
+			if b.Calls().MapCalls != 1 {
+				t.Errorf("%d map calls", b.Calls().MapCalls)
 			}
 			// 8 pages make one chunk, rounded up to 2 MiB.
 			if c := b.Calls(); c.Chunks != 1 || c.ChunkBytes != max(2<<20, 8*ps.Bytes()) {
@@ -197,6 +197,45 @@ func TestStockRefusals(t *testing.T) {
 		t.Errorf("refusals called the driver %d times", fd.Calls(""))
 	}
 	assertNothingLeft(t, cf, fd)
+}
+
+// TestStockChecksThePath: NewStock maps one page and unmaps it before it
+// hands the backend out, and leaves nothing of that behind; when the driver
+// refuses, NewStock fails and releases everything, whatever call failed.
+func TestStockChecksThePath(t *testing.T) {
+	b, cf, fd := stockSetup(t, pagesize.Size64K)
+	if fd.Calls(stockfake.OpMap) != 1 || fd.Calls(stockfake.OpUnmap) != 1 || fd.Live() != (stockfake.Live{}) {
+		t.Errorf("the check made %v and left %s", fd.History(), fd.Live())
+	}
+	if c := b.Calls(); c.MapCalls != 0 || c.Chunks != 0 {
+		t.Errorf("the check shows in the backend's counts: %+v", c)
+	}
+	stockClean(t, b, cf, fd)
+	for _, op := range []string{stockfake.OpCreateRange, stockfake.OpAllocVidmem, stockfake.OpMap, stockfake.OpUnmap, stockfake.OpFreeVidmem, stockfake.OpFreeRange} {
+		t.Run(op, func(t *testing.T) {
+			cf, lib := cudatest.Fake(t)
+			fd := stockfake.New()
+			fd.FailOp, fd.FailAt, fd.FailStatus = op, 1, ioctl.NV_ERR_INVALID_DEVICE
+			if _, err := NewStock(Options{Lib: lib, StockDriver: fd}); !errors.Is(err, ioctl.NV_ERR_INVALID_DEVICE) {
+				t.Errorf("NewStock with %s failing: %v", op, err)
+			}
+			dl, cl := fd.Live(), cf.Live()
+			if op == stockfake.OpFreeRange {
+				// UVM still covers the addresses: they stay reserved
+				// until the process ends, rather than be reused under it.
+				if dl.Ranges != 1 || cl.Reservations != 1 {
+					t.Errorf("a range UVM kept: driver %s, CUDA %s", dl, cl)
+				}
+				dl.Ranges, cl.Reservations = 0, 0
+			}
+			if dl != (stockfake.Live{}) {
+				t.Errorf("driver holds %s", dl)
+			}
+			if cl != (cudafake.Live{}) {
+				t.Errorf("CUDA holds %s", cl)
+			}
+		})
+	}
 }
 
 // TestStockUnknownBranch: a driver branch with no ABI table is refused as
@@ -362,10 +401,11 @@ func stockScenario(b *Stock) {
 // the books match the driver after every failure.
 func TestStockFaultSweep(t *testing.T) {
 	b, cf, fd := stockSetup(t, pagesize.Size64K)
+	setup := fd.Calls("")
 	stockScenario(b)
 	total := fd.Calls("")
 	stockClean(t, b, cf, fd)
-	for k := 1; k <= total; k++ {
+	for k := setup + 1; k <= total; k++ {
 		t.Run(fmt.Sprint(k), func(t *testing.T) {
 			b, cf, fd := stockSetup(t, pagesize.Size64K)
 			fd.FailAt = k

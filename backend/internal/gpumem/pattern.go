@@ -29,11 +29,23 @@ type Verifier struct {
 	ctx     *cuda.Ctx
 	dev     cuda.Device
 	kernels *cuda.Kernels
+	// gather: the host reads its samples through a GPU kernel that copies
+	// them into CUDA memory, because CUDA's copy functions refuse the
+	// pages themselves (memory nvidia-uvm mapped, which CUDA does not know).
+	gather bool
 }
 
 // NewVerifier returns a verifier for ctx, whose scratch memory goes on dev.
+// The host reads samples of the pages straight from their addresses.
 func NewVerifier(ctx *cuda.Ctx, dev cuda.Device) *Verifier {
 	return &Verifier{ctx: ctx, dev: dev}
+}
+
+// NewGatheringVerifier is NewVerifier for pages CUDA's copy functions
+// refuse: the host reads its samples after a kernel gathered them into CUDA
+// memory.
+func NewGatheringVerifier(ctx *cuda.Ctx, dev cuda.Device) *Verifier {
+	return &Verifier{ctx: ctx, dev: dev, gather: true}
 }
 
 func (v *Verifier) load(bd cuda.Bound) (*cuda.Kernels, error) {
@@ -76,8 +88,26 @@ func (v *Verifier) Check(s cuda.Stream, r cuda.PatternRange) (CheckResult, error
 		if err != nil {
 			return err
 		}
-		buf := make([]byte, 4*HostSampleWords)
 		words := uint32(r.PageSize / 4)
+		if v.gather {
+			got, err := k.Samples(bd, s, r, HostSampleWords)
+			if err != nil {
+				return err
+			}
+			for i, w := range got {
+				page, k := uint32(i)/(2*HostSampleWords), uint32(i)%(2*HostSampleWords)
+				word := k
+				if k >= HostSampleWords {
+					word = words - 2*HostSampleWords + k
+				}
+				res.HostSampled++
+				if w != cuda.Pattern(r.Page0+page, word, r.Tag) {
+					res.HostMismatches++
+				}
+			}
+			return nil
+		}
+		buf := make([]byte, 4*HostSampleWords)
 		for i := range uint32(res.Pages) {
 			page := uint64(r.Base) + uint64(i)*r.PageSize
 			for _, first := range []uint32{0, words - HostSampleWords} {
