@@ -101,7 +101,7 @@ func run(f flags) (*bench.Report, error) {
 	case "cudavmm", "uvm":
 		lib, err := cudaLib()
 		if err != nil {
-			return nil, cli.WithCode(cli.ExitLibraryMissing, fmt.Errorf("bench: %w", err))
+			return nil, cli.WithCode(cli.ExitLibraryMissing, fmt.Errorf("bench: %w (no usable GPU here: --backend sim gives estimates without one)", err))
 		}
 		driver = fmt.Sprintf("CUDA %s (%s)", lib.DriverVersionString(), lib.Path)
 		if dev, err := lib.SelectDevice(f.device); err == nil {
@@ -125,7 +125,24 @@ func run(f flags) (*bench.Report, error) {
 	default:
 		return nil, cli.Usagef("--backend %q: want sim, cudavmm or uvm", f.backend)
 	}
+	for _, ps := range o.PageSizes {
+		if uint64(f.pages) > maxBenchBytes/ps.Bytes() {
+			return nil, cli.Usagef("--pages %d of %s: more than any GPU's memory (at most %d)", f.pages, ps, maxBenchBytes/ps.Bytes())
+		}
+	}
+	if f.backend == "sim" {
+		for _, ps := range o.PageSizes {
+			if uint64(f.pages) > sim.DefaultGPUMemory/ps.Bytes() {
+				return nil, cli.Usagef("--pages %d of %s is %s; the simulated GPU has %s (at most %d pages)", f.pages, ps,
+					cli.FormatBytes(uint64(f.pages)*ps.Bytes()), cli.FormatBytes(sim.DefaultGPUMemory), sim.DefaultGPUMemory/ps.Bytes())
+			}
+		}
+	}
+	open = fitsDevice(open, f.pages)
 	rep, err := bench.Run(f.backend, open, o)
+	if cli.CodeOf(err) == cli.ExitBadArgument || exitCode(err) == cli.ExitBadArgument {
+		return nil, err // a flag the device refuses: no partial report
+	}
 	if rep != nil {
 		rep.Device, rep.Driver = device, driver
 	}
@@ -138,8 +155,31 @@ func run(f flags) (*bench.Report, error) {
 	return rep, nil
 }
 
+// maxBenchBytes bounds --pages before any backend is opened: 1 PiB.
+const maxBenchBytes = 1 << 50
+
+// fitsDevice checks, as each backend opens, that --pages pages fit in its
+// device's memory, so that no row is an estimate for memory that does not
+// exist.
+func fitsDevice(open bench.Opener, pages int) bench.Opener {
+	return func(ps pagesize.Size) (backend.Backend, error) {
+		b, err := open(ps)
+		if err != nil {
+			return nil, err
+		}
+		if mi, err := b.MemInfo(); err == nil && mi.Total > 0 && uint64(pages) > mi.Total/ps.Bytes() {
+			return nil, errors.Join(cli.Usagef("--pages %d of %s is %s; the device has %s (at most %d pages)",
+				pages, ps, cli.FormatBytes(uint64(pages)*ps.Bytes()), cli.FormatBytes(mi.Total), mi.Total/ps.Bytes()), b.Close())
+		}
+		return b, nil
+	}
+}
+
 func exitCode(err error) int {
+	var ee *cli.ExitError
 	switch {
+	case errors.As(err, &ee):
+		return ee.Code
 	case errors.Is(err, cuda.ErrDeviceNotFound), errors.Is(err, cuda.ErrNoDevice):
 		return cli.ExitNotFound
 	case errors.Is(err, backend.ErrUnavailable):
