@@ -137,5 +137,6 @@ func (f *Format) Type() string { return "format" }
 func WriteJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // "<NVIDIA version>" stays readable
 	return enc.Encode(v)
 }
