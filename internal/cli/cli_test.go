@@ -90,3 +90,16 @@ func TestExitCodes(t *testing.T) {
 		t.Fatal("format flag")
 	}
 }
+
+func TestFlagError(t *testing.T) {
+	err := FlagError(fmt.Errorf("invalid argument %q for \"--x\" flag", "a\nb"+strings.Repeat("z", 5000)))
+	if CodeOf(err) != ExitBadArgument || strings.ContainsAny(err.Error(), "\n\r\x00") || len(err.Error()) > 400 {
+		t.Errorf("%q", err)
+	}
+	if FlagError(nil) != nil {
+		t.Error("nil")
+	}
+	if got := FlagError(errors.New("unknown shorthand flag: '\n' in -\n")).Error(); got != "unknown shorthand flag: '?' in -?" {
+		t.Errorf("%q", got)
+	}
+}

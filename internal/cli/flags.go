@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -41,4 +43,30 @@ func RefuseRepeats(cmd *cobra.Command) {
 	for _, c := range cmd.Commands() {
 		RefuseRepeats(c)
 	}
+}
+
+// maxFlagError bounds a flag-parsing error message.
+const maxFlagError = 300
+
+// FlagError turns a flag-parsing error into a bad-argument error whose text
+// is one short line: pflag repeats the offending argument verbatim, which
+// may hold newlines, control characters or a megabyte of text.
+func FlagError(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, strings.ToValidUTF8(err.Error(), "?"))
+	if len(msg) > maxFlagError {
+		cut := maxFlagError
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut] + fmt.Sprintf("… (%d bytes)", len(msg))
+	}
+	return &ExitError{Code: ExitBadArgument, Err: errors.New(msg)}
 }

@@ -38,9 +38,7 @@ latency with eBPF, and installs the patched nvidia-uvm driver.`,
 	}
 	*format = cli.Table
 	root.PersistentFlags().VarP(format, "output", "o", "output format: table or json")
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
-		return cli.WithCode(cli.ExitBadArgument, err)
-	})
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.FlagError(err) })
 	root.AddCommand(
 		simulate.NewCmd(format),
 		version.NewCmd(format),

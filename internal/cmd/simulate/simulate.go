@@ -41,6 +41,12 @@ type Options struct {
 
 // NewCmd returns the simulate command.
 func NewCmd(format *cli.Format) *cobra.Command {
+	cmd, _ := newCmd(format)
+	return cmd
+}
+
+// newCmd returns the command and the Options its flags fill.
+func newCmd(format *cli.Format) (*cobra.Command, *Options) {
 	o := &Options{Format: format}
 	cmd := &cobra.Command{
 		Use:   "simulate",
@@ -79,7 +85,7 @@ The default trace is synthetic, shaped like the arxiv summarization trace;
 	f.StringVar(&o.PageSizes, "page-size", "64k,128k,256k,2m", "vattn page sizes, comma-separated")
 	f.StringVar(&o.Layouts, "layout", "per-layer,megacache", "vattn layouts: per-layer, megacache")
 	f.StringVar(&o.PagedBlock, "paged-block", "16,256", `PagedAttention block sizes in tokens ("none" to skip)`)
-	return cmd
+	return cmd, o
 }
 
 func modelNames() []string {
@@ -90,9 +96,32 @@ func modelNames() []string {
 	return names
 }
 
-// config turns the flags into a simulation, checking every value and what
-// the sizes imply before the trace is read or generated.
+// config turns the flags into a simulation: settings, then the trace.
 func (o *Options) config(changed func(string) bool) (simulate.Config, error) {
+	cfg, err := o.settings(changed)
+	if err != nil {
+		return cfg, err
+	}
+	if o.Trace != "" {
+		cfg.Trace, err = workload.LoadCSV(o.Trace)
+		if err != nil {
+			return cfg, cli.WithCode(traceCode(err), err)
+		}
+		if o.Requests > 0 && o.Requests < len(cfg.Trace.Requests) {
+			cfg.Trace.Requests = cfg.Trace.Requests[:o.Requests]
+		}
+	} else {
+		cfg.Trace, err = workload.Synthetic(workload.SyntheticConfig{Requests: o.Requests, Seed: o.Seed})
+		if err != nil {
+			return cfg, cli.WithCode(cli.ExitBadArgument, err)
+		}
+	}
+	return cfg, nil
+}
+
+// settings checks every flag, and what the sizes imply, before the trace
+// is read or generated; changed reports the flags given on the command line.
+func (o *Options) settings(changed func(string) bool) (simulate.Config, error) {
 	var cfg simulate.Config
 	m, err := workload.Lookup(o.Model)
 	if err != nil {
@@ -155,20 +184,6 @@ func (o *Options) config(changed func(string) bool) (simulate.Config, error) {
 			return cfg, cli.Usagef("--%s %d: %s; at most %d", strings.ReplaceAll(le.Setting, " ", "-"), le.Value, le.Why, le.Max)
 		}
 		return cfg, cli.WithCode(cli.ExitBadArgument, err)
-	}
-	if o.Trace != "" {
-		cfg.Trace, err = workload.LoadCSV(o.Trace)
-		if err != nil {
-			return cfg, cli.WithCode(traceCode(err), err)
-		}
-		if o.Requests > 0 && o.Requests < len(cfg.Trace.Requests) {
-			cfg.Trace.Requests = cfg.Trace.Requests[:o.Requests]
-		}
-	} else {
-		cfg.Trace, err = workload.Synthetic(workload.SyntheticConfig{Requests: o.Requests, Seed: o.Seed})
-		if err != nil {
-			return cfg, cli.WithCode(cli.ExitBadArgument, err)
-		}
 	}
 	return cfg, nil
 }
