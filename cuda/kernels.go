@@ -21,10 +21,10 @@ func Pattern(page, word, tag uint32) uint32 { return (page<<20 | word) ^ tag }
 type Kernels struct {
 	mod                        Module
 	fill, verify, spin, sample Function
-	counter            DevicePtr // 8-byte mismatch counter, at the start of a 2 MiB scratch page
-	counterSize        uint64
-	counterPage        MemHandle
-	counterMapped      bool
+	counter                    DevicePtr // 8-byte mismatch counter, at the start of a 2 MiB scratch page
+	counterSize                uint64
+	counterPage                MemHandle
+	counterMapped              bool
 }
 
 // LoadKernels JIT-compiles the embedded PTX and sets up the scratch counter.

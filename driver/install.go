@@ -173,6 +173,15 @@ func (e *Env) PlanInstall(ctx context.Context, opts InstallOptions) (*Plan, Targ
 		}
 	}
 
+	return e.installPlan(t, opts, warns), t, nil
+}
+
+// installPlan builds the install's steps for target t. It checks nothing:
+// PlanInstall calls it once every precondition holds, and DryRunInstall to
+// show the plan even when some do not.
+func (e *Env) installPlan(t Target, opts InstallOptions, warns []string) *Plan {
+	running, _ := e.RunningKernel()
+	uvmLoaded := e.ModuleLoaded("nvidia_uvm")
 	logDir := opts.LogDir
 	if logDir == "" {
 		logDir = filepath.Dir(StateFile)
@@ -316,7 +325,7 @@ func (e *Env) PlanInstall(ctx context.Context, opts InstallOptions) (*Plan, Targ
 			Do:     func(context.Context) error { return e.VerifyLoaded() },
 		})
 	}
-	return p, t, nil
+	return p
 }
 
 // SkipHeaderCheckEnv, when set, lets PlanInstall go on without kernel headers so that

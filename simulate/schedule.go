@@ -40,7 +40,7 @@ func schedule(ctx context.Context, cfg *Config, mem memory, res *Result, progres
 	u := mem.usage()
 	budget := u.free + u.mapped + u.idle
 	watermark := uint64(float64(budget) * cfg.Watermark)
-	var sumMapped, sumLive float64
+	var sumMapped, sumLive, sumBatch float64
 	completed := 0
 
 	finish := func(ri int) error {
@@ -145,6 +145,7 @@ func schedule(ctx context.Context, cfg *Config, mem memory, res *Result, progres
 		res.PeakLiveBytes = max(res.PeakLiveBytes, u.live)
 		res.PeakIdleBytes = max(res.PeakIdleBytes, u.idle)
 		sumMapped += float64(u.mapped)
+		sumBatch += float64(len(running))
 		sumLive += float64(u.live)
 		if res.Steps%256 == 0 {
 			progress(completed, len(reqs))
@@ -155,6 +156,7 @@ func schedule(ctx context.Context, cfg *Config, mem memory, res *Result, progres
 	if res.Steps > 0 {
 		res.MeanMappedBytes = uint64(sumMapped / float64(res.Steps))
 		res.MeanLiveBytes = uint64(sumLive / float64(res.Steps))
+		res.MeanBatch = sumBatch / float64(res.Steps)
 	}
 	if sumMapped > 0 {
 		res.WasteFraction = 1 - sumLive/sumMapped

@@ -73,8 +73,10 @@ type Result struct {
 	Layout      Layout        `json:"layout"`
 	PageSize    pagesize.Size `json:"page_size,omitempty"`
 	BlockTokens int           `json:"block_tokens,omitempty"`
-	// PageTokens is how many tokens one page (or block) holds.
-	PageTokens int `json:"page_tokens"`
+	// PageTokens is how many tokens one page (or block) holds; 0 when one
+	// token spans PagesPerToken pages.
+	PageTokens    int `json:"page_tokens"`
+	PagesPerToken int `json:"pages_per_token,omitempty"`
 
 	PeakMappedBytes uint64  `json:"peak_mapped_bytes"` // backed memory under running requests
 	MeanMappedBytes uint64  `json:"mean_mapped_bytes"`
@@ -83,11 +85,12 @@ type Result struct {
 	PeakIdleBytes   uint64  `json:"peak_idle_bytes"` // kept mapped by finished requests (deferred reclamation)
 	WasteFraction   float64 `json:"waste_fraction"`  // 1 - live/mapped, over all steps
 
-	MaxBatchReached int `json:"max_batch_reached"`
-	Preemptions     int `json:"preemptions"`
-	Steps           int `json:"steps"`
-	Completed       int `json:"completed"`
-	Skipped         int `json:"skipped"` // longer than max context, or than the whole KV budget
+	MaxBatchReached int     `json:"max_batch_reached"`
+	MeanBatch       float64 `json:"mean_batch"` // running requests per step: how many fit at once
+	Preemptions     int     `json:"preemptions"`
+	Steps           int     `json:"steps"`
+	Completed       int     `json:"completed"`
+	Skipped         int     `json:"skipped"` // longer than max context, without decode tokens, or larger than the whole KV budget
 
 	MapCalls    uint64 `json:"map_calls"`
 	MappedPages uint64 `json:"mapped_pages"`
@@ -108,16 +111,26 @@ type Result struct {
 
 // Report is a whole simulation.
 type Report struct {
-	Model      string   `json:"model"`
-	TP         int      `json:"tp"`
-	Trace      string   `json:"trace"`
-	Requests   int      `json:"requests"`
-	MaxBatch   int      `json:"max_batch"`
-	MaxContext int      `json:"max_context"`
-	GPUMemory  uint64   `json:"gpu_memory_bytes"`
-	KVBudget   uint64   `json:"kv_budget_bytes"`
-	TokenBytes uint64   `json:"token_bytes"`
-	Results    []Result `json:"results"`
+	Model      string `json:"model"`
+	TP         int    `json:"tp"`
+	Trace      string `json:"trace"`
+	Requests   int    `json:"requests"`
+	MaxBatch   int    `json:"max_batch"`
+	MaxContext int    `json:"max_context"`
+	GPUMemory  uint64 `json:"gpu_memory_bytes"`
+	KVBudget   uint64 `json:"kv_budget_bytes"`
+	TokenBytes uint64 `json:"token_bytes"`
+	// TooLong counts the requests longer than MaxContext and NoDecode those
+	// without a decode token; every configuration skips both.
+	TooLong  int      `json:"skipped_too_long"`
+	NoDecode int      `json:"skipped_no_decode"`
+	Results  []Result `json:"results"`
+	// Best names the configuration that ran the most requests at once on
+	// average in the same memory (ties: fewer preemptions, then less waste).
+	Best string `json:"best,omitempty"`
+	// Interrupted: the context was cancelled; Results holds the
+	// configurations that finished before.
+	Interrupted bool `json:"interrupted,omitempty"`
 	// Unavailable lists configurations that cannot exist for this model
 	// (e.g. a token that does not tile the page), with the reason.
 	Unavailable []string `json:"unavailable,omitempty"`
@@ -158,10 +171,11 @@ func (cfg *Config) defaults() error {
 	switch {
 	case cfg.MaxBatch < 0 || cfg.MaxContext <= 0 || cfg.DTypeBytes < 0:
 		return fmt.Errorf("%w: max batch %d, max context %d", ErrConfig, cfg.MaxBatch, cfg.MaxContext)
-	case cfg.MemUtil <= 0 || cfg.MemUtil > 1 || cfg.Watermark < 0 || cfg.Watermark >= 1:
+	// Written so that NaN, which fails every comparison, is refused.
+	case !(cfg.MemUtil > 0 && cfg.MemUtil <= 1) || !(cfg.Watermark >= 0 && cfg.Watermark < 1):
 		return fmt.Errorf("%w: memory utilization %g, watermark %g", ErrConfig, cfg.MemUtil, cfg.Watermark)
-	case len(cfg.Trace.Requests) == 0:
-		return fmt.Errorf("%w: the trace has no requests", ErrConfig)
+	case len(cfg.Trace.Requests) > workload.MaxRequests:
+		return fmt.Errorf("%w: %d requests, at most %d", ErrConfig, len(cfg.Trace.Requests), workload.MaxRequests)
 	}
 	for _, b := range cfg.PagedBlock {
 		if b <= 0 {
@@ -176,26 +190,37 @@ func (cfg *Config) defaults() error {
 	return nil
 }
 
-// Run simulates every configured memory manager on the trace.
+// Run simulates every configured memory manager on the trace. When ctx is
+// cancelled it returns the report of the configurations that finished, with
+// Interrupted set, and the context's error.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
-	if err := cfg.defaults(); err != nil {
+	if err := cfg.Check(); err != nil {
 		return nil, err
 	}
-	start := time.Now()
-	shape := Shape{Layers: cfg.Model.Layers, KVHeads: cfg.Model.KVHeads, HeadDim: cfg.Model.HeadDim,
-		DTypeBytes: cfg.DTypeBytes, MaxBatch: cfg.MaxBatch, MaxContext: cfg.MaxContext}
-	weights := cfg.Model.WeightBytes(cfg.DTypeBytes) // one rank's share
-	usable := uint64(float64(cfg.GPUMemory) * cfg.MemUtil)
-	if weights >= usable {
-		return nil, fmt.Errorf("%w: %s weights (%d GiB per GPU at tp %d) leave no room for KV in %d GiB × %.2f",
-			ErrConfig, cfg.Model.Name, weights>>30, cfg.Model.TP, cfg.GPUMemory>>30, cfg.MemUtil)
+	if len(cfg.Trace.Requests) == 0 {
+		return nil, fmt.Errorf("%w: the trace has no requests", ErrConfig)
 	}
+	start := time.Now()
+	budget, _ := cfg.budget()
+	// More slots than requests change nothing but cost a walk over every
+	// slot each step: simulate only as many as can ever be busy.
+	slots := min(cfg.MaxBatch, len(cfg.Trace.Requests))
+	shape := cfg.shape(slots)
 	rep := &Report{
 		Model: cfg.Model.Name, TP: cfg.Model.TP, Trace: cfg.Trace.Name, Requests: len(cfg.Trace.Requests),
 		MaxBatch: cfg.MaxBatch, MaxContext: cfg.MaxContext, GPUMemory: cfg.GPUMemory,
-		KVBudget:   (usable - weights) &^ (2<<20 - 1), // whole 2 MiB root chunks
-		TokenBytes: shape.TokenBytes(),
+		KVBudget: budget, TokenBytes: shape.TokenBytes(),
 	}
+	for _, r := range cfg.Trace.Requests {
+		switch {
+		case r.Prefill+r.Decode-1 > cfg.MaxContext:
+			rep.TooLong++
+		case r.Decode <= 0:
+			rep.NoDecode++
+		}
+	}
+	sched := cfg
+	sched.MaxBatch = slots
 	type run struct {
 		name string
 		res  Result
@@ -230,14 +255,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, fmt.Errorf("%s: %w", r.name, err)
 		}
 		res := r.res
-		err = schedule(ctx, &cfg, mem, &res, func(done, total int) {
+		err = schedule(ctx, &sched, mem, &res, func(done, total int) {
 			if cfg.Progress != nil {
 				cfg.Progress(r.name, done, total)
 			}
 		})
 		if vm, ok := mem.(*vattnMemory); ok && err == nil {
 			_ = vm.cache.Wait()
-			res.PageTokens = vm.cache.Layout().TokensPerPage
+			lay := vm.cache.Layout()
+			res.PageTokens = lay.TokensPerPage
+			if lay.TokensPerPage == 0 {
+				res.PagesPerToken = int(lay.PageSize.Pages(lay.TokenBytes))
+			}
 			st := vm.cache.Stats()
 			res.MapCalls = st.Foreground.Map.Calls + st.Background.Map.Calls
 			res.MappedPages = st.Foreground.Map.Pages + st.Background.Map.Pages
@@ -252,13 +281,42 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if cerr := mem.close(); err == nil && cerr != nil {
 			err = fmt.Errorf("%s: close: %w", r.name, cerr)
 		}
+		if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			rep.Interrupted = true
+			rep.Best = best(rep.Results)
+			rep.WallSeconds = time.Since(start).Seconds()
+			return rep, fmt.Errorf("%s: interrupted: %w", r.name, err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", r.name, err)
 		}
 		rep.Results = append(rep.Results, res)
 	}
+	rep.Best = best(rep.Results)
 	rep.WallSeconds = time.Since(start).Seconds()
 	return rep, nil
+}
+
+// best names the result that kept the most requests running at once on
+// average — the one that fits the most requests in the same memory — with
+// fewer preemptions, then less waste, breaking ties; "" when none ran any.
+func best(results []Result) string {
+	var b *Result
+	for i := range results {
+		r := &results[i]
+		if r.Completed == 0 {
+			continue
+		}
+		if b == nil || r.MeanBatch > b.MeanBatch ||
+			r.MeanBatch == b.MeanBatch && (r.Preemptions < b.Preemptions ||
+				r.Preemptions == b.Preemptions && r.WasteFraction < b.WasteFraction) {
+			b = r
+		}
+	}
+	if b == nil {
+		return ""
+	}
+	return b.Name
 }
 
 // cost applies the latency model to a call count: each call (each driver

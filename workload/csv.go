@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // The CSV columns of Sarathi-Serve / metron request-length traces. Only the
@@ -30,6 +31,24 @@ var (
 	ErrNotInteger      = errors.New("not an integer")
 	ErrOutOfRange      = errors.New("out of range")
 	ErrTotalMismatch   = errors.New("total is not prefill+decode")
+	ErrTooLarge        = errors.New("too large")
+)
+
+// Bounds on what ReadCSV accepts, so that a wrong file (/dev/zero, a binary,
+// a CSV with one huge field) fails fast with little memory instead of
+// filling it. Real traces have lines of tens of bytes and thousands of rows.
+const (
+	// MaxLineBytes bounds one line, and so every field.
+	MaxLineBytes = 64 << 10
+	// MaxRequests bounds the requests of a trace (16 bytes each in memory).
+	MaxRequests = 10_000_000
+)
+
+// The bounds ReadCSV applies: variables so that a test reaches them quickly.
+var (
+	maxRequests = MaxRequests
+	// maxLines bounds lines, blank ones included, so a file of newlines ends.
+	maxLines = 2 * MaxRequests
 )
 
 // ParseError is a malformed trace file: which file, which line (1-based, the
@@ -50,7 +69,7 @@ func (e *ParseError) Error() string {
 	}
 	b.WriteString(": ")
 	if e.Column != "" {
-		fmt.Fprintf(&b, "%s %q: ", e.Column, e.Value)
+		fmt.Fprintf(&b, "%s %s: ", e.Column, quote(e.Value))
 	}
 	b.WriteString(e.Err.Error())
 	return b.String()
@@ -79,8 +98,13 @@ func LoadCSV(path string) (Trace, error) {
 // order. Counts may be written as integral floats ("2730.0"); a fractional
 // count, a prefill below 1, a negative decode, a total that is not their sum,
 // a missing column or a file without requests is a *ParseError.
+//
+// A line longer than MaxLineBytes, more than MaxRequests requests, or more
+// lines than twice that is a *ParseError wrapping ErrTooLarge, found before
+// the input is read further.
 func ReadCSV(r io.Reader, name string) (Trace, error) {
-	cr := csv.NewReader(r)
+	lr := &lineLimiter{r: r, line: 1}
+	cr := csv.NewReader(lr)
 	cr.ReuseRecord = true
 	header, err := cr.Read()
 	if err == io.EOF {
@@ -102,7 +126,7 @@ func ReadCSV(r io.Reader, name string) (Trace, error) {
 	for _, c := range []string{ColPrefill, ColDecode} {
 		if cols[c] < 0 {
 			return Trace{}, &ParseError{File: name, Line: 1, Err: fmt.Errorf("%w %s (header: %s)",
-				ErrMissingColumn, c, strings.Join(header, ","))}
+				ErrMissingColumn, c, quote(strings.Join(header, ",")))}
 		}
 	}
 	iPrefill, iDecode, iTotal := cols[ColPrefill], cols[ColDecode], cols[ColTotal]
@@ -117,6 +141,10 @@ func ReadCSV(r io.Reader, name string) (Trace, error) {
 			return Trace{}, csvError(name, err)
 		}
 		line, _ := cr.FieldPos(0)
+		if len(t.Requests) == maxRequests {
+			return Trace{}, &ParseError{File: name, Line: line,
+				Err: fmt.Errorf("%w: more than %d requests", ErrTooLarge, maxRequests)}
+		}
 		field := func(col string, i int, minimum int) (int, error) {
 			v, err := parseCount(rec[i], minimum)
 			if err != nil {
@@ -182,9 +210,77 @@ func parseCount(s string, minimum int) (int, error) {
 // "record on line N" prefix so the line is said once. Reader failures stay
 // plain wrapped errors: they are not the file's fault.
 func csvError(name string, err error) error {
+	var le *limitError
+	if errors.As(err, &le) {
+		return &ParseError{File: name, Line: le.line, Err: le.err}
+	}
 	var pe *csv.ParseError
 	if errors.As(err, &pe) {
 		return &ParseError{File: name, Line: pe.Line, Err: pe.Err}
 	}
 	return fmt.Errorf("read trace %s: %w", name, err)
+}
+
+// lineLimiter passes its reader's bytes through while counting lines, and
+// fails once a line grows past MaxLineBytes or the lines pass maxLines.
+// encoding/csv has no such bound: it would buffer /dev/zero until memory
+// runs out.
+type lineLimiter struct {
+	r       io.Reader
+	line    int // 1-based line of the next byte
+	lineLen int // bytes of that line read so far
+	err     error
+}
+
+// limitError is the lineLimiter's failure, which csv.Reader passes back
+// unchanged.
+type limitError struct {
+	line int
+	err  error
+}
+
+func (e *limitError) Error() string { return fmt.Sprintf("line %d: %v", e.line, e.err) }
+
+func (l *lineLimiter) Read(p []byte) (int, error) {
+	if l.err != nil {
+		return 0, l.err
+	}
+	// Never hand out more than the rest of the current line's allowance,
+	// so the limit is found before csv.Reader buffers past it.
+	if room := MaxLineBytes + 1 - l.lineLen; len(p) > room {
+		p = p[:room]
+	}
+	n, err := l.r.Read(p)
+	for _, c := range p[:n] {
+		if c == '\n' {
+			l.line++
+			l.lineLen = 0
+			if l.line > maxLines {
+				l.err = &limitError{l.line, fmt.Errorf("%w: more than %d lines", ErrTooLarge, maxLines)}
+				return 0, l.err
+			}
+			continue
+		}
+		l.lineLen++
+		if l.lineLen > MaxLineBytes {
+			l.err = &limitError{l.line, fmt.Errorf("%w: a line longer than %d bytes (is this a CSV trace?)", ErrTooLarge, MaxLineBytes)}
+			return 0, l.err
+		}
+	}
+	return n, err
+}
+
+// maxQuoted is how much of a bad value an error repeats.
+const maxQuoted = 40
+
+// quote quotes a value for an error message, cut to a short prefix.
+func quote(v string) string {
+	if len(v) <= maxQuoted {
+		return strconv.Quote(v)
+	}
+	cut := maxQuoted
+	for cut > 0 && !utf8.RuneStart(v[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(v[:cut]), len(v))
 }

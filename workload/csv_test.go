@@ -1,7 +1,9 @@
 package workload
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -56,7 +58,7 @@ func TestReadCSVErrors(t *testing.T) {
 		{"empty file", "", ErrEmptyTrace, 0, "", "arxiv.csv: empty file: no requests"},
 		{"header only", hdr, ErrEmptyTrace, 1, "", "arxiv.csv:1: header only: no requests"},
 		{"missing decode column", "num_prefill_tokens,num_total_tokens\n1,1\n", ErrMissingColumn, 1, "",
-			"arxiv.csv:1: missing column num_decode_tokens (header: num_prefill_tokens,num_total_tokens)"},
+			"arxiv.csv:1: missing column num_decode_tokens (header: \"num_prefill_tokens,num_total_tokens\")"},
 		{"missing prefill column", "prompt,num_decode_tokens\n1,1\n", ErrMissingColumn, 1, "", "missing column num_prefill_tokens"},
 		{"duplicate column", "num_prefill_tokens,num_decode_tokens,NUM_PREFILL_TOKENS\n1,2,3\n", ErrDuplicateColumn, 1, "",
 			"arxiv.csv:1: duplicate column num_prefill_tokens"},
@@ -97,6 +99,67 @@ func TestReadCSVErrors(t *testing.T) {
 				t.Errorf("error %q does not contain %q", err, tt.msg)
 			}
 		})
+	}
+}
+
+// endless is an input that never ends: b repeated.
+type endless byte
+
+func (e endless) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(e)
+	}
+	return len(p), nil
+}
+
+func TestReadCSVBounds(t *testing.T) {
+	const hdr = "num_prefill_tokens,num_decode_tokens\n"
+	huge := strings.Repeat("7", 1<<20)
+	for _, tc := range []struct {
+		name string
+		in   io.Reader
+		line int
+		msg  string
+	}{
+		{"endless zeros", endless(0), 1, "longer than 65536 bytes"},
+		{"endless header", io.MultiReader(strings.NewReader("num_prefill_tokens,"), endless('x')), 1, "longer than"},
+		{"huge field", strings.NewReader(hdr + "1,2\n" + huge + ",1\n"), 3, "longer than"},
+		{"huge quoted field", strings.NewReader(hdr + "\"" + huge + "\",1\n"), 2, "longer than"},
+		{"endless newlines", io.MultiReader(strings.NewReader(hdr+"1,2\n"), endless('\n')), 1001, "more than 1000 lines"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			old := maxLines
+			maxLines = 1000
+			defer func() { maxLines = old }()
+			_, err := ReadCSV(tc.in, "big.csv")
+			var pe *ParseError
+			if !errors.As(err, &pe) || !errors.Is(err, ErrTooLarge) || pe.Line != tc.line || !strings.Contains(err.Error(), tc.msg) {
+				t.Fatalf("error %v (%T), want a ParseError at line %d wrapping ErrTooLarge with %q", err, err, tc.line, tc.msg)
+			}
+			if len(err.Error()) > 200 {
+				t.Errorf("error is %d bytes long", len(err.Error()))
+			}
+		})
+	}
+	// A long bad value is quoted by a prefix only.
+	_, err := ReadCSV(strings.NewReader(hdr+strings.Repeat("x", 60000)+",1\n"), "big.csv")
+	if !errors.Is(err, ErrNotInteger) || len(err.Error()) > 200 || !strings.Contains(err.Error(), "(60000 bytes)") {
+		t.Errorf("long bad value: %v", err)
+	}
+}
+
+func TestReadCSVTooManyRequests(t *testing.T) {
+	old := maxRequests
+	maxRequests = 5
+	defer func() { maxRequests = old }()
+	in := "num_prefill_tokens,num_decode_tokens\n" + strings.Repeat("1,1\n", 5)
+	if tr, err := ReadCSV(strings.NewReader(in), "many.csv"); err != nil || len(tr.Requests) != 5 {
+		t.Fatalf("at the cap: %d requests, %v", len(tr.Requests), err)
+	}
+	_, err := ReadCSV(strings.NewReader(in+"\n2,2\n"), "many.csv")
+	var pe *ParseError
+	if !errors.As(err, &pe) || !errors.Is(err, ErrTooLarge) || pe.Line != 8 || !strings.Contains(err.Error(), "more than 5 requests") {
+		t.Fatalf("error %v, want ErrTooLarge at line 8", err)
 	}
 }
 
@@ -141,4 +204,36 @@ func TestLoadCSV(t *testing.T) {
 	if !errors.Is(err, fs.ErrNotExist) || !strings.HasPrefix(err.Error(), "load trace: open ") {
 		t.Errorf("LoadCSV(missing) error = %v, want a wrapped fs.ErrNotExist", err)
 	}
+}
+
+// FuzzReadCSV feeds arbitrary bytes to the trace reader: it must never
+// panic, every trace it accepts must hold only requests the simulator can
+// take, and every error must be a short *ParseError naming the file.
+// The seeds under testdata/fuzz/FuzzReadCSV run with go test.
+func FuzzReadCSV(f *testing.F) {
+	f.Add([]byte("num_prefill_tokens,num_decode_tokens,num_total_tokens,pd_ratio\n3772,54,3826,69.85\n"))
+	f.Add([]byte("num_decode_tokens,num_prefill_tokens\n5,6\n\n\"7\",8\n"))
+	f.Add([]byte("num_prefill_tokens,num_decode_tokens\n1e3,2.0\n-1,2\n"))
+	f.Add([]byte("\ufeffnum_prefill_tokens,num_decode_tokens\r\n1,\"2\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		tr, err := ReadCSV(bytes.NewReader(in), "fuzz.csv")
+		if err != nil {
+			var pe *ParseError
+			if !errors.As(err, &pe) || pe.File != "fuzz.csv" || tr.Requests != nil {
+				t.Fatalf("error %v (%T) is not a ParseError for fuzz.csv, or came with requests", err, err)
+			}
+			if len(err.Error()) > 400 {
+				t.Fatalf("error of %d bytes: %.100s…", len(err.Error()), err)
+			}
+			return
+		}
+		if len(tr.Requests) == 0 || len(tr.Requests) > MaxRequests {
+			t.Fatalf("%d requests accepted", len(tr.Requests))
+		}
+		for i, r := range tr.Requests {
+			if r.Prefill < 1 || r.Decode < 0 || r.Total() > 2*maxCount {
+				t.Fatalf("request %d accepted: %+v", i, r)
+			}
+		}
+	})
 }

@@ -104,6 +104,11 @@ func run(f flags) (*bench.Report, error) {
 		}
 		o.Growth = &bench.GrowthOptions{Steps: f.growthSteps, Compute: f.compute, MapAhead: f.mapAhead}
 	}
+	switch f.uvmMode {
+	case uvm.ModeAuto, uvm.ModeStock, uvm.ModePatched:
+	default:
+		return nil, cli.Usagef("--uvm-mode %s: want stock or patched", cli.Quote(f.uvmMode))
+	}
 	var explicit []pagesize.Size
 	if f.pageSizes != "" {
 		ps, err := pagesize.ParseList(f.pageSizes)
@@ -123,13 +128,19 @@ func run(f flags) (*bench.Report, error) {
 			if o.PageSizes == nil {
 				o.PageSizes = pagesize.All()
 			}
+			for _, ps := range o.PageSizes {
+				if uint64(f.pages) > sim.DefaultGPUMemory/ps.Bytes() {
+					return nil, cli.Usagef("--pages %d of %s is %s; the simulated GPU has %s (at most %d pages)", f.pages, ps,
+						cli.FormatBytes(uint64(f.pages)*ps.Bytes()), cli.FormatBytes(sim.DefaultGPUMemory), sim.DefaultGPUMemory/ps.Bytes())
+				}
+			}
 			open = func(ps pagesize.Size) (backend.Backend, error) { return sim.New(sim.Config{PageSize: ps}) }
 			total.Device = "simulated H100 80GB (latency model: backend/sim DefaultLatency)"
 		case "cudavmm", "uvm":
 			if lib == nil {
 				var err error
 				if lib, err = cudaLib(); err != nil {
-					return nil, cli.WithCode(cli.ExitLibraryMissing, fmt.Errorf("bench: %w (--backend sim needs no GPU)", err))
+					return nil, cli.WithCode(cli.ExitLibraryMissing, fmt.Errorf("bench: %w (no usable GPU here: --backend sim gives estimates without one)", err))
 				}
 				total.Driver = fmt.Sprintf("CUDA %s (%s)", lib.DriverVersionString(), lib.Path)
 				if dev, err := lib.SelectDevice(f.device); err == nil {
@@ -158,7 +169,15 @@ func run(f flags) (*bench.Report, error) {
 		default:
 			return nil, cli.Usagef("--backend %q: want sim, cudavmm or uvm, or a comma-separated list of them", name)
 		}
-		rep, err := bench.Run(name, open, o)
+		for _, ps := range o.PageSizes {
+			if uint64(f.pages) > maxBenchBytes/ps.Bytes() {
+				return nil, cli.Usagef("--pages %d of %s: more than any GPU's memory (at most %d)", f.pages, ps, maxBenchBytes/ps.Bytes())
+			}
+		}
+		rep, err := bench.Run(name, fitsDevice(open, f.pages), o)
+		if cli.CodeOf(err) == cli.ExitBadArgument || exitCode(err) == cli.ExitBadArgument {
+			return nil, err // a flag the device refuses: no partial report
+		}
 		if rep != nil {
 			total.Map = append(total.Map, rep.Map...)
 			total.Steps = append(total.Steps, rep.Steps...)
@@ -179,8 +198,31 @@ func run(f flags) (*bench.Report, error) {
 // stock path, one per backend opened; tests set it.
 var newStockDriver func() uvm.StockDriver
 
+// maxBenchBytes bounds --pages before any backend is opened: 1 PiB.
+const maxBenchBytes = 1 << 50
+
+// fitsDevice checks, as each backend opens, that --pages pages fit in its
+// device's memory, so that no row is an estimate for memory that does not
+// exist.
+func fitsDevice(open bench.Opener, pages int) bench.Opener {
+	return func(ps pagesize.Size) (backend.Backend, error) {
+		b, err := open(ps)
+		if err != nil {
+			return nil, err
+		}
+		if mi, err := b.MemInfo(); err == nil && mi.Total > 0 && uint64(pages) > mi.Total/ps.Bytes() {
+			return nil, errors.Join(cli.Usagef("--pages %d of %s is %s; the device has %s (at most %d pages)",
+				pages, ps, cli.FormatBytes(uint64(pages)*ps.Bytes()), cli.FormatBytes(mi.Total), mi.Total/ps.Bytes()), b.Close())
+		}
+		return b, nil
+	}
+}
+
 func exitCode(err error) int {
+	var ee *cli.ExitError
 	switch {
+	case errors.As(err, &ee):
+		return ee.Code
 	case errors.Is(err, cuda.ErrDeviceNotFound), errors.Is(err, cuda.ErrNoDevice):
 		return cli.ExitNotFound
 	case errors.Is(err, backend.ErrUnavailable):

@@ -73,12 +73,32 @@ func TestBenchBadArguments(t *testing.T) {
 		{"--pages", "0"},
 		{"--step-batch", "-1"},
 		{"--backend", "sim,tpu"},
+		{"--backend", "uvm", "--uvm-mode", "fast"},
 		{"--growth", "--map-ahead", "-1"},
 		{"--growth", "--growth-steps", "0"},
+		{"--pages", "100000000", "--page-size", "64k"},
+		{"--pages", "2000000"},
+		{"--pages", "9000000000000000000"},
 	} {
-		if code, _, errOut := runCmd(t, cli.Table, args...); code != cli.ExitBadArgument {
-			t.Errorf("%v: code %d: %s", args, code, errOut)
+		if code, out, errOut := runCmd(t, cli.Table, args...); code != cli.ExitBadArgument || out != "" {
+			t.Errorf("%v: code %d: %s, stdout %q", args, code, errOut, out)
 		}
+	}
+	if _, _, errOut := runCmd(t, cli.Table, "--pages", "2000000"); !strings.Contains(errOut, "the simulated GPU has 80.0 GiB (at most 1310720 pages)") {
+		t.Errorf("--pages beyond the simulated GPU: %s", errOut)
+	}
+}
+
+// The fake GPU has 80 GB: 50000 2 MiB pages do not fit, and nothing is
+// left allocated by the check.
+func TestBenchPagesBeyondDevice(t *testing.T) {
+	f := cmdtest.FakeCUDA(t, &cudaLib)
+	code, out, errOut := runCmd(t, cli.Table, "--backend", "cudavmm", "--pages", "50000")
+	if code != cli.ExitBadArgument || out != "" || !strings.Contains(errOut, "the device has") {
+		t.Fatalf("code %d, stdout %q, stderr %s", code, out, errOut)
+	}
+	if live := f.Live(); live != (cudafake.Live{}) {
+		t.Errorf("bench left %s", live)
 	}
 }
 

@@ -26,7 +26,7 @@ func Run(t testing.TB, cmd *cobra.Command, args ...string) (code int, stdout, st
 	cmd.SetOut(&out)
 	cmd.SetErr(&errOut)
 	cmd.SilenceUsage, cmd.SilenceErrors = true, true
-	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.WithCode(cli.ExitBadArgument, err) })
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.FlagError(err) })
 	err := cmd.ExecuteContext(context.Background())
 	if err != nil {
 		errOut.WriteString(err.Error())

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -31,6 +32,8 @@ func codeOf(err error) error {
 	case errors.Is(err, driver.ErrKernelNotInstalled), errors.Is(err, driver.ErrSourceNotFound),
 		errors.Is(err, driver.ErrNoNVIDIA), errors.Is(err, driver.ErrNoHeaders), errors.Is(err, driver.ErrNoDKMS),
 		errors.Is(err, driver.ErrSourceVersion):
+		return cli.WithCode(cli.ExitNotFound, err)
+	case errors.Is(err, fs.ErrNotExist):
 		return cli.WithCode(cli.ExitNotFound, err)
 	case errors.Is(err, os.ErrPermission):
 		return cli.WithCode(cli.ExitNoPermission, err)
@@ -67,10 +70,28 @@ machine back to it. See docs/driver-install.md.`,
 			if o.NoLoad && o.Reload {
 				return cli.Usagef("--no-load and --reload exclude each other")
 			}
+			// --source first: a typo there is the cheapest thing to fix.
+			srcErr := checkSource(o.Source)
+			if o.DryRun {
+				return dryRunInstall(cmd, *format, NewEnv(), o, srcErr)
+			}
+			if srcErr != nil {
+				return srcErr
+			}
 			if err := needRoot(o.DryRun); err != nil {
 				return err
 			}
-			return codeOf(runInstall(cmd.Context(), cmd.OutOrStdout(), NewEnv(), o))
+			w, progress := cmd.OutOrStdout(), cmd.OutOrStdout()
+			if *format == cli.JSON {
+				progress = cmd.ErrOrStderr() // stdout is for the JSON
+			}
+			res, err := runInstall(cmd.Context(), progress, NewEnv(), o)
+			if *format == cli.JSON && res != nil {
+				if werr := cli.WriteJSON(w, res); werr != nil && err == nil {
+					err = werr
+				}
+			}
+			return codeOf(err)
 		},
 	}
 	f := cmd.Flags()
@@ -82,29 +103,75 @@ machine back to it. See docs/driver-install.md.`,
 	return cmd
 }
 
-func runInstall(ctx context.Context, w io.Writer, env *driver.Env, o installOptions) error {
+// checkSource checks --source before anything else: a path that does not
+// exist is not found (6); one that is not an NVIDIA kernel-open source is a
+// bad argument (2).
+func checkSource(src string) error {
+	if src == "" {
+		return nil
+	}
+	if _, err := driver.InspectSource(src); err != nil {
+		code := cli.ExitBadArgument
+		if errors.Is(err, fs.ErrNotExist) {
+			code = cli.ExitNotFound
+		}
+		return cli.WithCode(code, fmt.Errorf("install-driver: --source: %w", err))
+	}
+	return nil
+}
+
+// dryRunInstall prints every precondition and the whole plan; it exits
+// with the code of the first failed precondition, --source's first.
+func dryRunInstall(cmd *cobra.Command, format cli.Format, env *driver.Env, o installOptions, srcErr error) error {
+	d := env.DryRunInstall(cmd.Context(), o.InstallOptions)
+	if format == cli.JSON {
+		if err := cli.WriteJSON(cmd.OutOrStdout(), d); err != nil {
+			return err
+		}
+	} else {
+		d.Print(cmd.OutOrStdout())
+	}
+	if srcErr != nil {
+		return srcErr
+	}
+	if err := d.Err(); err != nil {
+		return codeOf(fmt.Errorf("install-driver: a precondition failed (the plan above shows it): %w", err))
+	}
+	return nil
+}
+
+// installResult is what install-driver -o json prints.
+type installResult struct {
+	Target    driver.Target `json:"target"`
+	Installed bool          `json:"installed"`
+	Message   string        `json:"message"`
+	Warnings  []string      `json:"warnings,omitempty"`
+	Notes     []string      `json:"notes,omitempty"`
+}
+
+func runInstall(ctx context.Context, w io.Writer, env *driver.Env, o installOptions) (*installResult, error) {
 	plan, t, err := env.PlanInstall(ctx, o.InstallOptions)
 	if errors.Is(err, driver.ErrAlreadyInstalled) {
 		fmt.Fprintf(w, "%v: nothing to do\n", err)
-		return nil
+		return &installResult{Target: t, Installed: true, Message: err.Error() + ": nothing to do"}, nil
 	}
 	if err != nil {
-		return fmt.Errorf("install-driver: %w", err)
+		return nil, fmt.Errorf("install-driver: %w", err)
 	}
 	fmt.Fprintf(w, "kernel %s, NVIDIA %s, source %s (%s), package %s\n",
 		t.Kernel, t.NVIDIA, t.Source.Path, t.Source.Kind, t.Package)
-	if o.DryRun {
-		plan.Print(w)
-		return nil
-	}
 	for _, warn := range plan.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", warn)
 	}
+	res := &installResult{Target: t, Warnings: plan.Warnings, Notes: plan.Notes}
 	if err := plan.Run(ctx, w); err != nil {
-		return fmt.Errorf("install-driver: %w", err)
+		res.Message = err.Error()
+		return res, fmt.Errorf("install-driver: %w", err)
 	}
-	fmt.Fprintf(w, "installed %s/%s for %s\n", "vattn-uvm", t.Package, t.Kernel)
-	return nil
+	res.Installed = true
+	res.Message = fmt.Sprintf("installed %s/%s for %s", "vattn-uvm", t.Package, t.Kernel)
+	fmt.Fprintln(w, res.Message)
+	return res, nil
 }
 
 // NewUninstallCmd builds `vattnctl uninstall-driver`.
@@ -126,12 +193,29 @@ does nothing. A loaded patched module stays loaded until a reboot or a manual re
 			if err != nil {
 				return codeOf(fmt.Errorf("uninstall-driver: %w", err))
 			}
-			w := cmd.OutOrStdout()
+			w, progress := cmd.OutOrStdout(), cmd.OutOrStdout()
+			if *format == cli.JSON {
+				progress = cmd.ErrOrStderr() // stdout is for the JSON
+			}
+			res := uninstallResult{DryRun: dryRun, Warnings: plan.Warnings, Steps: []driver.PlannedStep{}}
+			for _, s := range plan.Steps {
+				res.Steps = append(res.Steps, driver.PlannedStep{ID: s.ID, Title: s.Title, Detail: s.Detail})
+			}
 			if dryRun || len(plan.Steps) == 0 {
+				if *format == cli.JSON {
+					return cli.WriteJSON(w, res)
+				}
 				plan.Print(w)
 				return nil
 			}
-			if err := plan.Run(cmd.Context(), w); err != nil {
+			err = plan.Run(cmd.Context(), progress)
+			res.Done = err == nil
+			if *format == cli.JSON {
+				if werr := cli.WriteJSON(w, res); werr != nil && err == nil {
+					return werr
+				}
+			}
+			if err != nil {
 				return codeOf(fmt.Errorf("uninstall-driver: %w (run it again to finish)", err))
 			}
 			return nil
@@ -139,6 +223,14 @@ does nothing. A loaded patched module stays loaded until a reboot or a manual re
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print every step and change nothing")
 	return cmd
+}
+
+// uninstallResult is what uninstall-driver -o json prints.
+type uninstallResult struct {
+	DryRun   bool                 `json:"dry_run"`
+	Steps    []driver.PlannedStep `json:"steps"` // empty: nothing installed, nothing to do
+	Done     bool                 `json:"done"`
+	Warnings []string             `json:"warnings,omitempty"`
 }
 
 // NewStatusCmd builds `vattnctl status`.

@@ -105,3 +105,47 @@ func TestInstallFlagsAndCodes(t *testing.T) {
 		t.Errorf("uninstall with nothing installed: exit %d %s", code, out)
 	}
 }
+
+func TestDryRunPrintsPlanAndJSON(t *testing.T) {
+	old := NewEnv
+	defer func() { NewEnv = old }()
+	// No headers, no dkms, no NVIDIA source: every failure is marked, the
+	// plan is printed, and the exit code is the first failure's.
+	NewEnv = fakeEnv(t, map[string]string{
+		"/proc/sys/kernel/osrelease":              "6.1.0-56-amd64\n",
+		"/lib/modules/6.1.0-56-amd64/modules.dep": "",
+		"/proc/driver/nvidia/version":             "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  535.261.03  Release Build  (x)  2025\n",
+	})
+	out, code := run(t, NewInstallCmd, cli.Table, "--dry-run")
+	for _, want := range []string{"FAILED driver source", "FAILED dkms", "FAILED kernel headers", "linux-headers-6.1.0-56-amd64", "dkms build", "a precondition failed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry run lacks %q:\n%s", want, out)
+		}
+	}
+	if code != cli.ExitNotFound {
+		t.Errorf("exit %d", code)
+	}
+	out, code = run(t, NewInstallCmd, cli.JSON, "--dry-run", "--source", "/nonexistent/nvidia")
+	var d driver.DryRun
+	if code != cli.ExitNotFound || json.Unmarshal([]byte(strings.SplitN(out, "\n}\n", 2)[0]+"\n}"), &d) != nil ||
+		d.Checks[0].Name != "source" || d.Checks[0].OK || len(d.Steps) == 0 {
+		t.Errorf("json, missing source: exit %d\n%s", code, out)
+	}
+	// Without --dry-run the source is checked before root or anything else.
+	out, code = run(t, NewInstallCmd, cli.Table, "--source", "/nonexistent/nvidia")
+	if code != cli.ExitNotFound || !strings.Contains(out, "--source") {
+		t.Errorf("missing source: exit %d %s", code, out)
+	}
+	out, code = run(t, NewInstallCmd, cli.Table, "--source", "/etc")
+	if code != cli.ExitBadArgument || !strings.Contains(out, "no kernel-open tree") {
+		t.Errorf("not a source: exit %d %s", code, out)
+	}
+	out, code = run(t, NewUninstallCmd, cli.JSON, "--dry-run")
+	var u struct {
+		DryRun bool              `json:"dry_run"`
+		Steps  []json.RawMessage `json:"steps"`
+	}
+	if code != cli.ExitOK || json.Unmarshal([]byte(out), &u) != nil || !u.DryRun || u.Steps == nil {
+		t.Errorf("uninstall -o json: exit %d %s", code, out)
+	}
+}

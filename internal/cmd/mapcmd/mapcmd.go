@@ -30,6 +30,15 @@ when a step fails or it is interrupted.`,
   vattnctl map -i 1 --pages 256 --batch 256 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.Backend == "" {
+				o.Backend = DefaultBackend(o.PageSize)
+			}
+			if cmd.Flags().Changed("access") && o.Backend != "cudavmm" {
+				return cli.Usagef("--access applies to --backend cudavmm only, not %s", cli.Quote(o.Backend))
+			}
+			if cmd.Flags().Changed("uvm-mode") && o.Backend != "uvm" {
+				return cli.Usagef("--uvm-mode applies to --backend uvm only, not %s", cli.Quote(o.Backend))
+			}
 			rep, err := Run(cmd.Context(), o)
 			if rep != nil && (err == nil || rep.Verify != nil) {
 				if werr := write(cmd.OutOrStdout(), *format, rep); werr != nil && err == nil {

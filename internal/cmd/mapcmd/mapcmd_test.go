@@ -148,11 +148,18 @@ func TestBadArguments(t *testing.T) {
 	withFake(t)
 	for _, args := range [][]string{
 		{"--pages", "0"}, {"--backend", "nope"}, {"--access", "sometimes"}, {"--page-size", "3k"}, {"extra"},
+		{"--batch", "0"}, {"--batch", "-3"}, {"--backend", "sim", "--access", "foo"}, {"--backend", "sim", "--access", "page"},
+		{"--backend", "sim", "--pages", "1000000000"}, {"--backend", "sim", "--pages", "100000"},
+		{"--pages", "100000"}, // the fake GPU's 80 GB
+		{"--uvm-mode", "stock"}, {"--backend", "uvm", "--uvm-mode", "fast"}, {"--page-size", "64k", "--access", "page"},
 	} {
-		code, _, errOut := run(t, args...)
-		if code != cli.ExitBadArgument && !(args[0] == "extra" && code != 0) {
-			t.Errorf("%v: code %d (%s)", args, code, errOut)
+		code, out, errOut := run(t, args...)
+		if code != cli.ExitBadArgument && !(args[0] == "extra" && code != 0) || out != "" {
+			t.Errorf("%v: code %d (%s), stdout %q", args, code, errOut, out)
 		}
+	}
+	if _, _, errOut := run(t, "--backend", "sim", "--pages", "100000"); !strings.Contains(errOut, "the device has 80.0 GiB (at most 40960 pages)") {
+		t.Errorf("--pages beyond the GPU: %s", errOut)
 	}
 	if code, _, errOut := run(t, "-i", "5"); code != cli.ExitNotFound || !strings.Contains(errOut, "no such GPU") {
 		t.Errorf("-i 5: code %d %s", code, errOut)
@@ -169,7 +176,7 @@ func TestNoLibcuda(t *testing.T) {
 	if code != cli.ExitLibraryMissing || out != "" {
 		t.Fatalf("code %d, out %q", code, out)
 	}
-	for _, want := range []string{"libcuda.so.1", "install the NVIDIA driver"} {
+	for _, want := range []string{"libcuda.so.1", "install the NVIDIA driver", "--backend sim"} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("message lacks %q: %s", want, errOut)
 		}
@@ -220,7 +227,7 @@ func TestBinaryWithoutLibcuda(t *testing.T) {
 	}
 	msg := stderr.String()
 	if !strings.HasPrefix(msg, "vattnctl: map: open cudavmm backend: load CUDA driver library: libcuda.so.1 not found") ||
-		strings.Contains(msg, "panic") || strings.Count(msg, "\n") != 1 {
+		strings.Contains(msg, "panic") || strings.Count(msg, "\n") != 1 || !strings.Contains(msg, "--backend sim") {
 		t.Errorf("stderr: %q", msg)
 	}
 }
@@ -239,7 +246,7 @@ func TestLeftoverIsChecked(t *testing.T) {
 		op.Held = func() (int, int, int) { return 0, 1, 0 }
 		return op, nil
 	}
-	rep, err := Run(context.Background(), Options{Backend: "cudavmm", Pages: 2})
+	rep, err := Run(context.Background(), Options{Backend: "cudavmm", Pages: 2, Batch: 1})
 	if err == nil || rep == nil || !strings.Contains(rep.Leftover, "1 pages") {
 		t.Fatalf("leftover went unnoticed: %v %+v", err, rep)
 	}

@@ -214,21 +214,36 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		return nil, cli.Usagef("--pages %d: want at least 1", o.Pages)
 	}
 	if o.Batch <= 0 {
-		o.Batch = 1
+		return nil, cli.Usagef("--batch %d: want at least 1 page per call", o.Batch)
+	}
+	switch o.Access {
+	case "", "run", "page":
+	default:
+		return nil, cli.Usagef("--access %s: want run or page", cli.Quote(o.Access))
 	}
 	if o.Backend == "" {
 		o.Backend = DefaultBackend(o.PageSize)
 	}
 	open, ok := Backends[o.Backend]
 	if !ok {
-		return nil, cli.Usagef("--backend %q: want one of %s", o.Backend, backendNames())
+		return nil, cli.Usagef("--backend %s: want one of %s", cli.Quote(o.Backend), backendNames())
+	}
+	// No GPU has a petabyte: refuse before the multiplication can overflow.
+	if o.PageSize.Valid() && uint64(o.Pages) > maxMapBytes/o.PageSize.Bytes() {
+		return nil, cli.Usagef("--pages %d of %s: more than any GPU's memory (at most %d)", o.Pages, o.PageSize, maxMapBytes/o.PageSize.Bytes())
 	}
 	opened, err := open(o)
 	if err != nil {
-		return nil, cli.WithCode(exitCode(err), fmt.Errorf("map: open %s backend: %w", o.Backend, err))
+		err = fmt.Errorf("map: open %s backend: %w", o.Backend, err)
+		return nil, cli.WithCode(exitCode(err), withSimHint(err))
 	}
 	b := opened.Backend
 	size := b.PageSize().Bytes()
+	if mi, err := b.MemInfo(); err == nil && mi.Total > 0 && uint64(o.Pages) > mi.Total/size {
+		cerr := b.Close()
+		return nil, errors.Join(cli.Usagef("--pages %d of %s is %s; the device has %s (at most %d pages)",
+			o.Pages, b.PageSize(), cli.FormatBytes(uint64(o.Pages)*size), cli.FormatBytes(mi.Total), mi.Total/size), cerr)
+	}
 	rep = &Report{
 		Backend: b.Name(), Device: opened.Device, Driver: opened.Driver, PageSize: b.PageSize(),
 		Pages: o.Pages, Bytes: uint64(o.Pages) * size, Batch: o.Batch, Access: opened.Access,
@@ -377,6 +392,21 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		}
 	}
 	return rep, nil
+}
+
+// maxMapBytes bounds --pages before any backend is opened: 1 PiB.
+const maxMapBytes = 1 << 50
+
+// withSimHint adds, to an error that means "no usable GPU here", how to
+// run map without one.
+func withSimHint(err error) error {
+	switch exitCode(err) {
+	case cli.ExitLibraryMissing, cli.ExitNotFound, cli.ExitDriverNotLoaded, cli.ExitNotSupported:
+		if !errors.Is(err, cuda.ErrDeviceNotFound) {
+			return fmt.Errorf("%w (no usable GPU here: --backend sim runs map on the simulator)", err)
+		}
+	}
+	return err
 }
 
 // exitCode maps an error to nvidia-smi-style exit codes.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/vattn/vattn/backend/uvm"
+	"github.com/vattn/vattn/internal/cli"
 )
 
 func init() { Backends["uvm"] = openUVM }
@@ -14,6 +15,11 @@ var stockDriver uvm.StockDriver
 // openUVM opens pages through nvidia-uvm: the patched module's batched
 // commands where it is loaded, else the stock driver's external ranges.
 func openUVM(o Options) (*Opened, error) {
+	switch o.UVMMode {
+	case uvm.ModeAuto, uvm.ModeStock, uvm.ModePatched:
+	default:
+		return nil, cli.Usagef("--uvm-mode %s: want stock or patched", cli.Quote(o.UVMMode))
+	}
 	lib, err := cudaLib()
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -37,9 +38,7 @@ latency with eBPF, and installs the patched nvidia-uvm driver.`,
 	}
 	*format = cli.Table
 	root.PersistentFlags().VarP(format, "output", "o", "output format: table or json")
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
-		return cli.WithCode(cli.ExitBadArgument, err)
-	})
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.FlagError(err) })
 	root.AddCommand(
 		simulate.NewCmd(format),
 		version.NewCmd(format),
@@ -48,9 +47,65 @@ latency with eBPF, and installs the patched nvidia-uvm driver.`,
 	root.AddCommand(tracecmd.NewCmd(format))
 	root.AddCommand(benchcmd.NewCmd(format), selftest.NewCmd(format))
 	root.AddCommand(drivercmd.NewInstallCmd(format), drivercmd.NewUninstallCmd(format), drivercmd.NewStatusCmd(format))
+	// The root is runnable so that a stray word reaches rejectArgs (exit 2)
+	// instead of cobra's own error or help text with exit 0 or 1.
+	root.Args = cobra.ArbitraryArgs
+	root.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return cmd.Help()
+		}
+		return unknownCommand(cmd, args[0])
+	}
+	root.SetHelpCommand(newHelpCmd(root))
+	usageArgs(root)
+	cli.RefuseRepeats(root)
 	// status and install-driver ask the module through backend/uvm's probe.
 	driver.ProbeUVM = drivercmd.ProbeUVM
 	return root
+}
+
+// unknownCommand is the bad-argument error for a word that names no
+// command, with cobra's spelling suggestions.
+func unknownCommand(cmd *cobra.Command, word string) error {
+	msg := fmt.Sprintf("unknown command %s for %q", cli.Quote(word), cmd.CommandPath())
+	if s := cmd.SuggestionsFor(word); len(s) > 0 {
+		msg += "; did you mean " + strings.Join(s, " or ") + "?"
+	}
+	return cli.Usagef("%s (see 'vattnctl --help')", msg)
+}
+
+// newHelpCmd replaces cobra's help command, which prints "Unknown help
+// topic" and exits 0.
+func newHelpCmd(root *cobra.Command) *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "Help about any command",
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(_ *cobra.Command, args []string) error {
+			target, rest, err := root.Find(args)
+			if err != nil || len(rest) > 0 || (target == root && len(args) > 0) {
+				return unknownCommand(root, strings.Join(args, " "))
+			}
+			target.InitDefaultHelpFlag()
+			return target.Help()
+		},
+	}
+}
+
+// usageArgs makes every command's argument check a bad-argument error:
+// cobra's validators return plain errors, which would exit 1.
+func usageArgs(cmd *cobra.Command) {
+	if check := cmd.Args; check != nil && cmd.HasParent() {
+		cmd.Args = func(c *cobra.Command, args []string) error {
+			if err := check(c, args); err != nil {
+				return cli.Usagef("%v", err)
+			}
+			return nil
+		}
+	}
+	for _, c := range cmd.Commands() {
+		usageArgs(c)
+	}
 }
 
 // Main runs vattnctl with args and returns the process exit code.

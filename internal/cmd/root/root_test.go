@@ -28,13 +28,26 @@ func TestVersion(t *testing.T) {
 }
 
 func TestBadArguments(t *testing.T) {
-	for _, args := range [][]string{{"version", "-o", "yaml"}, {"version", "--nope"}, {"nope"}} {
-		code, _, errOut := run(args...)
-		if code == 0 || errOut == "" {
-			t.Errorf("%v: code %d, stderr %q", args, code, errOut)
+	for _, args := range [][]string{{"version", "-o", "yaml"}, {"version", "--nope"}, {"nope"}, {"help", "nope"},
+		{"version", "extra"}, {"-o", "json", "-o", "table", "version"}} {
+		code, out, errOut := run(args...)
+		if code != cli.ExitBadArgument || out != "" || strings.Count(errOut, "\n") != 1 || !strings.HasPrefix(errOut, "vattnctl: ") {
+			t.Errorf("%v: code %d, stdout %q, stderr %q; want %d and one line on stderr", args, code, out, errOut, cli.ExitBadArgument)
 		}
 	}
-	if code, _, _ := run("version", "-o", "yaml"); code != cli.ExitBadArgument {
-		t.Errorf("bad flag value exits %d, want %d", code, cli.ExitBadArgument)
+	if _, _, errOut := run("simulat"); !strings.Contains(errOut, "did you mean simulate") {
+		t.Errorf("no suggestion for a misspelt command: %q", errOut)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{}, {"help"}, {"help", "simulate"}, {"simulate", "--help"}} {
+		code, out, errOut := run(args...)
+		if code != 0 || !strings.Contains(out, "Usage:") || errOut != "" {
+			t.Errorf("%v: code %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
+	}
+	if _, out, _ := run("help", "simulate"); !strings.Contains(out, "--trace") {
+		t.Errorf("help simulate is not simulate's help: %q", out)
 	}
 }

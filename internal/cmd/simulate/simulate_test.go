@@ -86,6 +86,18 @@ func TestSimulateBadInput(t *testing.T) {
 		{[]string{"--max-batch", "0"}, cli.ExitBadArgument, "max-batch"},
 		{[]string{"--requests", "0"}, cli.ExitBadArgument, "requests"},
 		{[]string{"--trace", "/nonexistent/trace.csv"}, cli.ExitNotFound, "trace.csv"},
+		{[]string{"--trace", "/dev/zero"}, cli.ExitBadArgument, "longer than 65536 bytes"},
+		{[]string{"--trace", "/"}, cli.ExitBadArgument, "is a directory"},
+		{[]string{"--gpu-mem", "80"}, cli.ExitBadArgument, "80GiB"},
+		{[]string{"--mem-util", "NaN"}, cli.ExitBadArgument, "mem-util"},
+		{[]string{"--max-batch", "100000000", "--requests", "50"}, cli.ExitBadArgument, "virtual address space"},
+		{[]string{"--max-batch", "20000", "--page-size", "2m", "--layout", "per-layer", "--paged-block", "none"}, cli.ExitBadArgument, "at most 456"},
+		{[]string{"--requests", "9999999999999"}, cli.ExitBadArgument, "at most 10000000"},
+		{[]string{"--max-context", "-1"}, cli.ExitBadArgument, "max-context"},
+		{[]string{"--requests", "-1"}, cli.ExitBadArgument, "requests"},
+		{[]string{"--page-size", "64k", "--page-size", "2m"}, cli.ExitBadArgument, "more than once"},
+		{[]string{"--paged-block", ""}, cli.ExitBadArgument, "paged-block"},
+		{[]string{"--model", "yi-34b-200k", "--page-size", "64k", "--layout", "megacache", "--paged-block", "none"}, cli.ExitBadArgument, "can exist"},
 		{[]string{"--model", "llama-3-70b"}, cli.ExitBadArgument, "no room"},
 	}
 	for _, tc := range cases {
@@ -93,5 +105,68 @@ func TestSimulateBadInput(t *testing.T) {
 		if code != tc.code || !strings.Contains(strings.ToLower(errOut), strings.ToLower(tc.msg)) {
 			t.Errorf("%v: exit %d (want %d), stderr %q (want %q)", tc.args, code, tc.code, errOut, tc.msg)
 		}
+	}
+}
+
+func writeTrace(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "t.csv")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestSimulateTraceErrors(t *testing.T) {
+	bad := writeTrace(t, "num_prefill_tokens,num_decode_tokens\n10,"+strings.Repeat("x", 5000)+"\n")
+	code, out, errOut := run("simulate", "--trace", bad)
+	if code != cli.ExitBadArgument || out != "" || len(errOut) > 300 || !strings.Contains(errOut, "t.csv:2") {
+		t.Errorf("malformed CSV: exit %d, stderr %q", code, errOut)
+	}
+	good := writeTrace(t, "num_prefill_tokens,num_decode_tokens\n10,5\n")
+	if code, _, errOut := run("simulate", "--trace", good, "--seed", "4"); code != cli.ExitBadArgument || !strings.Contains(errOut, "--seed") {
+		t.Errorf("--seed with --trace: exit %d, %q", code, errOut)
+	}
+	unreadable := writeTrace(t, "num_prefill_tokens,num_decode_tokens\n10,5\n")
+	if err := os.Chmod(unreadable, 0); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() != 0 {
+		if code, _, errOut := run("simulate", "--trace", unreadable); code != cli.ExitNoPermission {
+			t.Errorf("unreadable trace: exit %d, %q", code, errOut)
+		}
+	}
+}
+
+func TestSimulateSkipped(t *testing.T) {
+	// One request fits, one is longer than the context, one has no decode.
+	some := writeTrace(t, "num_prefill_tokens,num_decode_tokens\n100,20\n9000,10\n50,0\n")
+	code, out, errOut := run("simulate", "--trace", some, "--page-size", "2m", "--layout", "per-layer", "--paged-block", "16")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"1 of 3 requests are longer than --max-context 8192 (Llama-3-8B's context length)", "raise --max-context", "no decode tokens"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q: %s", want, errOut)
+		}
+	}
+	if !strings.Contains(out, "SKIPPED") || !strings.Contains(out, "fits the most requests in 57.0 GiB:") {
+		t.Errorf("table:\n%s", out)
+	}
+	all := writeTrace(t, "num_prefill_tokens,num_decode_tokens\n9000,10\n9500,10\n")
+	code, out, errOut = run("simulate", "--trace", all, "--page-size", "2m", "--layout", "per-layer", "--paged-block", "none", "-o", "json")
+	var rep struct {
+		TooLong int `json:"skipped_too_long"`
+		Results []struct {
+			Skipped int `json:"skipped"`
+		} `json:"results"`
+	}
+	if code != cli.ExitFailure || json.Unmarshal([]byte(out), &rep) != nil || rep.TooLong != 2 || rep.Results[0].Skipped != 2 ||
+		!strings.Contains(errOut, "no request ran") || !strings.Contains(errOut, "warning: 2 of 2") {
+		t.Errorf("all skipped: exit %d, stdout %s, stderr %s", code, out, errOut)
+	}
+	// The same with a context that fits: everything runs.
+	if code, _, errOut := run("simulate", "--trace", all, "--max-context", "10000", "--page-size", "2m", "--paged-block", "none"); code != 0 || errOut != "" {
+		t.Errorf("--max-context 10000: exit %d, %s", code, errOut)
 	}
 }

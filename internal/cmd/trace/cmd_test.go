@@ -25,7 +25,7 @@ func TestBadArguments(t *testing.T) {
 		{[]string{"trace", "--device", "/dev"}, cli.ExitBadArgument, "not a character device"},
 		{[]string{"trace", "--device", "1:x"}, cli.ExitBadArgument, "MAJ:MIN"},
 		{[]string{"trace", "--lib", "/nonexistent/libcuda.so.1"}, cli.ExitLibraryMissing, "--lib"},
-		{[]string{"trace", "extra"}, cli.ExitFailure, "unknown command"},
+		{[]string{"trace", "extra"}, cli.ExitBadArgument, "unknown command"},
 		{[]string{"trace", "-i", "first"}, cli.ExitBadArgument, "want an index or a GPU-"},
 	} {
 		var stdout, stderr bytes.Buffer
