@@ -133,7 +133,7 @@ func New(opts Options) (_ *Backend, err error) {
 		return nil, fmt.Errorf("cudavmm: allocation granularity: %w", err)
 	}
 	if size.Bytes() != gran {
-		return nil, fmt.Errorf("cudavmm: page size %s on GPU %d: the CUDA VMM API maps %s pages (its granularity); smaller pages need the patched driver (uvm backend): %w",
+		return nil, fmt.Errorf("cudavmm: page size %s on GPU %d: the CUDA VMM API maps %s pages (its granularity); smaller pages go through nvidia-uvm (the uvm backend, on the stock driver): %w",
 			size, dev.Index, pagesize.Size(gran), pagesize.ErrUnsupported)
 	}
 	b.fence = &eventFence{ctx: b.ctx, stream: opts.Stream}

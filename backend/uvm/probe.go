@@ -88,7 +88,7 @@ func askInfo(fd int, r *ProbeResult) error {
 			return nil
 		}
 		r.State = StateStock
-		r.Detail = fmt.Sprintf("stock nvidia-uvm: the vattn commands are unknown to it (%s); install the patched module with 'vattnctl install-driver'", r.Errno)
+		r.Detail = fmt.Sprintf("stock nvidia-uvm: the vattn commands are unknown to it (%s); small pages go through the stock path, and the patched module ('vattnctl install-driver') would batch their calls", r.Errno)
 		return nil
 	default:
 		return err

@@ -6,8 +6,12 @@ batching, its KV cache in one of:
   paged16  a block pool with block tables (block 16), gathered to contiguous K/V per request
   paged256 the same, block 256
   vattn-sync / vattn-async / vattn-layered
-           vattn (cudavmm backend) virtual tensors, mapped by step / step_async /
-           step_layered + wait_layer
+           vattn (cudavmm backend, 2 MiB pages) virtual tensors, mapped by
+           step / step_async / step_layered + wait_layer
+  vattn64k-sync / vattn64k-async / ...
+           the same with 64 KiB pages on NVIDIA's stock driver (uvm backend);
+           K/V are written by kernels, since CUDA's copy functions refuse
+           memory that nvidia-uvm mapped
   vattn-shrink
            vattn-sync that also calls shrink() every --shrink-every decode
            steps, giving idle pages back to the device (memory follows load)
@@ -113,10 +117,20 @@ class Model:
 
 
 class Contiguous:
-    """static or vattn: per-layer [B, T, H, D] tensors, read as views."""
+    """static or vattn: per-layer [B, T, H, D] tensors, read as views. With
+    kernel_writes, slices are written by an elementwise kernel rather than a
+    copy: CUDA's copy functions (what copy_ of contiguous tensors uses)
+    refuse memory that nvidia-uvm mapped for the small-page path."""
 
-    def __init__(self, ks, vs):
+    def __init__(self, ks, vs, kernel_writes=False):
         self.ks, self.vs = ks, vs
+        self.kernel_writes = kernel_writes
+
+    def _put(self, dst, src):
+        if self.kernel_writes:
+            torch.mul(src, 1, out=dst)
+        else:
+            dst.copy_(src)
 
     def before_layer(self, l):
         pass
@@ -131,8 +145,8 @@ class Contiguous:
             self.vs[l][self._slots, self._pos] = v
             return
         for (slot, start, count, _) in seqs:
-            self.ks[l][slot, start: start + count] = k[at: at + count]
-            self.vs[l][slot, start: start + count] = v[at: at + count]
+            self._put(self.ks[l][slot, start: start + count], k[at: at + count])
+            self._put(self.vs[l][slot, start: start + count], v[at: at + count])
             at += count
 
     def read(self, l, slot, total):
@@ -259,13 +273,15 @@ def run(cfg_name, args, model, reqs, dev, live):
         tokens = B * T if not args.kv_budget_gib else (args.kv_budget_gib << 30) // per_tok
         kv = Paged(L, tokens // bs, bs, dev)
     else:
-        mode = cfg_name.split("-")[1]
-        cache = vattn.KVCache(L, KV_HEADS, HEAD_DIM, B, T, dev.index or 0, torch.bfloat16, "2M",
-                              backend="cudavmm", grow_pool=not args.kv_budget_gib)
+        name, mode = cfg_name.split("-")
+        page = name[len("vattn"):] or "2M"  # "vattn64k" -> "64k"
+        page_bytes = vattn._page_bytes(page)
+        cache = vattn.KVCache(L, KV_HEADS, HEAD_DIM, B, T, dev.index or 0, torch.bfloat16, page,
+                              backend="auto", grow_pool=not args.kv_budget_gib)
         live["cache"] = cache
         cache.reserve_physical_pages((args.kv_budget_gib or args.reserve_gib) << 30)
         t = cache.tensors()
-        kv = Contiguous(t[:L], t[L:])
+        kv = Contiguous(t[:L], t[L:], kernel_writes=page_bytes < (2 << 20))
     torch.cuda.synchronize()
 
     def kv_held():
@@ -542,7 +558,7 @@ def main():
         tok_page = (2 << 20) // (KV_HEADS * HEAD_DIM * 2)
         res["max_batch_in_static_memory"] = {
             "static": args.max_batch, "paged16": int(budget / per(16)), "paged256": int(budget / per(256)),
-            "vattn_2M": int(budget / per(tok_page))}
+            "vattn_2M": int(budget / per(tok_page)), "vattn_64K": int(budget / per(tok_page // 32))}
         json.dump(out, open(args.out, "w"), indent=1)
     plot(out, os.path.dirname(os.path.abspath(args.out)))
 

@@ -233,7 +233,9 @@ class Threads(unittest.TestCase):
 class Torch(unittest.TestCase):
     """Zero-copy tensors on a real GPU: needs torch, and the GPU's driver.
     2 MiB pages go through cudavmm, 64 KiB pages through the stock
-    nvidia-uvm path (backend auto picks both)."""
+    nvidia-uvm path (backend auto picks both). Small pages are written and
+    read by kernels: CUDA's copy functions (copy_ between contiguous
+    tensors, .cpu()) refuse memory that nvidia-uvm mapped, CUDA did not."""
 
     def _write_read(self, page_size, backend):
         try:
@@ -253,8 +255,16 @@ class Torch(unittest.TestCase):
             lens = [0, 0]
             lens[i] = 300
             c.step(lens)
+            small = vattn._page_bytes(page_size) < (2 << 20)
+
+            def put(dst, src):
+                if small:
+                    torch.mul(src, 1, out=dst)  # an elementwise kernel
+                else:
+                    dst.copy_(src)  # cudaMemcpyAsync
+
             x = torch.randn(300, 8, 128, device="cuda", dtype=torch.bfloat16)
-            kv[1][i, :300].copy_(x)
+            put(kv[1][i, :300], x)
             torch.cuda.synchronize()
             self.assertTrue(torch.equal(kv[1][i, :300], x))
             # A second request grows across small-page boundaries.
@@ -262,7 +272,7 @@ class Torch(unittest.TestCase):
             lens[j] = 1000
             c.step(lens)
             y = torch.randn(1000, 8, 128, device="cuda", dtype=torch.bfloat16)
-            kv[0][j, :1000].copy_(y)
+            put(kv[0][j, :1000], y)
             torch.cuda.synchronize()
             self.assertTrue(torch.equal(kv[0][j, :1000], y))
             self.assertTrue(torch.equal(kv[1][i, :300], x))
