@@ -35,7 +35,7 @@ var ExitCodes = []struct {
 	{ExitOK, "ok"},
 	{ExitFailure, "the operation ran and failed (a check, a step), or produced no result (every request skipped)"},
 	{ExitBadArgument, "bad command, flag, argument or input file (including a malformed trace)"},
-	{ExitNotSupported, "not supported here (no GPU backend, stock driver, proprietary driver)"},
+	{ExitNotSupported, "not supported here (no GPU backend; a GPU or driver branch that cannot do small pages; the proprietary driver for install-driver)"},
 	{ExitNoPermission, "no permission (needs root or a capability)"},
 	{ExitNotFound, "not found (a GPU, file, kernel, driver source or tool)"},
 	{ExitDriverNotLoaded, "the NVIDIA driver or nvidia-uvm is not loaded"},
