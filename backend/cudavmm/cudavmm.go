@@ -167,11 +167,8 @@ func (b *Backend) Reserve(size uint64) (backend.Region, error) {
 	if b.closed {
 		return backend.Region{}, backend.ErrClosed
 	}
-	if size == 0 {
-		return backend.Region{}, fmt.Errorf("reserve 0 bytes: %w", backend.ErrBadArgument)
-	}
-	if size%b.size != 0 {
-		return backend.Region{}, fmt.Errorf("reserve %d bytes: %w (page size %s)", size, backend.ErrMisaligned, pagesize.Size(b.size))
+	if err := gpumem.CheckReserveSize(size, b.size); err != nil {
+		return backend.Region{}, err
 	}
 	var p cuda.DevicePtr
 	err := b.ctx.Do(func(bd cuda.Bound) error {

@@ -283,11 +283,8 @@ func (b *Backend) Reserve(size uint64) (backend.Region, error) {
 	if b.closed {
 		return backend.Region{}, backend.ErrClosed
 	}
-	if size == 0 {
-		return backend.Region{}, fmt.Errorf("reserve 0 bytes: %w", backend.ErrBadArgument)
-	}
-	if size%b.size != 0 {
-		return backend.Region{}, fmt.Errorf("reserve %d bytes: %w (page size %s)", size, backend.ErrMisaligned, pagesize.Size(b.size))
+	if err := gpumem.CheckReserveSize(size, b.size); err != nil {
+		return backend.Region{}, err
 	}
 	var r region
 	err := b.ctx.Do(func(bd cuda.Bound) error {
@@ -493,20 +490,8 @@ func (b *Backend) Unmap(addrs []uint64, fence backend.Epoch) error {
 	if b.closed {
 		return backend.ErrClosed
 	}
-	if fence != 0 {
-		if c := b.fence.Completed(); c < fence {
-			return fmt.Errorf("unmap %d pages: epoch %d, completed %d: %w", len(addrs), fence, c, backend.ErrFenceNotReached)
-		}
-	}
-	seen := make(map[uint64]bool, len(addrs))
-	for _, a := range addrs {
-		if a%b.size != 0 {
-			return fmt.Errorf("unmap %#x: %w", a, backend.ErrMisaligned)
-		}
-		if _, ok := b.mapped[a]; !ok || seen[a] {
-			return fmt.Errorf("unmap %#x: %w", a, backend.ErrNotMapped)
-		}
-		seen[a] = true
+	if err := gpumem.CheckUnmap(b.mapped, b.size, addrs, fence, b.fence.Completed()); err != nil {
+		return err
 	}
 	done, err := inBatches(addrs, b.maxBatch, b.unmapBatch)
 	for _, a := range addrs[:done] {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/vattn/vattn/backend"
 	"github.com/vattn/vattn/cuda"
+	"github.com/vattn/vattn/pagesize"
 )
 
 // MemInfo reports the free and total memory of the GPU that ctx is on.
@@ -40,6 +41,37 @@ func CheckMapped(mapped map[uint64]backend.PageID, pageSize, addr, size uint64) 
 		if _, ok := mapped[a]; !ok {
 			return fmt.Errorf("pattern range %#x+%#x: page %#x %w", addr, size, a, backend.ErrNotMapped)
 		}
+	}
+	return nil
+}
+
+// CheckReserveSize checks the size of a Reserve: whole pages, not zero.
+func CheckReserveSize(size, pageSize uint64) error {
+	if size == 0 {
+		return fmt.Errorf("reserve 0 bytes: %w", backend.ErrBadArgument)
+	}
+	if size%pageSize != 0 {
+		return fmt.Errorf("reserve %d bytes: %w (page size %s)", size, backend.ErrMisaligned, pagesize.Size(pageSize))
+	}
+	return nil
+}
+
+// CheckUnmap checks an Unmap batch before anything changes: the readers'
+// epoch has completed (fence 0: none), and every address is page-aligned,
+// mapped and listed once.
+func CheckUnmap(mapped map[uint64]backend.PageID, pageSize uint64, addrs []uint64, fence, completed backend.Epoch) error {
+	if fence != 0 && completed < fence {
+		return fmt.Errorf("unmap %d pages: epoch %d, completed %d: %w", len(addrs), fence, completed, backend.ErrFenceNotReached)
+	}
+	seen := make(map[uint64]bool, len(addrs))
+	for _, a := range addrs {
+		if a%pageSize != 0 {
+			return fmt.Errorf("unmap %#x: %w", a, backend.ErrMisaligned)
+		}
+		if _, ok := mapped[a]; !ok || seen[a] {
+			return fmt.Errorf("unmap %#x: %w", a, backend.ErrNotMapped)
+		}
+		seen[a] = true
 	}
 	return nil
 }
