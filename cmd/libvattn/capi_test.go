@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -121,4 +122,40 @@ func TestPython(t *testing.T) {
 		t.Fatalf("python tests: %v\n%s", err, out)
 	}
 	t.Logf("%s", out)
+
+	// The binding microbenchmark keeps running: a few calls of each kind,
+	// every row with its Go figure from vattn_time_steps.
+	bench, err := filepath.Abs("../../bench/binding/binding.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	js := filepath.Join(t.TempDir(), "binding.json")
+	cmd = exec.Command(py, bench, "--iters", "20", "--json", js)
+	cmd.Env = append(os.Environ(), "VATTN_LIB="+filepath.Join(dir, "libvattn.so"), "VATTN_BACKEND=sim")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("binding benchmark: %v\n%s", err, out)
+	}
+	raw, err := os.ReadFile(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Rows []struct {
+			Call  string  `json:"call"`
+			Input string  `json:"input"`
+			P50   float64 `json:"p50_us"`
+			GoP50 float64 `json:"go_p50_us"`
+		} `json:"rows"`
+	}
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rows) < 12 {
+		t.Errorf("%d rows: want 3 calls × at least 4 kinds of lengths", len(rep.Rows))
+	}
+	for _, r := range rep.Rows {
+		if r.P50 <= 0 || r.GoP50 <= 0 {
+			t.Errorf("row %+v", r)
+		}
+	}
 }

@@ -102,6 +102,8 @@ import "C"
 
 import (
 	"fmt"
+	"slices"
+	"time"
 	"unsafe"
 
 	"github.com/vattn/vattn/kvcache"
@@ -427,4 +429,45 @@ func with(h C.int64_t, fn func(*cacheHandle) error) C.vattn_status {
 
 func withShared(h C.int64_t, fn func(*cacheHandle) error) C.vattn_status {
 	return C.vattn_status(guardHandle(int64(h), false, fn))
+}
+
+// vattn_time_steps calls Step (async non-zero: StepAsync, then waiting for
+// its background mapping outside the timed part) iters times from Go with
+// the given lengths, and writes the p50 and p99 of one call in nanoseconds.
+// It is the Go figure a binding's own call is measured against in the same
+// process (bench/binding); the lengths are validated as vattn_step's are.
+//
+//export vattn_time_steps
+func vattn_time_steps(h C.int64_t, seqLens *C.vattn_seq_len_t, n C.int64_t, iters C.int64_t, async C.int32_t, p50, p99 *C.int64_t) C.vattn_status {
+	return with(h, func(c *cacheHandle) error {
+		if iters <= 0 || iters > 1e7 || p50 == nil || p99 == nil {
+			return errArg("time steps: iterations %d (want 1 to 10,000,000) and non-null outputs", int64(iters))
+		}
+		lens, err := c.lens(seqLens, n)
+		if err != nil {
+			return err
+		}
+		ds := make([]time.Duration, 0, int(iters))
+		for range int(iters) {
+			start := time.Now()
+			if async != 0 {
+				err = c.cache.StepAsync(lens)
+			} else {
+				err = c.cache.Step(lens)
+			}
+			ds = append(ds, time.Since(start))
+			if err != nil {
+				return err
+			}
+			if async != 0 {
+				if err := c.cache.Wait(); err != nil {
+					return err
+				}
+			}
+		}
+		slices.Sort(ds)
+		*p50 = C.int64_t(ds[len(ds)/2])
+		*p99 = C.int64_t(ds[min(len(ds)-1, len(ds)*99/100)])
+		return nil
+	})
 }
