@@ -84,12 +84,16 @@ def main():
             go[name] = (p50.value / 1e3, p99.value / 1e3)
         for call in ("step", "step_async", "step_layered"):
             fn = getattr(c, call)
-            for kind, make in inputs(lens) + [("array('q') in place", lambda: buf)]:
+            persistent = c.lengths_buffer()
+            persistent[:] = array.array("q", lens)
+            for kind, make in inputs(lens) + [("array('q') in place", lambda: buf), ("lengths_buffer()", lambda: persistent)]:
                 x = make()
                 ds = []
                 for _ in range(args.iters):
                     if kind == "array('q') in place":
                         buf[0] = lens[0]  # the caller updates its buffer, no new object
+                    elif kind == "lengths_buffer()":
+                        persistent[0] = lens[0]
                     t = time.perf_counter_ns()
                     fn(x)
                     ds.append(time.perf_counter_ns() - t)

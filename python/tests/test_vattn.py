@@ -230,6 +230,44 @@ class Threads(unittest.TestCase):
         self.assertEqual(errors, [])
 
 
+class LengthsBuffer(unittest.TestCase):
+    """lengths_buffer(): the persistent int64 buffer the step calls take
+    without any conversion; the library still checks every length."""
+
+    def test_buffer(self):
+        c = make()
+        try:
+            buf = c.lengths_buffer()
+            self.assertIs(c.lengths_buffer(), buf)
+            self.assertEqual((buf.typecode, len(buf), sum(buf)), ("q", BATCH, 0))
+            c.reserve_physical_pages(64 * MB)
+            i = c.alloc_new_batch_idx(100)
+            buf[i] = 100
+            c.step(buf)
+            self.assertGreater(c.stats()["mapped_pages"], 0)
+            buf[i] = 101
+            c.step_async(buf)
+            c.wait()
+            buf[i] = CTX + 1
+            with self.assertRaises(vattn.VattnError) as e:
+                c.step(buf)
+            self.assertEqual(e.exception.arg, "seq_lens")
+            buf[i] = -1
+            for call in (c.step, c.step_async, c.step_layered):
+                with self.assertRaises(vattn.VattnError):
+                    call(buf)
+            buf[i] = 101
+            buf[(i + 1) % BATCH] = 5  # a slot with no request
+            with self.assertRaises(vattn.VattnError):
+                c.step(buf)
+            buf[(i + 1) % BATCH] = 0
+            c.step(buf)
+        finally:
+            c.cleanup()
+        with self.assertRaises(vattn.VattnError):
+            c.step(buf)
+
+
 class Torch(unittest.TestCase):
     """Zero-copy tensors on a real GPU: needs torch, and the GPU's driver.
     2 MiB pages go through cudavmm, 64 KiB pages through the stock

@@ -416,6 +416,7 @@ class KVCache:
                  device, dtype, page_size, megacache=False, backend=None, eager_reclaim=False,
                  sim_gpu_memory=0, grow_pool=False):
         self._h = None
+        self._lbuf = None  # lengths_buffer(): the caller's persistent lengths
         self._lib = _load()
         op = "init_kvcache"
         # "auto": the Go side picks uvm (small pages on the stock driver)
@@ -505,11 +506,43 @@ class KVCache:
         self._call(op, fn, addr, n, arg="seq_lens")
         del keep  # the buffer lives until the call has returned
 
+    def lengths_buffer(self):
+        """A persistent array('q') of max_batch_size lengths, all 0 at first.
+        Update it in place (buf[slot] = n) and pass it to step, step_async
+        or step_layered: those calls then skip every conversion and type
+        check (the buffer's type and size are known) and cost one call into
+        the library, which still checks every length's range. Made once per
+        cache; later calls return the same buffer."""
+        if self._lbuf is None and self._h is not None:
+            buf = array.array("q", bytes(8 * self.max_batch_size))
+            addr, n = buf.buffer_info()
+            # The arguments as ctypes values, made once, and function
+            # pointers without argtypes: a call converts nothing.
+            self._largs = (_i64(self._h), ctypes.c_void_p(addr), _i64(n))
+            self._lfns = {}
+            for name in ("vattn_step", "vattn_step_async", "vattn_step_layered"):
+                fn = self._lib[name]
+                fn.restype = ctypes.c_int
+                self._lfns[name] = fn
+            self._lbuf = buf
+        if self._lbuf is None:
+            raise VattnError("lengths_buffer", ERR_BAD_HANDLE, "the cache was cleaned up")
+        return self._lbuf
+
+    def _fast(self, op, name):
+        if self._h is None:
+            raise VattnError(op, ERR_BAD_HANDLE, "the cache was cleaned up")
+        code = self._lfns[name](*self._largs)
+        if code:
+            _check(self._lib, op, code, self._h, "seq_lens")
+
     def step(self, seq_lens, eager_reclaim=None):
         """Map pages so slot i holds seq_lens[i] tokens (slots past the end
         of seq_lens: 0). The reclaim policy is fixed at init
         (eager_reclaim=...); vAttention's per-step flag is accepted only
         when it agrees."""
+        if seq_lens is self._lbuf and eager_reclaim is None:
+            return self._fast("step", "vattn_step")
         if eager_reclaim is not None and _flag("step", "eager_reclaim", eager_reclaim) != self.eager_reclaim:
             raise _bad("step", "eager_reclaim",
                        "eager_reclaim=%s, but the cache was made with eager_reclaim=%s (set it in init_kvcache)"
@@ -517,12 +550,16 @@ class KVCache:
         self._step("step", self._lib.vattn_step, seq_lens)
 
     def step_async(self, seq_lens):
+        if seq_lens is self._lbuf:
+            return self._fast("step_async", "vattn_step_async")
         self._step("step_async", self._lib.vattn_step_async, seq_lens)
 
     def step_layered(self, seq_lens):
         """Layer-pipelined prefill: maps layer 0's pages now and the other
         layers' in the background. Call wait_layer(l) before layer l's
         attention (from any thread)."""
+        if seq_lens is self._lbuf:
+            return self._fast("step_layered", "vattn_step_layered")
         self._step("step_layered", self._lib.vattn_step_layered, seq_lens)
 
     def wait_layer(self, layer):
