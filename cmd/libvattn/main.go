@@ -68,7 +68,7 @@ typedef struct {
 	int32_t megacache;     // non-zero: one K and one V range for all layers
 	int32_t eager_reclaim; // non-zero: unmap freed slots as soon as the GPU is done
 	int32_t grow_pool;     // non-zero: steps allocate pages beyond the reservation
-	int32_t _pad;
+	int32_t map_ahead;     // page indexes a growing slot gets beyond its need (small pages: fewer driver calls)
 	int64_t page_size;     // physical page bytes: 65536, 131072, 262144 or 2097152
 	int64_t sim_gpu_memory;// sim backend only: device bytes (0: 80 GiB)
 } vattn_config_t;
@@ -136,7 +136,7 @@ func goConfig(c *C.vattn_config_t) createConfig {
 		layers: int(c.layers), kvHeads: int(c.kv_heads), headDim: int(c.head_dim),
 		dtypeBytes: int(c.dtype_bytes), maxBatch: int(c.max_batch), maxContext: int(c.max_context),
 		megacache: c.megacache != 0, eagerReclaim: c.eager_reclaim != 0, growPool: c.grow_pool != 0,
-		pageSize: pagesize.Size(c.page_size), simGPUMemory: int64(c.sim_gpu_memory),
+		pageSize: pagesize.Size(c.page_size), simGPUMemory: int64(c.sim_gpu_memory), mapAhead: int(c.map_ahead),
 	}
 }
 

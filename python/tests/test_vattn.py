@@ -268,6 +268,24 @@ class LengthsBuffer(unittest.TestCase):
             c.step(buf)
 
 
+class MapAhead(unittest.TestCase):
+    def test_map_ahead(self):
+        c = vattn.KVCache(2, 8, 128, 2, 4096, 0, "bfloat16", "64K", backend="sim", map_ahead=3)
+        try:
+            c.reserve_physical_pages(64 * MB)
+            i = c.alloc_new_batch_idx(10)
+            lens = [0, 0]
+            lens[i] = 10  # one 64 KiB index of 32 tokens needed, three more ahead
+            c.step(lens)
+            self.assertEqual(c.stats()["mapped_pages"], 4 * 4)
+        finally:
+            c.cleanup()
+        for bad in (-1, 1.5, True, "3"):
+            with self.assertRaises(vattn.VattnError) as e:
+                vattn.KVCache(2, 8, 128, 2, 4096, 0, "bfloat16", "64K", backend="sim", map_ahead=bad)
+            self.assertEqual(e.exception.arg, "map_ahead")
+
+
 class Torch(unittest.TestCase):
     """Zero-copy tensors on a real GPU: needs torch, and the GPU's driver.
     2 MiB pages go through cudavmm, 64 KiB pages through the stock

@@ -228,7 +228,7 @@ _i32, _i64, _u64, _f64 = ctypes.c_int32, ctypes.c_int64, ctypes.c_uint64, ctypes
 class _Config(ctypes.Structure):
     _fields_ = [("layers", _i32), ("kv_heads", _i32), ("head_dim", _i32), ("dtype_bytes", _i32),
                 ("max_batch", _i32), ("max_context", _i32), ("megacache", _i32),
-                ("eager_reclaim", _i32), ("grow_pool", _i32), ("_pad", _i32), ("page_size", _i64), ("sim_gpu_memory", _i64)]
+                ("eager_reclaim", _i32), ("grow_pool", _i32), ("map_ahead", _i32), ("page_size", _i64), ("sim_gpu_memory", _i64)]
 
 
 class _Layout(ctypes.Structure):
@@ -414,7 +414,7 @@ class KVCache:
 
     def __init__(self, num_layers, num_kv_heads, head_size, max_batch_size, max_context_length,
                  device, dtype, page_size, megacache=False, backend=None, eager_reclaim=False,
-                 sim_gpu_memory=0, grow_pool=False):
+                 sim_gpu_memory=0, grow_pool=False, map_ahead=0):
         self._h = None
         self._lbuf = None  # lengths_buffer(): the caller's persistent lengths
         self._lib = _load()
@@ -437,7 +437,8 @@ class KVCache:
         cfg = _Config(layers=num_layers, kv_heads=ints["num_kv_heads"], head_dim=ints["head_size"], dtype_bytes=size,
                       max_batch=max_batch_size, max_context=ints["max_context_length"],
                       megacache=int(_flag(op, "megacache", megacache)), eager_reclaim=int(self.eager_reclaim),
-                      grow_pool=int(_flag(op, "grow_pool", grow_pool)), page_size=_page_bytes(page_size),
+                      grow_pool=int(_flag(op, "grow_pool", grow_pool)), map_ahead=_int(op, "map_ahead", map_ahead, 0, _I32_MAX),
+                      page_size=_page_bytes(page_size),
                       sim_gpu_memory=_int(op, "sim_gpu_memory", sim_gpu_memory, 0, _I64_MAX))
         h = _i64(0)
         _check(self._lib, op,
@@ -613,7 +614,9 @@ def init_kvcache(num_layers, num_kv_heads, head_size, max_batch_size, max_contex
     """Create the process-wide cache and return its 2*num_layers K then V
     tensors. Extra keywords: backend ("auto", "uvm", "cudavmm" or "sim";
     default $VATTN_BACKEND or auto: uvm below 2 MiB pages, cudavmm at 2 MiB;
-    "sim" needs no GPU), eager_reclaim, grow_pool, sim_gpu_memory."""
+    "sim" needs no GPU), eager_reclaim, grow_pool, sim_gpu_memory, map_ahead
+    (page indexes a growing request gets beyond its need: with small pages,
+    fewer driver calls per step for a little memory)."""
     global _cache
     if _cache is not None:
         raise VattnError("init_kvcache", ERR_BAD_CONFIG, "a cache exists: call cleanup first")
