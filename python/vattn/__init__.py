@@ -407,6 +407,11 @@ def _as_tensor(arr):
     return t if t.dtype == want else t.view(want)
 
 
+# Stands for "no lengths buffer made yet": an object no caller can pass, so
+# the step calls' identity test never matches by accident (None would).
+_NO_BUFFER = object()
+
+
 class KVCache:
     """One cache: the vAttention API as methods. Safe to use from several
     threads: libvattn serializes calls on one cache, and stats() and
@@ -416,7 +421,7 @@ class KVCache:
                  device, dtype, page_size, megacache=False, backend=None, eager_reclaim=False,
                  sim_gpu_memory=0, grow_pool=False, map_ahead=0):
         self._h = None
-        self._lbuf = None  # lengths_buffer(): the caller's persistent lengths
+        self._lbuf = _NO_BUFFER  # lengths_buffer(): the persistent lengths, once made
         self._lib = _load()
         op = "init_kvcache"
         # "auto": the Go side picks uvm (small pages on the stock driver)
@@ -514,7 +519,7 @@ class KVCache:
         check (the buffer's type and size are known) and cost one call into
         the library, which still checks every length's range. Made once per
         cache; later calls return the same buffer."""
-        if self._lbuf is None and self._h is not None:
+        if self._lbuf is _NO_BUFFER and self._h is not None:
             buf = array.array("q", bytes(8 * self.max_batch_size))
             addr, n = buf.buffer_info()
             # The arguments as ctypes values, made once, and function
@@ -526,7 +531,7 @@ class KVCache:
                 fn.restype = ctypes.c_int
                 self._lfns[name] = fn
             self._lbuf = buf
-        if self._lbuf is None:
+        if self._lbuf is _NO_BUFFER:
             raise VattnError("lengths_buffer", ERR_BAD_HANDLE, "the cache was cleaned up")
         return self._lbuf
 
