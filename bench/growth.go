@@ -16,15 +16,22 @@ import (
 // steady share of them crosses a boundary at every step) decode Steps
 // tokens each, with Compute of emulated forward pass between calls, through
 // Step (sync) or StepAsync (async), with MapAhead extra page indexes mapped
-// per growth. The rows say, per step: driver calls, mapping time on the
-// critical path, the call's own time (p50, p99, max), and the memory that
-// mapping ahead holds beyond what the lengths need.
+// per growth and, for StepAsync, GrowMargin tokens within which the
+// background job grows a slot ahead of need. The rows say, per step: driver
+// calls, mapping time on the critical path, the call's own time (p50, p99,
+// max), the biggest background job, and the memory that mapping ahead holds
+// beyond what the lengths need.
 type GrowthOptions struct {
 	Batch    int           // request slots (256)
 	Steps    int           // decode steps measured (256)
 	Window   int           // tokens the starting lengths spread over (256)
 	Compute  time.Duration // emulated forward pass between calls (5 ms); not slept on the simulator
 	MapAhead []int         // map-ahead settings to compare ({0, 1, 3, 7})
+	// GrowMargin lists kvcache.Config.GrowMargin settings (tokens) to
+	// compare in StepAsync rows ({0}); Step rows run without, as Step does
+	// not map ahead. GrowLimit is kvcache.Config.GrowLimit (0: its default).
+	GrowMargin []int
+	GrowLimit  int
 	// MemoryLimit skips a row whose pool would exceed it (0: no limit).
 	MemoryLimit uint64
 }
@@ -46,6 +53,9 @@ func (o *GrowthOptions) Defaults() {
 	if len(o.MapAhead) == 0 {
 		o.MapAhead = []int{0, 1, 3, 7}
 	}
+	if len(o.GrowMargin) == 0 {
+		o.GrowMargin = []int{0}
+	}
 }
 
 // GrowthRow is one configuration's decode run.
@@ -54,8 +64,12 @@ type GrowthRow struct {
 	PageSize string `json:"page_size"`
 	Layout   string `json:"layout"` // "per-layer" or "megacache"
 	MapAhead int    `json:"map_ahead"`
-	Mode     string `json:"mode"` // "sync" (Step) or "async" (StepAsync)
-	Steps    int    `json:"steps"`
+	// GrowMargin is kvcache.Config.GrowMargin (StepAsync rows only) and
+	// GrowLimit the per-job limit it ran with (0: kvcache's default).
+	GrowMargin int    `json:"grow_margin"`
+	GrowLimit  int    `json:"grow_limit,omitempty"`
+	Mode       string `json:"mode"` // "sync" (Step) or "async" (StepAsync)
+	Steps      int    `json:"steps"`
 	// Per step, averaged over the run.
 	DriverCallsPerStep float64 `json:"driver_calls_per_step"` // map and unmap
 	PagesPerStep       float64 `json:"pages_mapped_per_step"`
@@ -66,6 +80,11 @@ type GrowthRow struct {
 	CallP50us float64 `json:"call_p50_us"`
 	CallP99us float64 `json:"call_p99_us"`
 	CallMaxUs float64 `json:"call_max_us"`
+	// BackgroundJobMaxPages is the most pages one background job mapped:
+	// the biggest burst of growth, which on the GPU must fit in the
+	// compute time to stay off the critical path. With a grow margin it
+	// includes the warm-up's jobs (each within the grow limit).
+	BackgroundJobMaxPages uint64 `json:"background_job_max_pages"`
 	// AheadBytes is what is mapped under active slots beyond what their
 	// lengths need, at the end of the run; AheadFraction its share of all
 	// mapped memory.
@@ -82,11 +101,13 @@ func GrowthConfig(batch, ctx int, mega bool, mapAhead int) kvcache.Config {
 	return c
 }
 
-// MeasureGrowth runs one configuration on b. m, when set (the simulator),
-// turns the driver calls into estimated times; the compute is not slept.
-func MeasureGrowth(b backend.Backend, o GrowthOptions, mega bool, mapAhead int, async bool, m model) (row GrowthRow, err error) {
+// MeasureGrowth runs one configuration on b, with growMargin (tokens) as
+// kvcache.Config.GrowMargin and o.GrowLimit as its GrowLimit. m, when set
+// (the simulator), turns the driver calls into estimated times; the compute
+// is not slept.
+func MeasureGrowth(b backend.Backend, o GrowthOptions, mega bool, mapAhead, growMargin int, async bool, m model) (row GrowthRow, err error) {
 	o.Defaults()
-	row = GrowthRow{Backend: b.Name(), PageSize: b.PageSize().Short(), Layout: "per-layer", MapAhead: mapAhead, Mode: "sync", Steps: o.Steps}
+	row = GrowthRow{Backend: b.Name(), PageSize: b.PageSize().Short(), Layout: "per-layer", MapAhead: mapAhead, GrowMargin: growMargin, Mode: "sync", Steps: o.Steps}
 	if mega {
 		row.Layout = "megacache"
 	}
@@ -104,9 +125,14 @@ func MeasureGrowth(b backend.Backend, o GrowthOptions, mega bool, mapAhead int, 
 	tpi := max(l.TokensPerPage, 1)
 	base := 2 * tpi
 	ctx := base + o.Window + o.Steps + 2
-	c, err := kvcache.New(GrowthConfig(o.Batch, ctx, mega, mapAhead), b)
+	cfg := GrowthConfig(o.Batch, ctx, mega, mapAhead)
+	cfg.GrowMargin, cfg.GrowLimit = growMargin, o.GrowLimit
+	c, err := kvcache.New(cfg, b)
 	if err != nil {
 		return row, err
+	}
+	if growMargin > 0 {
+		row.GrowLimit = o.GrowLimit
 	}
 	defer func() { err = errors.Join(err, c.Close()) }()
 	l = c.Layout()
@@ -132,6 +158,23 @@ func MeasureGrowth(b backend.Backend, o GrowthOptions, mega bool, mapAhead int, 
 	}
 	if err := c.Wait(); err != nil {
 		return row, err
+	}
+	if growMargin > 0 {
+		// Measure the steady state: first let the background jobs bring
+		// every slot to its margin, at the starting lengths (a server that
+		// has decoded for a while), as a limited number of indexes per job.
+		for range 4096 {
+			was := c.Stats().AheadIndexes
+			if err := c.StepAsync(lens); err != nil {
+				return row, err
+			}
+			if err := c.Wait(); err != nil {
+				return row, err
+			}
+			if c.Stats().AheadIndexes == was {
+				break
+			}
+		}
 	}
 	before := c.Stats()
 	var calls []time.Duration
@@ -190,6 +233,7 @@ func MeasureGrowth(b backend.Backend, o GrowthOptions, mega bool, mapAhead int, 
 		row.Estimate, row.Source = true, m.Source
 	}
 	row.CallP50us, row.CallP99us, row.CallMaxUs = us(percentile(calls, 0.5)), us(percentile(calls, 0.99)), us(slices.Max(calls))
+	row.BackgroundJobMaxPages = after.BackgroundJobMaxPages
 	var needed uint64
 	for i, n := range lens {
 		if n > 0 && c.Slots()[i].Active {
@@ -208,22 +252,30 @@ func MeasureGrowth(b backend.Backend, o GrowthOptions, mega bool, mapAhead int, 
 // errSkip marks a configuration that was not run (too big for the device).
 var errSkip = errors.New("skipped")
 
-// measureGrowth adds every layout, map-ahead setting and mode to rep.
+// measureGrowth adds every layout, map-ahead setting and mode to rep, and
+// for StepAsync every grow margin.
 func measureGrowth(rep *Report, b backend.Backend, o GrowthOptions, m model) error {
 	o.Defaults()
 	slots := b.PageSize().Short()
 	for _, mega := range []bool{false, true} {
 		for _, k := range o.MapAhead {
 			for _, async := range []bool{false, true} {
-				row, err := MeasureGrowth(b, o, mega, k, async, m)
-				if errors.Is(err, errSkip) {
-					rep.Skipped = append(rep.Skipped, fmt.Sprintf("growth %s %s map-ahead %d %s: %v", slots, row.Layout, k, row.Mode, err))
-					continue
+				margins := o.GrowMargin
+				if !async {
+					margins = []int{0}
 				}
-				if err != nil {
-					return fmt.Errorf("growth %s %s map-ahead %d %s: %w", slots, row.Layout, k, row.Mode, err)
+				for _, g := range margins {
+					row, err := MeasureGrowth(b, o, mega, k, g, async, m)
+					what := fmt.Sprintf("growth %s %s map-ahead %d grow-margin %d %s", slots, row.Layout, k, g, row.Mode)
+					if errors.Is(err, errSkip) {
+						rep.Skipped = append(rep.Skipped, fmt.Sprintf("%s: %v", what, err))
+						continue
+					}
+					if err != nil {
+						return fmt.Errorf("%s: %w", what, err)
+					}
+					rep.Growth = append(rep.Growth, row)
 				}
-				rep.Growth = append(rep.Growth, row)
 			}
 		}
 	}

@@ -83,6 +83,7 @@ type Cache struct {
 
 	// scratch, reused so steps do not allocate
 	grow  []growth
+	near  []near
 	cuts  []victim
 	maps  []backend.Mapping
 	addrs []uint64
@@ -99,6 +100,10 @@ type Cache struct {
 }
 
 type growth struct{ slot, to int }
+
+// near is a slot within GrowMargin of the end of its pages: slack tokens
+// left beyond its next length, to grow to index to.
+type near struct{ slot, slack, to int }
 
 // New reserves the virtual ranges for cfg on b and returns an empty cache:
 // no physical memory yet (see ReservePhysical). The cache uses b but does not
@@ -289,7 +294,7 @@ func (c *Cache) Shrink() (int, error) {
 	}
 	defer c.call.Unlock()
 	defer c.mu.Unlock()
-	if err := c.reclaim(math.MaxInt32, true, nil, &c.st.fg); err != nil {
+	if err := c.reclaim(math.MaxInt32, true, true, nil, &c.st.fg); err != nil {
 		return 0, fmt.Errorf("shrink: %w", err)
 	}
 	n, err := c.freePool()
@@ -419,7 +424,8 @@ func (c *Cache) Step(seqLens []int) error {
 // StepAsync is Step for the current lengths (the prefill part, which the
 // forward pass needs now), and then maps the pages the next decode step will
 // need (every active slot one token longer) in the background while the GPU
-// computes. The next call on the cache waits for that work. A background
+// computes; with Config.GrowMargin the same background job also grows slots
+// near the end of their pages ahead of need, a bounded amount per job. The next call on the cache waits for that work. A background
 // failure is not an error of this call: the next Step maps what is missing
 // itself and reports its own errors; Stats counts background failures.
 func (c *Cache) StepAsync(seqLens []int) error {
@@ -449,10 +455,18 @@ func (c *Cache) mapper() {
 	for lens := range c.jobs {
 		c.mu.Lock()
 		if !c.closed.Load() {
-			if err := c.ensure(lens, &c.st.bg); err != nil {
+			before := c.st.bg.maps.pages
+			err := c.ensure(lens, &c.st.bg)
+			if err == nil {
+				// What the next step needs comes first: ahead of need
+				// only once that is mapped.
+				err = c.growAhead(lens, &c.st.bg)
+			}
+			if err != nil {
 				c.st.bgErrors++
 				c.st.bgLastError = err.Error()
 			}
+			c.st.bgJobMaxPages = max(c.st.bgJobMaxPages, c.st.bg.maps.pages-before)
 			c.afterStep(&c.st.bg)
 		}
 		c.mu.Unlock()
@@ -547,11 +561,18 @@ func (c *Cache) plan(lens []int, ph *phase) ([]growth, []backend.PageID, []backe
 	if indexes == 0 {
 		return nil, nil, nil, nil
 	}
-	ppi := c.layout.PagesPerIndex
-	pages, err := c.take(indexes*ppi, lens, ph)
+	pages, err := c.take(indexes*c.layout.PagesPerIndex, lens, ph)
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	return grow, pages, c.mappings(grow, pages), nil
+}
+
+// mappings lays pages out under the growths, range-major (see plan), in
+// the cache's scratch.
+func (c *Cache) mappings(grow []growth, pages []backend.PageID) []backend.Mapping {
+	ppi := c.layout.PagesPerIndex
+	indexes := len(pages) / ppi
 	maps := c.maps[:0]
 	for r := range ppi {
 		k := r * indexes
@@ -563,7 +584,80 @@ func (c *Cache) plan(lens []int, ph *phase) ([]growth, []backend.PageID, []backe
 		}
 	}
 	c.maps = maps
-	return grow, pages, maps, nil
+	return maps
+}
+
+// growAhead maps, for GrowMargin, page indexes that active slots do not
+// need yet for lens (the next step's lengths): slots whose mapped pages end
+// within GrowMargin tokens of their length, nearest to their end first, up
+// to GrowLimit indexes. It uses only the pool, idle slots whose readers are
+// done and, with GrowPool, new pages; when they fall short it maps fewer. It
+// changes no slot unless it succeeds.
+func (c *Cache) growAhead(lens []int, ph *phase) error {
+	if c.cfg.GrowMargin == 0 {
+		return nil
+	}
+	cand := c.near[:0]
+	for i, n := range lens {
+		s := &c.slots[i]
+		if !s.active || n == 0 || s.mapped >= c.layout.IndexesPerSlot {
+			continue
+		}
+		want := min(n+c.cfg.GrowMargin, c.cfg.MaxContext)
+		if s.covered >= want {
+			continue
+		}
+		to := min(c.layout.indexesFor(want)+c.cfg.MapAhead, c.layout.IndexesPerSlot)
+		cand = append(cand, near{i, s.covered - n, to})
+	}
+	c.near = cand
+	if len(cand) == 0 {
+		return nil
+	}
+	slices.SortFunc(cand, func(a, b near) int {
+		return cmp.Or(cmp.Compare(a.slack, b.slack), cmp.Compare(a.slot, b.slot))
+	})
+	want := 0
+	for _, x := range cand {
+		want += x.to - c.slots[x.slot].mapped
+	}
+	ppi := c.layout.PagesPerIndex
+	budget := min(want, c.cfg.growLimit(&c.layout))
+	if short := budget*ppi - len(c.pool); short > 0 {
+		if err := c.reclaim(short, false, false, nil, ph); err != nil {
+			return err
+		}
+		if short = budget*ppi - len(c.pool); short > 0 && c.cfg.GrowPool {
+			if err := c.allocPages(short); err != nil {
+				return err
+			}
+		}
+		budget = min(budget, len(c.pool)/ppi)
+	}
+	grow := c.grow[:0]
+	indexes := 0
+	for _, x := range cand {
+		if indexes == budget {
+			break
+		}
+		from := c.slots[x.slot].mapped
+		to := min(x.to, from+budget-indexes)
+		grow = append(grow, growth{x.slot, to})
+		indexes += to - from
+	}
+	c.grow = grow
+	if indexes == 0 {
+		return nil
+	}
+	pages := c.pool[len(c.pool)-indexes*ppi:]
+	c.pool = c.pool[:len(c.pool)-indexes*ppi]
+	if err := c.mapBatches(c.mappings(grow, pages), ph); err != nil {
+		c.pool = append(c.pool, pages...)
+		return err
+	}
+	c.commit(grow, pages)
+	c.st.ahead += uint64(indexes)
+	return nil
 }
 
 // commit records mapped pages under their slots (index-major: slot page
@@ -624,7 +718,7 @@ func (c *Cache) driverCalls() (mapCalls, unmapCalls uint64) {
 func (c *Cache) take(n int, lens []int, ph *phase) ([]backend.PageID, error) {
 	if len(c.pool) < n {
 		spare := 0
-		for _, v := range c.victims(lens) {
+		for _, v := range c.victims(lens, true) {
 			spare += (c.slots[v.slot].mapped - v.keep) * c.layout.PagesPerIndex
 		}
 		if len(c.pool)+spare < n && !c.cfg.GrowPool {
@@ -634,7 +728,7 @@ func (c *Cache) take(n int, lens []int, ph *phase) ([]backend.PageID, error) {
 		// Only the caller's own steps wait for the GPU: the background
 		// mapper's lookahead is not worth blocking on (the next Step maps
 		// what it could not).
-		if err := c.reclaim(n-len(c.pool), ph == &c.st.fg, lens, ph); err != nil {
+		if err := c.reclaim(n-len(c.pool), ph == &c.st.fg, true, lens, ph); err != nil {
 			return nil, err
 		}
 		if short := n - len(c.pool); short > 0 {
@@ -660,10 +754,11 @@ func (c *Cache) take(n int, lens []int, ph *phase) ([]backend.PageID, error) {
 type victim struct{ slot, keep int }
 
 // victims lists the slots pages can be reclaimed from: idle slots,
-// oldest-freed first, then active slots mapped beyond what they have used
-// and what lens asks (plus one token of lookahead). An active slot gets
-// such surplus when it reuses a bigger idle slot's pages.
-func (c *Cache) victims(lens []int) []victim {
+// oldest-freed first, then, with surplus, active slots mapped beyond what
+// they have used and what lens asks (plus one token of lookahead). An
+// active slot gets such surplus when it reuses a bigger idle slot's pages,
+// and from MapAhead and GrowMargin.
+func (c *Cache) victims(lens []int, surplus bool) []victim {
 	var v []victim
 	for i := range c.slots {
 		if !c.slots[i].active && c.slots[i].mapped > 0 {
@@ -673,6 +768,9 @@ func (c *Cache) victims(lens []int) []victim {
 	slices.SortFunc(v, func(a, b victim) int {
 		return cmp.Compare(c.slots[a.slot].freedAt, c.slots[b.slot].freedAt)
 	})
+	if !surplus {
+		return v
+	}
 	for i := range c.slots {
 		s := &c.slots[i]
 		if !s.active {
@@ -689,16 +787,17 @@ func (c *Cache) victims(lens []int) []victim {
 	return v
 }
 
-// reclaim unmaps unneeded pages (see victims), from the tail of each slot,
-// until at least n pages are back in the pool or nothing is left. An idle
+// reclaim unmaps unneeded pages (see victims; active slots' surplus only
+// with surplus), from the tail of each slot, until at least n pages are back
+// in the pool or nothing is left. An idle
 // slot's pages are taken only once the GPU work that may read them is done:
 // with wait, reclaim waits for it; without, it skips them. An active slot's
 // surplus pages were never read by its current request, and its previous
 // owner's readers were waited for when the slot was handed over.
-func (c *Cache) reclaim(n int, wait bool, lens []int, ph *phase) error {
+func (c *Cache) reclaim(n int, wait, surplus bool, lens []int, ph *phase) error {
 	ppi := c.layout.PagesPerIndex
 	for n > 0 {
-		victims := c.victims(lens)
+		victims := c.victims(lens, surplus)
 		done := c.fence.Completed()
 		var fence backend.Epoch
 		maps := c.maps[:0]
@@ -764,14 +863,17 @@ func (c *Cache) reclaim(n int, wait bool, lens []int, ph *phase) error {
 }
 
 // afterStep applies the optional reclaim policies, never waiting for the GPU.
+// They take idle slots' pages only: an active slot's pages beyond its
+// length are there on purpose (MapAhead, GrowMargin), and unmapping them at
+// every step would undo the mapping ahead that the next step pays for again.
 // A failure here is counted, not returned: the step itself succeeded.
 func (c *Cache) afterStep(ph *phase) {
 	var err error
 	switch {
 	case c.cfg.EagerReclaim:
-		err = c.reclaim(math.MaxInt32, false, nil, ph)
+		err = c.reclaim(math.MaxInt32, false, false, nil, ph)
 	case c.cfg.TrickleReclaim:
-		err = c.reclaim(1, false, nil, ph)
+		err = c.reclaim(1, false, false, nil, ph)
 	}
 	if err != nil {
 		c.st.bgErrors++

@@ -79,6 +79,9 @@ func checkConsistent(t testing.TB, c *Cache, b *sim.Backend) {
 	seen := map[backend.PageID]bool{}
 	ppi := c.layout.PagesPerIndex
 	for i, s := range c.slots {
+		if s.mapped > c.layout.IndexesPerSlot {
+			t.Fatalf("slot %d: %d indexes mapped, more than a slot has (%d)", i, s.mapped, c.layout.IndexesPerSlot)
+		}
 		if len(s.pages) != s.mapped*ppi {
 			t.Fatalf("slot %d: %d pages for %d indexes", i, len(s.pages), s.mapped)
 		}
@@ -129,6 +132,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		"huge context":    func(c *Config) { c.MaxContext = 1 << 62 },
 		"huge batch":      func(c *Config) { c.MaxBatch = 1 << 40 },
 		"negative batch":  func(c *Config) { c.MaxMapBatch = -1 },
+		"negative margin": func(c *Config) { c.GrowMargin = -1 },
+		"negative limit":  func(c *Config) { c.GrowLimit = -1 },
 		"overflow shapes": func(c *Config) { c.KVHeads, c.HeadDim = 1<<40, 1<<40 },
 	}
 	for name, mutate := range cases {

@@ -41,6 +41,28 @@ type Config struct {
 	// every one. The memory given up is at most MapAhead indexes per active
 	// slot; under memory pressure those pages are the first reclaimed.
 	MapAhead int
+	// GrowMargin, in tokens, makes StepAsync's background job also grow,
+	// ahead of need, every active slot whose mapped pages end within
+	// GrowMargin tokens of its next length (0: the job maps only what the
+	// next step needs). Such a slot grows to hold GrowMargin tokens more
+	// than its next length, plus MapAhead indexes. Growth then happens a few
+	// steps before a slot crosses its boundary, so slots that would all
+	// cross in one step are grown over several jobs instead (GrowLimit),
+	// off the critical path. The memory given up is at most GrowMargin
+	// tokens (rounded up to a page index) plus MapAhead indexes per active
+	// slot; those pages are surplus that a step short of pages reclaims
+	// first. Mapping ahead uses the pool, idle slots whose GPU readers are
+	// done and, with GrowPool, new pages; it never takes another active
+	// slot's pages and never waits for the GPU. Step and StepLayered do not
+	// map ahead.
+	GrowMargin int
+	// GrowLimit bounds the page indexes one background job maps ahead of
+	// need for GrowMargin (what the next step needs is never bounded), so
+	// that no job balloons when many slots near their ends at once: the
+	// slots nearest to their ends go first and the rest wait for the next
+	// job. 0 means twice what MaxBatch slots decoding one token each need
+	// per step on average, and at least one growth of MapAhead+1 indexes.
+	GrowLimit int
 	// MaxMapBatch bounds the mappings passed to one Backend.Map call
 	// (default 4096). A step that needs more makes several calls and, if a
 	// later one fails, undoes the earlier ones.
@@ -89,6 +111,10 @@ func (cfg *Config) validate(ps pagesize.Size) error {
 	}
 	if cfg.MapAhead < 0 {
 		return fmt.Errorf("%w: map ahead must not be negative, got %d", ErrBadConfig, cfg.MapAhead)
+	}
+	if cfg.GrowMargin < 0 || cfg.GrowLimit < 0 {
+		return fmt.Errorf("%w: grow margin and grow limit must not be negative, got %d and %d",
+			ErrBadConfig, cfg.GrowMargin, cfg.GrowLimit)
 	}
 	if cfg.MaxMapBatch < 0 {
 		return fmt.Errorf("%w: max map batch must not be negative", ErrBadConfig)
@@ -143,6 +169,14 @@ func (cfg *Config) layout(ps pagesize.Size) Layout {
 		l.TokensPerPage = int(ps.Bytes() / l.TokenBytes)
 	}
 	return l
+}
+
+// growLimit returns Config.GrowLimit, or its default when unset.
+func (cfg *Config) growLimit(l *Layout) int {
+	if cfg.GrowLimit > 0 {
+		return cfg.GrowLimit
+	}
+	return max(2*l.indexesFor(cfg.MaxBatch), cfg.MapAhead+1)
 }
 
 // indexesFor returns the page indexes a slot needs to hold n tokens.

@@ -43,6 +43,12 @@ func runOps(t *testing.T, data []byte) {
 	if flags&16 != 0 {
 		cfg.MaxMapBatch = 7
 	}
+	if flags&64 != 0 {
+		cfg.GrowMargin, cfg.GrowLimit = 50, 3
+	}
+	if flags&128 != 0 {
+		cfg.MapAhead = 2
+	}
 	ps, gpu := pagesize.Size64K, uint64(4<<20)
 	if flags&32 != 0 {
 		ps, gpu = pagesize.Size2M, 16<<20

@@ -71,6 +71,8 @@ type counters struct {
 	alloc           callCounter
 	freePages       uint64
 	reclaimed       uint64
+	ahead           uint64 // page indexes mapped ahead of need (GrowMargin)
+	bgJobMaxPages   uint64 // the most pages one background job mapped
 	fenceWaits      uint64
 	mapLatency      histogram
 	bgErrors        uint64
@@ -131,8 +133,14 @@ type Stats struct {
 	MapLatency Latency   `json:"map_latency"`
 
 	ReclaimedPages uint64 `json:"reclaimed_pages"`
-	FreedPages     uint64 `json:"freed_pages"` // returned to the backend by Trim
-	FenceWaits     uint64 `json:"fence_waits"` // times the cache waited for the GPU
+	// AheadIndexes counts the page indexes StepAsync's background jobs
+	// mapped ahead of need for Config.GrowMargin; BackgroundJobMaxPages is
+	// the most pages one background job (StepAsync's) mapped, needed and
+	// ahead together: the size of the biggest burst of growth.
+	AheadIndexes          uint64 `json:"ahead_indexes"`
+	BackgroundJobMaxPages uint64 `json:"background_job_max_pages"`
+	FreedPages            uint64 `json:"freed_pages"` // returned to the backend by Trim
+	FenceWaits            uint64 `json:"fence_waits"` // times the cache waited for the GPU
 
 	BackgroundErrors    uint64 `json:"background_errors"`
 	LastBackgroundError string `json:"last_background_error,omitempty"`
@@ -157,18 +165,20 @@ func (c *Cache) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := Stats{
-		Layout:              c.layout,
-		ReservedPages:       c.reserved,
-		FreePages:           len(c.pool),
-		Foreground:          c.st.fg.export(),
-		Background:          c.st.bg.export(),
-		Alloc:               c.st.alloc.export(),
-		ReclaimedPages:      c.st.reclaimed,
-		FreedPages:          c.st.freePages,
-		FenceWaits:          c.st.fenceWaits,
-		BackgroundErrors:    c.st.bgErrors,
-		LastBackgroundError: c.st.bgLastError,
-		Inconsistencies:     c.st.inconsistencies,
+		Layout:                c.layout,
+		ReservedPages:         c.reserved,
+		FreePages:             len(c.pool),
+		Foreground:            c.st.fg.export(),
+		Background:            c.st.bg.export(),
+		Alloc:                 c.st.alloc.export(),
+		ReclaimedPages:        c.st.reclaimed,
+		AheadIndexes:          c.st.ahead,
+		BackgroundJobMaxPages: c.st.bgJobMaxPages,
+		FreedPages:            c.st.freePages,
+		FenceWaits:            c.st.fenceWaits,
+		BackgroundErrors:      c.st.bgErrors,
+		LastBackgroundError:   c.st.bgLastError,
+		Inconsistencies:       c.st.inconsistencies,
 		MapLatency: Latency{
 			Count: c.st.mapLatency.count,
 			P50:   c.st.mapLatency.quantile(0.5),
@@ -216,7 +226,7 @@ func (c *Cache) FreeIndexes() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := len(c.pool) / c.layout.PagesPerIndex
-	for _, v := range c.victims(nil) {
+	for _, v := range c.victims(nil, true) {
 		n += c.slots[v.slot].mapped - v.keep
 	}
 	return n

@@ -179,18 +179,94 @@ def make_layers(n):
 
 
 class Layouts(unittest.TestCase):
+    """The arrays' shapes, byte strides and addresses against the library's
+    layout and kv_pointers, in both layouts (sim: descriptions, never
+    tensors)."""
+
+    def check_per_layer(self, c, arrs):
+        lay = c.layout
+        self.assertEqual(len(arrs), 2 * LAYERS)
+        for a in arrs:
+            self.assertIsInstance(a, vattn.CudaArray)
+            self.assertEqual(a.shape, (BATCH, CTX, HEADS, DIM))
+            self.assertEqual(a.strides, (lay["slot_bytes"], lay["token_bytes"], DIM * 2, 2))
+            self.assertEqual(a.__cuda_array_interface__["strides"], a.strides)
+        for layer in range(LAYERS):
+            self.assertEqual((arrs[layer].ptr, arrs[LAYERS + layer].ptr), c.kv_pointers(layer))
+
+    def test_per_layer(self):
+        c = make()
+        try:
+            lay = c.layout
+            self.assertEqual(lay["ranges"], 2 * LAYERS)
+            self.assertEqual(lay["token_bytes"], HEADS * DIM * 2)
+            self.check_per_layer(c, c.tensors())
+            self.check_per_layer(c, c.layer_tensors())
+            self.check_per_layer(c, c.arrays(per_layer=True))
+            with self.assertRaises(vattn.BadArgumentError) as cm:
+                c.tensors(per_layer=False)  # no one tensor spans separate ranges
+            self.assertEqual(cm.exception.arg, "per_layer")
+            self.assertRegex(str(cm.exception), "needs megacache")
+        finally:
+            c.cleanup()
+
     def test_megacache(self):
         c = make(megacache=True)
         try:
             lay = c.layout
             self.assertEqual(lay["ranges"], 2)
+            self.assertEqual(lay["layer_bytes"], HEADS * DIM * 2)
             self.assertEqual(lay["token_bytes"], LAYERS * lay["layer_bytes"])
-            arrs = c.tensors()  # sim: descriptions, never tensors
-            self.assertIsInstance(arrs[0], vattn.CudaArray)
-            self.assertEqual(arrs[1].ptr - arrs[0].ptr, lay["layer_bytes"])
-            self.assertEqual(arrs[0].strides[1], lay["token_bytes"])
+            # vAttention's shape: one K and one V, [batch, context, layers, heads, dim].
+            kv = c.tensors()
+            self.assertEqual(len(kv), 2)
+            self.assertEqual([a.ptr for a in kv], list(c.kv_pointers(0)))
+            for a in kv:
+                self.assertIsInstance(a, vattn.CudaArray)
+                self.assertEqual(a.shape, (BATCH, CTX, LAYERS, HEADS, DIM))
+                self.assertEqual(a.strides, (lay["slot_bytes"], lay["token_bytes"], lay["layer_bytes"], DIM * 2, 2))
+                self.assertEqual(a.__cuda_array_interface__["shape"], a.shape)
+                self.assertEqual(a.__cuda_array_interface__["strides"], a.strides)
+            # Layer l of K (V) starts where the library says layer l's K (V) does.
+            for layer in range(LAYERS):
+                self.assertEqual(tuple(a.ptr + layer * a.strides[2] for a in kv), c.kv_pointers(layer))
+            self.assertEqual(len(c.arrays()), 2)
+            # The per-layer views alias them: the same bytes, without the layer axis.
+            per = c.layer_tensors()
+            self.check_per_layer(c, per)
+            desc = lambda arrs: [(a.ptr, a.shape, a.strides) for a in arrs]  # noqa: E731
+            self.assertEqual(desc(per), desc(c.tensors(per_layer=True)))
+            for layer in range(LAYERS):
+                for i, a in enumerate(kv):
+                    v = per[i * LAYERS + layer]
+                    self.assertEqual(v.ptr, a.ptr + layer * a.strides[2])
+                    self.assertEqual(v.strides, a.strides[:2] + a.strides[3:])
+            self.assertEqual(c.tensors(per_layer=False)[0].shape, kv[0].shape)
+            with self.assertRaises(vattn.BadArgumentError) as cm:
+                c.tensors(per_layer="yes")
+            self.assertEqual(cm.exception.arg, "per_layer")
         finally:
             c.cleanup()
+
+    def test_init_kvcache_shapes(self):
+        args = (LAYERS, HEADS, DIM, BATCH, CTX, 0, "bfloat16", "2M")
+        try:
+            kv = vattn.init_kvcache(*args, megacache=True, backend="sim")
+            self.assertEqual([a.shape for a in kv], [(BATCH, CTX, LAYERS, HEADS, DIM)] * 2)
+            vattn.cleanup()
+            kv = vattn.init_kvcache(*args, megacache=True, per_layer=True, backend="sim")
+            self.assertEqual([a.shape for a in kv], [(BATCH, CTX, HEADS, DIM)] * (2 * LAYERS))
+            vattn.cleanup()
+            kv = vattn.init_kvcache(*args, backend="sim")
+            self.assertEqual(len(kv), 2 * LAYERS)
+            vattn.cleanup()
+            # A refused per_layer leaves no cache behind.
+            with self.assertRaises(vattn.BadArgumentError):
+                vattn.init_kvcache(*args, per_layer=False, backend="sim")
+            kv = vattn.init_kvcache(*args, backend="sim")
+            self.assertEqual(len(kv), 2 * LAYERS)
+        finally:
+            vattn.cleanup()
 
 
 class Threads(unittest.TestCase):
@@ -332,6 +408,38 @@ class Torch(unittest.TestCase):
             torch.cuda.synchronize()
             self.assertTrue(torch.equal(kv[0][j, :1000], y))
             self.assertTrue(torch.equal(kv[1][i, :300], x))
+        finally:
+            torch.cuda.synchronize()
+            c.cleanup()
+
+    def test_megacache_tensors(self):
+        """vAttention's megacache tensors and the per-layer views share
+        their bytes: what is written through one reads back through the
+        other."""
+        try:
+            import torch
+        except ImportError:
+            self.skipTest("torch not installed: tensor wrapping not tested")
+        if not torch.cuda.is_available():
+            self.skipTest("no CUDA device: tensor wrapping not tested")
+        torch.cuda.init()
+        c = vattn.KVCache(2, 8, 128, 2, 4096, 0, torch.bfloat16, "2M", megacache=True, backend="cudavmm")
+        try:
+            k, v = c.tensors()
+            self.assertEqual(tuple(k.shape), (2, 4096, 2, 8, 128))
+            self.assertEqual((k.data_ptr(), v.data_ptr()), c.kv_pointers(0))
+            self.assertEqual((k[:, :, 1].data_ptr(), v[:, :, 1].data_ptr()), c.kv_pointers(1))
+            per = c.layer_tensors()
+            self.assertEqual(per[1].data_ptr(), c.kv_pointers(1)[0])
+            c.reserve_physical_pages(64 * MB)
+            i = c.alloc_new_batch_idx(300)
+            lens = [0, 0]
+            lens[i] = 300
+            c.step(lens)
+            x = torch.randn(300, 8, 128, device="cuda", dtype=torch.bfloat16)
+            v[i, :300, 1].copy_(x)
+            torch.cuda.synchronize()
+            self.assertTrue(torch.equal(per[2 + 1][i, :300], x))
         finally:
             torch.cuda.synchronize()
             c.cleanup()

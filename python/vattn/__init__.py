@@ -7,6 +7,7 @@ A server written against vAttention switches by changing its import::
                                  max_batch_size, max_context_length,
                                  device, dtype, page_size)
     k_caches, v_caches = kv[:num_layers], kv[num_layers:]
+    # megacache=True: kv is [K, V], each [batch, context, layers, heads, dim]
 
 Pure Python over ctypes: no build step. The library is found through the
 VATTN_LIB environment variable, next to this package, or in the repository's
@@ -16,7 +17,12 @@ build/ directory (go build -buildmode=c-shared -o build/libvattn.so
 The K and V caches are virtual ranges whose physical pages come and go: the
 tensors init_kvcache returns are zero-copy views of them (built through
 __cuda_array_interface__), shaped [max_batch_size, max_context_length,
-num_kv_heads, head_size] per layer, valid until cleanup(). On the "sim"
+num_kv_heads, head_size] per layer, valid until cleanup(). With
+megacache=True, as in vAttention, they are one K and one V tensor shaped
+[max_batch_size, max_context_length, num_layers, num_kv_heads, head_size]
+(all layers of a token side by side); per_layer=True (init_kvcache,
+KVCache.tensors) or KVCache.layer_tensors() gives the 2*num_layers
+per-layer views of either layout instead. On the "sim"
 backend (no GPU) there is no device memory: init_kvcache returns
 CudaArray descriptions (pointer, shape, strides) instead of tensors.
 
@@ -450,7 +456,9 @@ class KVCache:
                self._lib.vattn_create(self.backend.encode(), self.device, ctypes.byref(cfg), ctypes.byref(h)), 0)
         self._h = h.value
         self.layout = self._layout()
+        self.megacache = bool(cfg.megacache)
         self.shape = (max_batch_size, ints["max_context_length"], ints["num_kv_heads"], ints["head_size"])
+        self.mega_shape = self.shape[:2] + (num_layers,) + self.shape[2:]
 
     def _call(self, op, fn, *args, arg=None):
         if self._h is None:
@@ -469,10 +477,28 @@ class KVCache:
                    ctypes.byref(k), ctypes.byref(v), arg="layer")
         return k.value, v.value
 
-    def arrays(self):
-        """The 2*num_layers K then V arrays, as CudaArray descriptions."""
+    def _per_layer(self, op, per_layer):
+        """Whether op returns per-layer views: per_layer None means the
+        layout's own shape (vAttention's: [K, V] with megacache)."""
+        if per_layer is None:
+            return not self.megacache
+        per_layer = _flag(op, "per_layer", per_layer)
+        if not per_layer and not self.megacache:
+            raise _bad(op, "per_layer", "per_layer=False needs megacache=True: "
+                       "without it every layer's K and V are ranges of their own, not one tensor")
+        return per_layer
+
+    def arrays(self, per_layer=None):
+        """The K and V caches as CudaArray descriptions: the 2*num_layers
+        per-layer arrays (K of every layer, then V), shaped [batch, context,
+        heads, dim]; or, with megacache and per_layer not True, vAttention's
+        [K, V], each shaped [batch, context, layers, heads, dim]."""
         size = _DTYPES[self.dtype_name][0]
         lay = self.layout
+        if not self._per_layer("arrays", per_layer):
+            k, v = self.kv_pointers(0)
+            strides = (lay["slot_bytes"], lay["token_bytes"], lay["layer_bytes"], lay["head_bytes"], size)
+            return [CudaArray(p, self.mega_shape, strides, self._typestr, self.dtype_name, self.device) for p in (k, v)]
         strides = (lay["slot_bytes"], lay["token_bytes"], lay["head_bytes"], size)
         ks, vs = [], []
         for layer in range(self.num_layers):
@@ -481,10 +507,16 @@ class KVCache:
             vs.append(CudaArray(v, self.shape, strides, self._typestr, self.dtype_name, self.device))
         return ks + vs
 
-    def tensors(self):
-        """The K then V caches: torch tensors where the backend has device
-        memory and torch is importable, else CudaArray descriptions."""
-        arrs = self.arrays()
+    def layer_tensors(self):
+        """The 2*num_layers per-layer K then V caches, in either layout
+        (with megacache, views into the [K, V] tensors of tensors())."""
+        return self.tensors(per_layer=True)
+
+    def tensors(self, per_layer=None):
+        """The K and V caches (see arrays for the shapes): torch tensors
+        where the backend has device memory and torch is importable, else
+        CudaArray descriptions."""
+        arrs = self.arrays(per_layer)
         if self.backend == "sim":
             return arrs
         try:
@@ -615,19 +647,28 @@ def _current(op):
 
 
 def init_kvcache(num_layers, num_kv_heads, head_size, max_batch_size, max_context_length,
-                 device, dtype, page_size, megacache=False, **kw):
-    """Create the process-wide cache and return its 2*num_layers K then V
-    tensors. Extra keywords: backend ("auto", "uvm", "cudavmm" or "sim";
-    default $VATTN_BACKEND or auto: uvm below 2 MiB pages, cudavmm at 2 MiB;
-    "sim" needs no GPU), eager_reclaim, grow_pool, sim_gpu_memory, map_ahead
+                 device, dtype, page_size, megacache=False, per_layer=None, **kw):
+    """Create the process-wide cache and return its tensors, as vAttention
+    does: the 2*num_layers per-layer K then V tensors, or with megacache
+    one K and one V tensor shaped [batch, context, layers, heads, dim]
+    (per_layer=True: the per-layer views of those instead). Extra
+    keywords: backend ("auto", "uvm", "cudavmm" or "sim"; default
+    $VATTN_BACKEND or auto: uvm below 2 MiB pages, cudavmm at 2 MiB; "sim"
+    needs no GPU), eager_reclaim, grow_pool, sim_gpu_memory, map_ahead
     (page indexes a growing request gets beyond its need: with small pages,
     fewer driver calls per step for a little memory)."""
     global _cache
     if _cache is not None:
         raise VattnError("init_kvcache", ERR_BAD_CONFIG, "a cache exists: call cleanup first")
-    _cache = KVCache(num_layers, num_kv_heads, head_size, max_batch_size, max_context_length,
-                     device, dtype, page_size, megacache, **kw)
-    return _cache.tensors()
+    c = KVCache(num_layers, num_kv_heads, head_size, max_batch_size, max_context_length,
+                device, dtype, page_size, megacache, **kw)
+    try:
+        kv = c.tensors(per_layer)
+    except BaseException:
+        c.cleanup()
+        raise
+    _cache = c
+    return kv
 
 
 def reserve_physical_pages(num_bytes):

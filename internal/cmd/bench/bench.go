@@ -40,6 +40,8 @@ type flags struct {
 	growthSteps int
 	compute     time.Duration
 	mapAhead    []int
+	growMargin  []int
+	growLimit   int
 }
 
 // NewCmd returns the bench command.
@@ -77,6 +79,8 @@ plus modelled driver time). cudavmm and uvm run on the GPU chosen with -i.`,
 	fl.IntVar(&f.growthSteps, "growth-steps", 256, "decode steps per growth run")
 	fl.DurationVar(&f.compute, "compute", 5*time.Millisecond, "emulated forward pass between growth steps (not slept on sim)")
 	fl.IntSliceVar(&f.mapAhead, "map-ahead", []int{0, 1, 3, 7}, "page indexes mapped ahead per growth, to compare")
+	fl.IntSliceVar(&f.growMargin, "grow-margin", []int{0}, "StepAsync rows: tokens from a slot's mapped end within which the background job grows it ahead of need, to compare")
+	fl.IntVar(&f.growLimit, "grow-limit", 0, "page indexes one background job may map ahead of need with --grow-margin (0: the allocator's default)")
 	fl.StringVar(&f.pageSizes, "page-size", "", "page sizes, comma-separated (default: sim and uvm all of 64k,128k,256k,2m; cudavmm 2m)")
 	fl.StringVarP(&f.device, "id", "i", "", "GPU index or UUID (as nvidia-smi -i); default GPU 0")
 	fl.IntVar(&f.pages, "pages", 256, "pages mapped and unmapped per map measurement")
@@ -102,7 +106,16 @@ func run(f flags) (*bench.Report, error) {
 				return nil, cli.Usagef("--map-ahead %d: want 0 or more", k)
 			}
 		}
-		o.Growth = &bench.GrowthOptions{Steps: f.growthSteps, Compute: f.compute, MapAhead: f.mapAhead}
+		for _, g := range f.growMargin {
+			if g < 0 {
+				return nil, cli.Usagef("--grow-margin %d: want 0 or more", g)
+			}
+		}
+		if f.growLimit < 0 {
+			return nil, cli.Usagef("--grow-limit %d: want 0 or more", f.growLimit)
+		}
+		o.Growth = &bench.GrowthOptions{Steps: f.growthSteps, Compute: f.compute, MapAhead: f.mapAhead,
+			GrowMargin: f.growMargin, GrowLimit: f.growLimit}
 	}
 	switch f.uvmMode {
 	case uvm.ModeAuto, uvm.ModeStock, uvm.ModePatched:
@@ -265,10 +278,10 @@ func write(w io.Writer, format cli.Format, rep *bench.Report) error {
 	}
 	if len(rep.Growth) > 0 {
 		fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t")
-		fmt.Fprintln(tw, "backend\tpage\tlayout\tahead\tmode\tcalls/step\tcrit µs/step\tbg µs/step\tcall p50 µs\tcall p99 µs\tcall max µs\tahead MiB\t\t")
+		fmt.Fprintln(tw, "backend\tpage\tlayout\tahead\tmargin\tmode\tcalls/step\tcrit µs/step\tbg µs/step\tbg max pages/job\tcall p50 µs\tcall p99 µs\tcall max µs\tahead MiB\t\t")
 		for _, r := range rep.Growth {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%.1f\t%.0f\t%.0f\t%.1f\t%.1f\t%.1f\t%.0f (%.1f%%)\t%s\t\n", r.Backend, r.PageSize, r.Layout, r.MapAhead, r.Mode,
-				r.DriverCallsPerStep, r.CriticalMapUs, r.BackgroundMapUs, r.CallP50us, r.CallP99us, r.CallMaxUs, float64(r.AheadBytes)/(1<<20), 100*r.AheadFraction, est(r.Estimate))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%.1f\t%.0f\t%.0f\t%d\t%.1f\t%.1f\t%.1f\t%.0f (%.1f%%)\t%s\t\n", r.Backend, r.PageSize, r.Layout, r.MapAhead, r.GrowMargin, r.Mode,
+				r.DriverCallsPerStep, r.CriticalMapUs, r.BackgroundMapUs, r.BackgroundJobMaxPages, r.CallP50us, r.CallP99us, r.CallMaxUs, float64(r.AheadBytes)/(1<<20), 100*r.AheadFraction, est(r.Estimate))
 		}
 	}
 	if err := tw.Flush(); err != nil {

@@ -66,6 +66,33 @@ func TestBenchSimTable(t *testing.T) {
 	}
 }
 
+// --grow-margin adds StepAsync rows that grow ahead of need: more memory
+// held ahead than without, and none of it on the critical path.
+func TestBenchSimGrowMargin(t *testing.T) {
+	code, out, errOut := runCmd(t, cli.JSON, "--page-size", "64k", "--step-batch", "1", "--iterations", "1", "--pages", "1",
+		"--growth", "--growth-steps", "48", "--compute", "0s", "--map-ahead", "1", "--grow-margin", "0,64")
+	if code != 0 {
+		t.Fatalf("code %d: %s", code, errOut)
+	}
+	var rep bench.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]bench.GrowthRow{}
+	for _, r := range rep.Growth {
+		rows[fmt.Sprintf("%s %s %d", r.Layout, r.Mode, r.GrowMargin)] = r
+	}
+	if len(rep.Growth) != 2*3 || len(rows) != 2*3 {
+		t.Fatalf("growth rows %v", rows)
+	}
+	for _, layout := range []string{"per-layer", "megacache"} {
+		none, ahead := rows[layout+" async 0"], rows[layout+" async 64"]
+		if ahead.AheadBytes <= none.AheadBytes || ahead.CriticalMapUs != 0 || ahead.BackgroundJobMaxPages == 0 {
+			t.Errorf("%s: without a margin %+v\nwith 64 tokens %+v", layout, none, ahead)
+		}
+	}
+}
+
 func TestBenchBadArguments(t *testing.T) {
 	for _, args := range [][]string{
 		{"--backend", "tpu"},
@@ -76,6 +103,8 @@ func TestBenchBadArguments(t *testing.T) {
 		{"--backend", "uvm", "--uvm-mode", "fast"},
 		{"--growth", "--map-ahead", "-1"},
 		{"--growth", "--growth-steps", "0"},
+		{"--growth", "--grow-margin", "-1"},
+		{"--growth", "--grow-limit", "-1"},
 		{"--pages", "100000000", "--page-size", "64k"},
 		{"--pages", "2000000"},
 		{"--pages", "9000000000000000000"},
