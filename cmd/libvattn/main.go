@@ -71,6 +71,8 @@ typedef struct {
 	int32_t map_ahead;     // page indexes a growing slot gets beyond its need (small pages: fewer driver calls)
 	int64_t page_size;     // physical page bytes: 65536, 131072, 262144 or 2097152
 	int64_t sim_gpu_memory;// sim backend only: device bytes (0: 80 GiB)
+	int32_t grow_margin;   // StepAsync also grows slots within this many tokens of their mapped end (0: off)
+	int32_t grow_limit;    // at most this many page indexes grown ahead per background job (0: the default)
 } vattn_config_t;
 
 typedef struct {
@@ -137,6 +139,7 @@ func goConfig(c *C.vattn_config_t) createConfig {
 		dtypeBytes: int(c.dtype_bytes), maxBatch: int(c.max_batch), maxContext: int(c.max_context),
 		megacache: c.megacache != 0, eagerReclaim: c.eager_reclaim != 0, growPool: c.grow_pool != 0,
 		pageSize: pagesize.Size(c.page_size), simGPUMemory: int64(c.sim_gpu_memory), mapAhead: int(c.map_ahead),
+		growMargin: int(c.grow_margin), growLimit: int(c.grow_limit),
 	}
 }
 

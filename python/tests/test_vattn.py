@@ -356,10 +356,27 @@ class MapAhead(unittest.TestCase):
             self.assertEqual(c.stats()["mapped_pages"], 4 * 4)
         finally:
             c.cleanup()
-        for bad in (-1, 1.5, True, "3"):
-            with self.assertRaises(vattn.VattnError) as e:
-                vattn.KVCache(2, 8, 128, 2, 4096, 0, "bfloat16", "64K", backend="sim", map_ahead=bad)
-            self.assertEqual(e.exception.arg, "map_ahead")
+        for name in ("map_ahead", "grow_margin", "grow_limit"):
+            for bad in (-1, 1.5, True, "3"):
+                with self.assertRaises(vattn.VattnError) as e:
+                    vattn.KVCache(2, 8, 128, 2, 4096, 0, "bfloat16", "64K", backend="sim", **{name: bad})
+                self.assertEqual(e.exception.arg, name)
+
+    def test_grow_margin(self):
+        # step_async grows a request within grow_margin tokens of its mapped
+        # end in the background, ahead of need.
+        c = vattn.KVCache(2, 8, 128, 2, 4096, 0, "bfloat16", "64K", backend="sim", grow_margin=64)
+        try:
+            c.reserve_physical_pages(64 * MB)
+            i = c.alloc_new_batch_idx(10)
+            lens = [0, 0]
+            lens[i] = 10
+            c.step_async(lens)
+            c.wait()
+            # 10 tokens need one 32-token index; the margin asks for 10+1+64.
+            self.assertGreaterEqual(c.stats()["mapped_pages"], 3 * 4)
+        finally:
+            c.cleanup()
 
 
 class Torch(unittest.TestCase):
