@@ -545,23 +545,38 @@ func (c *Cache) ensure(lens []int, ph *phase) error {
 // slices are the cache's scratch.
 func (c *Cache) plan(lens []int, ph *phase) ([]growth, []backend.PageID, []backend.Mapping, error) {
 	grow := c.grow[:0]
-	indexes := 0
+	indexes, ahead := 0, 0
 	for i, n := range lens {
 		s := &c.slots[i]
 		if n <= s.covered {
 			continue
 		}
 		if need := c.layout.indexesFor(n); need > s.mapped {
-			to := min(need+c.cfg.MapAhead, c.layout.IndexesPerSlot)
-			grow = append(grow, growth{i, to})
-			indexes += to - s.mapped
+			grow = append(grow, growth{i, need})
+			indexes += need - s.mapped
+			ahead += min(need+c.cfg.MapAhead, c.layout.IndexesPerSlot) - need
 		}
 	}
 	c.grow = grow
 	if indexes == 0 {
 		return nil, nil, nil, nil
 	}
-	pages, err := c.take(indexes*c.layout.PagesPerIndex, lens, ph)
+	// MapAhead comes only out of what the pool holds beyond the step's
+	// need: it never reclaims, allocates or fails a step that would fit
+	// without it. Growths get their share in slot order.
+	ppi := c.layout.PagesPerIndex
+	ahead = max(0, min(ahead, (len(c.pool)-indexes*ppi)/ppi))
+	for k := range grow {
+		if ahead == 0 {
+			break
+		}
+		g := &grow[k]
+		more := min(c.cfg.MapAhead, c.layout.IndexesPerSlot-g.to, ahead)
+		g.to += more
+		indexes += more
+		ahead -= more
+	}
+	pages, err := c.take(indexes*ppi, lens, ph)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -87,3 +87,29 @@ func TestMapAhead(t *testing.T) {
 		t.Error("a negative MapAhead was accepted")
 	}
 }
+
+// MapAhead takes only what the pool holds beyond a step's need: with room
+// for one index, a step that needs one maps it and no more, instead of
+// failing for the pages ahead; with room for two, it maps one ahead.
+func TestMapAheadNeverFailsAStep(t *testing.T) {
+	for _, room := range []int{1, 2} {
+		b := newSim(t, pagesize.Size64K, 0, backend.NewManualFence(true))
+		c := newCache(t, Config{Layers: 2, KVHeads: 2, HeadDim: 64, DTypeBytes: 2, MaxBatch: 2, MaxContext: 1024, MapAhead: 3}, b)
+		l := c.Layout()
+		if err := c.ReservePhysical(uint64(room*l.PagesPerIndex) * l.PageSize.Bytes()); err != nil {
+			t.Fatal(err)
+		}
+		s, err := c.AllocBatchIdx(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lens := []int{0, 0}
+		lens[s] = 1
+		if err := c.Step(lens); err != nil {
+			t.Fatalf("room for %d indexes: %v", room, err)
+		}
+		if got := c.Slots()[s].MappedIndex; got != room {
+			t.Errorf("room for %d indexes: %d mapped", room, got)
+		}
+	}
+}
