@@ -25,7 +25,7 @@ type GrowthOptions struct {
 	Batch    int           // request slots (256)
 	Steps    int           // decode steps measured (256)
 	Window   int           // tokens the starting lengths spread over (256)
-	Compute  time.Duration // emulated forward pass between calls (5 ms); not slept on the simulator
+	Compute  time.Duration // emulated forward pass between calls (0: none; the CLI's default is 5 ms); not slept on the simulator
 	MapAhead []int         // map-ahead settings to compare ({0, 1, 3, 7})
 	// GrowMargin lists kvcache.Config.GrowMargin settings (tokens) to
 	// compare in StepAsync rows ({0}); Step rows run without, as Step does
@@ -46,9 +46,6 @@ func (o *GrowthOptions) Defaults() {
 	}
 	if o.Window <= 0 {
 		o.Window = 256
-	}
-	if o.Compute == 0 {
-		o.Compute = 5 * time.Millisecond
 	}
 	if len(o.MapAhead) == 0 {
 		o.MapAhead = []int{0, 1, 3, 7}
@@ -224,9 +221,11 @@ func MeasureGrowth(b backend.Backend, o GrowthOptions, mega bool, mapAhead, grow
 	row.BackgroundMapUs = (seconds(sim.OpMap, bm) + seconds(sim.OpUnmap, bu)) / steps * 1e6
 	if m != nil {
 		// The call's time is the allocator's (measured) plus the driver's
-		// share on the critical path (modelled); a background job longer
-		// than the compute would add its excess, which the simulator's
-		// compute of zero cannot tell, so it is left out.
+		// mean share per step on the critical path (modelled): on the
+		// simulator the call percentiles are the allocator's spread, not
+		// the steps' bursts (those show in the GPU rows). A background job
+		// longer than the compute would add its excess, which the
+		// simulator's compute of zero cannot tell, so it is left out.
 		for i := range calls {
 			calls[i] += time.Duration(row.CriticalMapUs * 1e3)
 		}

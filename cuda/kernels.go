@@ -176,6 +176,9 @@ func (k *Kernels) Samples(b Bound, s Stream, r PatternRange, words uint32) ([]ui
 	}
 	per := uint64(2*words) * 4
 	batch := (k.counterSize - sampleOffset) / per
+	if batch == 0 {
+		return nil, fmt.Errorf("sample %d words a page: more than the %d-byte scratch page holds", words, k.counterSize-sampleOffset)
+	}
 	pages := r.Bytes / r.PageSize
 	out := make([]uint32, 0, pages*uint64(2*words))
 	buf := make([]byte, batch*per)

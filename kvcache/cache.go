@@ -249,7 +249,6 @@ const maxReserve = 1 << 50
 
 // allocPages adds n new pages to the pool. Stats count the call whether or
 // not it succeeds, and only the pages it got.
-
 func (c *Cache) allocPages(n int) error {
 	start := time.Now()
 	pages, err := c.b.AllocPages(n)
@@ -538,10 +537,11 @@ func (c *Cache) ensure(lens []int, ph *phase) error {
 // plan takes the pages a step needs and builds its mappings. Pages are
 // assigned range-major: of the n indexes the step adds, range r gets
 // pages[r*n:(r+1)*n], in slot order and index order within a slot, and the
-// mappings come in the same order (range r's are maps[r*n:(r+1)*n]). Pages
-// taken from the pool come in ascending ID order, so a slot that grows by
-// several indexes gets consecutive IDs at consecutive addresses in every
-// range: one run per range for backends that map runs in one call. The
+// mappings come in the same order (range r's are maps[r*n:(r+1)*n]). A
+// fresh pool (ReservePhysical) hands pages out in ascending ID order, and
+// reclaim returns a slot's pages range by range, so a slot that grows by
+// several indexes mostly gets consecutive IDs at consecutive addresses in
+// every range: one run per range for backends that map a run per call. The
 // slices are the cache's scratch.
 func (c *Cache) plan(lens []int, ph *phase) ([]growth, []backend.PageID, []backend.Mapping, error) {
 	grow := c.grow[:0]

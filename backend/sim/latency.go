@@ -65,7 +65,12 @@ type LatencyModel struct {
 	// PerRun charges Map and Unmap PerCall once per run of the batch
 	// rather than once per call: the stock nvidia-uvm path issues one
 	// driver call per run of consecutive addresses (for Map, backed by
-	// consecutive slots of one chunk). See Backend.DriverCalls.
+	// consecutive slots of one chunk). See Backend.DriverCalls. The
+	// simulator's runs are an upper bound of the stock path's: it counts
+	// them in the batch's order (the stock path sorts first; kvcache's
+	// steps are in address order within each range, its Close is not) and
+	// breaks them at its 2 MiB root chunks (the stock path's chunks hold up
+	// to 64 MiB).
 	PerRun bool `json:"per_run"`
 	// Assumed is true when the figures are estimates rather than
 	// measurements; output built on them must say so.

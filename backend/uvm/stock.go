@@ -559,6 +559,27 @@ func (b *Stock) Map(maps []backend.Mapping) error {
 		}
 		addrs[m.Addr], pages[m.Page] = true, true
 	}
+	runs := b.mapRuns(maps)
+	for k, r := range runs {
+		if err := b.mapRun(r); err != nil {
+			err = stockErr(fmt.Sprintf("map %d pages (%d runs): run %d of %d pages at %#x", len(maps), len(runs), k, r.pages, r.addr), err)
+			// Nothing has run on these pages yet, so no fence is needed.
+			for _, done := range runs[:k] {
+				if uerr := b.unmapRun(done.addr, done.pages); uerr != nil {
+					// The driver keeps this run: it stays in the books, so
+					// Close still releases it.
+					err = fmt.Errorf("%w (undoing the batch also failed: %v)", err, uerr)
+				}
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// mapRuns sorts mappings by address and cuts them into runs: consecutive
+// addresses in one region backed by consecutive slots of one chunk.
+func (b *Stock) mapRuns(maps []backend.Mapping) []run {
 	sorted := slices.SortedFunc(slices.Values(maps), func(x, y backend.Mapping) int { return cmp.Compare(x.Addr, y.Addr) })
 	var runs []run
 	for _, m := range sorted {
@@ -573,27 +594,29 @@ func (b *Stock) Map(maps []backend.Mapping) error {
 		}
 		runs = append(runs, run{addr: m.Addr, pages: 1, chunk: cid, slot: s})
 	}
-	for k, r := range runs {
-		err := b.drv.Map(r.addr, uint64(r.pages)*b.size, b.chunks[r.chunk].handle, uint64(r.slot)*b.size)
-		if err == nil {
-			b.calls.MapCalls++
-			b.calls.MapPages += uint64(r.pages)
-			b.book(r)
-			continue
-		}
-		err = stockErr(fmt.Sprintf("map %d pages (%d runs): run %d of %d pages at %#x", len(maps), len(runs), k, r.pages, r.addr), err)
-		// Nothing has run on these pages yet, so no fence is needed.
-		for _, done := range runs[:k] {
-			if uerr := b.drv.Unmap(done.addr, uint64(done.pages)*b.size); uerr != nil {
-				// The driver keeps this run: it stays in the books, so
-				// Close still releases it.
-				err = fmt.Errorf("%w (undoing the batch also failed: %v)", err, uerr)
-				continue
-			}
-			b.unbook(done.addr, done.pages)
-		}
+	return runs
+}
+
+// mapRun issues one map call for a run and books it when it succeeds.
+func (b *Stock) mapRun(r run) error {
+	b.calls.MapCalls++
+	if err := b.drv.Map(r.addr, uint64(r.pages)*b.size, b.chunks[r.chunk].handle, uint64(r.slot)*b.size); err != nil {
 		return err
 	}
+	b.calls.MapPages += uint64(r.pages)
+	b.book(r)
+	return nil
+}
+
+// unmapRun issues one unmap call for n pages from addr and forgets them
+// when it succeeds.
+func (b *Stock) unmapRun(addr uint64, n int) error {
+	b.calls.UnmapCalls++
+	if err := b.drv.Unmap(addr, uint64(n)*b.size); err != nil {
+		return err
+	}
+	b.calls.UnmapPages += uint64(n)
+	b.unbook(addr, n)
 	return nil
 }
 
@@ -632,6 +655,10 @@ func (b *Stock) Unmap(addrs []uint64, fence backend.Epoch) error {
 		return err
 	}
 	sorted := slices.Sorted(slices.Values(addrs))
+	held := make([]backend.PageID, len(sorted)) // what each address holds, to map back on failure
+	for i, a := range sorted {
+		held[i] = b.mapped[a]
+	}
 	var runs []run
 	for _, a := range sorted {
 		if n := len(runs); n > 0 {
@@ -643,17 +670,35 @@ func (b *Stock) Unmap(addrs []uint64, fence backend.Epoch) error {
 		}
 		runs = append(runs, run{addr: a, pages: 1})
 	}
-	done := 0
-	for _, r := range runs {
-		if err := b.drv.Unmap(r.addr, uint64(r.pages)*b.size); err != nil {
-			return stockErr(fmt.Sprintf("unmap %d pages (%d unmapped): run of %d pages at %#x", len(addrs), done, r.pages, r.addr), err)
+	for k, r := range runs {
+		if err := b.unmapRun(r.addr, r.pages); err != nil {
+			err = stockErr(fmt.Sprintf("unmap %d pages (%d runs): run %d of %d pages at %#x", len(addrs), len(runs), k, r.pages, r.addr), err)
+			return b.undoUnmap(sorted, held, r.addr, err)
 		}
-		b.calls.UnmapCalls++
-		b.calls.UnmapPages += uint64(r.pages)
-		b.unbook(r.addr, r.pages)
-		done += r.pages
 	}
 	return nil
+}
+
+// undoUnmap maps back the pages of a failed Unmap batch that earlier runs
+// unmapped (addresses of sorted below stop, which held the pages in held),
+// so the batch is all or nothing
+// and the caller's books stay true. The GPU work that read them has
+// completed (the fence was checked), and their pages are still ours. A page
+// that cannot be mapped back stays unmapped in the books, and err says so.
+func (b *Stock) undoUnmap(sorted []uint64, held []backend.PageID, stop uint64, err error) error {
+	var back []backend.Mapping
+	for i, a := range sorted {
+		if a >= stop {
+			break
+		}
+		back = append(back, backend.Mapping{Addr: a, Page: held[i]})
+	}
+	for _, r := range b.mapRuns(back) {
+		if merr := b.mapRun(r); merr != nil {
+			return fmt.Errorf("%w (mapping back %d pages the batch had unmapped also failed at %#x: %v; they are unmapped)", err, len(back), r.addr, merr)
+		}
+	}
+	return err
 }
 
 // Close implements backend.Backend: every external range is freed (UVM drops

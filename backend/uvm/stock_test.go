@@ -376,6 +376,52 @@ func TestStockFreeGivesChunksBack(t *testing.T) {
 	stockClean(t, b, cf, fd)
 }
 
+// TestStockUnmapAllOrNothing: a driver failure on a later run of an Unmap
+// batch maps the earlier runs back, so the caller's books (kvcache's slots)
+// stay true and a retry of the same batch works.
+func TestStockUnmapAllOrNothing(t *testing.T) {
+	b, cf, fd := stockSetup(t, pagesize.Size64K)
+	size := b.PageSize().Bytes()
+	r, ids, _ := withStockPages(t, b, 16, 8)
+	maps := mapAll(r, ids, size)
+	if err := b.Map(maps); err != nil {
+		t.Fatal(err)
+	}
+	// Three runs: pages 0-1, 3-4, 6-7.
+	addrs := []uint64{r.Addr, r.Addr + size, r.Addr + 3*size, r.Addr + 4*size, r.Addr + 6*size, r.Addr + 7*size}
+	fd.FailOp, fd.FailAt, fd.FailStatus = stockfake.OpUnmap, fd.Calls(stockfake.OpUnmap)+2, ioctl.NV_ERR_INVALID_ARGUMENT
+	if err := b.Unmap(addrs, 0); !errors.Is(err, ioctl.NV_ERR_INVALID_ARGUMENT) {
+		t.Fatalf("unmap with its second run failing: %v", err)
+	}
+	if _, _, m := b.Held(); m != 8 {
+		t.Errorf("%d pages mapped after a failed unmap, want all 8", m)
+	}
+	checkBacking(t, b, fd, maps)
+	fd.FailAt = 0
+	if err := b.Unmap(addrs, 0); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if _, _, m := b.Held(); m != 2 {
+		t.Errorf("%d pages mapped after the retry, want 2", m)
+	}
+	stockClean(t, b, cf, fd)
+}
+
+// withStockPages reserves pages*size bytes and allocates n pages.
+func withStockPages(t *testing.T, b *Stock, pages uint64, n int) (backend.Region, []backend.PageID, uint64) {
+	t.Helper()
+	size := b.PageSize().Bytes()
+	r, err := b.Reserve(pages * size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := b.AllocPages(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, ids, size
+}
+
 // stockScenario runs a backend through every kind of call, ignoring errors,
 // as a caller that keeps going after failures would.
 func stockScenario(b *Stock) {
