@@ -424,9 +424,10 @@ func (c *Cache) Step(seqLens []int) error {
 // forward pass needs now), and then maps the pages the next decode step will
 // need (every active slot one token longer) in the background while the GPU
 // computes; with Config.GrowMargin the same background job also grows slots
-// near the end of their pages ahead of need, a bounded amount per job. The next call on the cache waits for that work. A background
-// failure is not an error of this call: the next Step maps what is missing
-// itself and reports its own errors; Stats counts background failures.
+// near the end of their pages ahead of need, a bounded amount per job. The
+// next call on the cache waits for that work. A background failure is not
+// an error of this call: the next Step maps what is missing itself and
+// reports its own errors; Stats counts background failures.
 func (c *Cache) StepAsync(seqLens []int) error {
 	if err := c.enter(); err != nil {
 		return err
