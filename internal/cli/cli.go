@@ -17,7 +17,7 @@ const (
 	ExitOK              = 0
 	ExitFailure         = 1   // the operation ran and failed (a test, a check), or produced no result
 	ExitBadArgument     = 2   // bad command, flag, argument or input file
-	ExitNotSupported    = 3   // the machine cannot do this (no GPU, stock driver)
+	ExitNotSupported    = 3   // the machine cannot do this (no GPU, no small pages on this GPU or driver branch)
 	ExitNoPermission    = 4   // needs root or a capability
 	ExitNotFound        = 6   // a named GPU, file, kernel, source or module does not exist
 	ExitDriverNotLoaded = 9   // the NVIDIA driver or nvidia-uvm is not loaded
