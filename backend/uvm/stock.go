@@ -101,22 +101,9 @@ var (
 // set, stands in for RM and UVM). It fails with backend.ErrUnavailable where
 // the GPU or the driver cannot give small pages, saying why.
 func NewStock(opts Options) (_ *Stock, err error) {
-	lib := opts.Lib
-	if lib == nil {
-		if lib, err = cuda.Load(); err != nil {
-			return nil, fmt.Errorf("uvm: %w", err)
-		}
-	}
-	dev, err := lib.SelectDevice(opts.Device)
+	lib, dev, size, err := opts.device()
 	if err != nil {
-		return nil, fmt.Errorf("uvm: %w", err)
-	}
-	size := opts.PageSize
-	if size == 0 {
-		size = pagesize.Size64K
-	}
-	if !size.Valid() {
-		return nil, fmt.Errorf("uvm: page size %s: %w", size, pagesize.ErrUnsupported)
+		return nil, err
 	}
 	if dev.ComputeMajor < 6 {
 		// Before Pascal the GPU's big pages were 128 KiB by default: no

@@ -382,7 +382,7 @@ func TestStockFreeGivesChunksBack(t *testing.T) {
 func TestStockUnmapAllOrNothing(t *testing.T) {
 	b, cf, fd := stockSetup(t, pagesize.Size64K)
 	size := b.PageSize().Bytes()
-	r, ids, _ := withStockPages(t, b, 16, 8)
+	r, ids, _ := withPages(t, b, 16, 8)
 	maps := mapAll(r, ids, size)
 	if err := b.Map(maps); err != nil {
 		t.Fatal(err)
@@ -405,21 +405,6 @@ func TestStockUnmapAllOrNothing(t *testing.T) {
 		t.Errorf("%d pages mapped after the retry, want 2", m)
 	}
 	stockClean(t, b, cf, fd)
-}
-
-// withStockPages reserves pages*size bytes and allocates n pages.
-func withStockPages(t *testing.T, b *Stock, pages uint64, n int) (backend.Region, []backend.PageID, uint64) {
-	t.Helper()
-	size := b.PageSize().Bytes()
-	r, err := b.Reserve(pages * size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := b.AllocPages(n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r, ids, size
 }
 
 // stockScenario runs a backend through every kind of call, ignoring errors,

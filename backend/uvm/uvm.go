@@ -56,6 +56,30 @@ type Options struct {
 	StockDriver StockDriver
 }
 
+// device loads libcuda (unless opts.Lib is given), selects the GPU and
+// checks the page size (64 KiB when zero): what both paths do first.
+func (opts Options) device() (*cuda.Lib, cuda.DeviceInfo, pagesize.Size, error) {
+	lib := opts.Lib
+	if lib == nil {
+		var err error
+		if lib, err = cuda.Load(); err != nil {
+			return nil, cuda.DeviceInfo{}, 0, fmt.Errorf("uvm: %w", err)
+		}
+	}
+	dev, err := lib.SelectDevice(opts.Device)
+	if err != nil {
+		return nil, cuda.DeviceInfo{}, 0, fmt.Errorf("uvm: %w", err)
+	}
+	size := opts.PageSize
+	if size == 0 {
+		size = pagesize.Size64K
+	}
+	if !size.Valid() {
+		return nil, cuda.DeviceInfo{}, 0, fmt.Errorf("uvm: page size %s: %w", size, pagesize.ErrUnsupported)
+	}
+	return lib, dev, size, nil
+}
+
 type region struct {
 	backend.Region
 	raw cuda.DevicePtr // what cuMemAllocManaged returned (Addr is rounded up to a page)
@@ -86,22 +110,9 @@ var _ backend.Backend = (*Backend)(nil)
 // the driver what it supports. On the stock module it fails with an error
 // matching ErrNotPatched (and so backend.ErrUnavailable).
 func New(opts Options) (_ *Backend, err error) {
-	lib := opts.Lib
-	if lib == nil {
-		if lib, err = cuda.Load(); err != nil {
-			return nil, fmt.Errorf("uvm: %w", err)
-		}
-	}
-	dev, err := lib.SelectDevice(opts.Device)
+	lib, dev, size, err := opts.device()
 	if err != nil {
-		return nil, fmt.Errorf("uvm: %w", err)
-	}
-	size := opts.PageSize
-	if size == 0 {
-		size = pagesize.Size64K
-	}
-	if !size.Valid() {
-		return nil, fmt.Errorf("uvm: page size %s: %w", size, pagesize.ErrUnsupported)
+		return nil, err
 	}
 	b := &Backend{lib: lib, dev: dev, size: size.Bytes(), pages: map[backend.PageID]uint64{}, mapped: map[uint64]backend.PageID{}}
 	if b.ctx, err = lib.Retain(dev); err != nil {

@@ -36,7 +36,7 @@ func setup(t *testing.T, maxBatch uint32) (*Backend, *cudafake.Fake, *uvmfake.Mo
 
 // withPages reserves a region of regionPages pages on b and allocates n
 // pages; it returns them and the page size.
-func withPages(t *testing.T, b *Backend, regionPages uint64, n int) (backend.Region, []backend.PageID, uint64) {
+func withPages(t *testing.T, b backend.Backend, regionPages uint64, n int) (backend.Region, []backend.PageID, uint64) {
 	t.Helper()
 	size := b.PageSize().Bytes()
 	r, err := b.Reserve(regionPages * size)
