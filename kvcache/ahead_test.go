@@ -1,6 +1,7 @@
 package kvcache
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 
@@ -190,5 +191,45 @@ func TestReclaimPoliciesKeepAheadPages(t *testing.T) {
 		if st := c.Stats(); st.ReclaimedPages != 0 {
 			t.Errorf("eager=%v: %d pages reclaimed", eager, st.ReclaimedPages)
 		}
+	}
+}
+
+// A step's own need comes before the next step's lookahead: with the pool
+// empty, a new request takes the page index StepAsync mapped ahead for an
+// active slot (that slot maps it again when it gets there), rather than
+// failing with ErrOutOfPages while pages that hold no token sit mapped.
+func TestStepTakesLookaheadWhenPoolIsShort(t *testing.T) {
+	for _, mega := range []bool{false, true} {
+		t.Run(fmt.Sprintf("mega=%v", mega), func(t *testing.T) {
+			b := newSim(t, pagesize.Size64K, 1<<32, nil)
+			c := newCache(t, wide(2, 1024, mega), b)
+			lay := c.Layout()
+			tpp := lay.TokensPerPage
+			// Two page indexes in all.
+			must(t, c.ReservePhysical(uint64(2*lay.PagesPerIndex)*uint64(lay.PageSize)))
+			a, err := c.AllocBatchIdx(tpp)
+			must(t, err)
+			// Slot a holds a whole index; the job maps its next one ahead.
+			must(t, c.StepAsync(lens(2, a, tpp)))
+			must(t, c.Wait())
+			if got := c.FreeIndexes(); got != 0 {
+				t.Fatalf("after the lookahead, FreeIndexes = %d, want 0", got)
+			}
+			b2, err := c.AllocBatchIdx(1)
+			must(t, err)
+			l := lens(2, a, tpp, b2, 1)
+			must(t, c.Step(l))
+			checkConsistent(t, c, b)
+			// Slot a needs its second index now: nothing is left, and
+			// the error says so.
+			l[a] = tpp + 1
+			if err := c.Step(l); !errors.Is(err, ErrOutOfPages) {
+				t.Fatalf("growing past the budget: %v, want ErrOutOfPages", err)
+			}
+			checkConsistent(t, c, b)
+			must(t, c.FreeBatchIdx(b2))
+			must(t, c.Step(lens(2, a, tpp+1)))
+			checkConsistent(t, c, b)
+		})
 	}
 }

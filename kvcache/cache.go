@@ -293,7 +293,7 @@ func (c *Cache) Shrink() (int, error) {
 	}
 	defer c.call.Unlock()
 	defer c.mu.Unlock()
-	if err := c.reclaim(math.MaxInt32, true, true, nil, &c.st.fg); err != nil {
+	if err := c.reclaim(math.MaxInt32, true, surplusAhead, nil, &c.st.fg); err != nil {
 		return 0, fmt.Errorf("shrink: %w", err)
 	}
 	n, err := c.freePool()
@@ -640,7 +640,7 @@ func (c *Cache) growAhead(lens []int, ph *phase) error {
 	ppi := c.layout.PagesPerIndex
 	budget := min(want, c.cfg.growLimit(&c.layout))
 	if short := budget*ppi - len(c.pool); short > 0 {
-		if err := c.reclaim(short, false, false, nil, ph); err != nil {
+		if err := c.reclaim(short, false, idleOnly, nil, ph); err != nil {
 			return err
 		}
 		if short = budget*ppi - len(c.pool); short > 0 && c.cfg.GrowPool {
@@ -733,18 +733,23 @@ func (c *Cache) driverCalls() (mapCalls, unmapCalls uint64) {
 // On error nothing was taken.
 func (c *Cache) take(n int, lens []int, ph *phase) ([]backend.PageID, error) {
 	if len(c.pool) < n {
-		spare := 0
-		for _, v := range c.victims(lens, true) {
-			spare += (c.slots[v.slot].mapped - v.keep) * c.layout.PagesPerIndex
+		// Active slots keep one token of lookahead (the next step's page)
+		// unless the pool is short without it: a step's own need comes
+		// before what the next one may need.
+		kind := surplusAhead
+		spare := c.spare(lens, kind)
+		if len(c.pool)+spare < n {
+			kind = surplusTight
+			spare = c.spare(lens, kind)
 		}
 		if len(c.pool)+spare < n && !c.cfg.GrowPool {
-			return nil, fmt.Errorf("%w: need %d pages, pool has %d and idle slots %d (reserve more physical memory or free requests)",
+			return nil, fmt.Errorf("%w: need %d pages, pool has %d and %d more can be reclaimed (reserve more physical memory or free requests)",
 				ErrOutOfPages, n, len(c.pool), spare)
 		}
 		// Only the caller's own steps wait for the GPU: the background
 		// mapper's lookahead is not worth blocking on (the next Step maps
 		// what it could not).
-		if err := c.reclaim(n-len(c.pool), ph == &c.st.fg, true, lens, ph); err != nil {
+		if err := c.reclaim(n-len(c.pool), ph == &c.st.fg, kind, lens, ph); err != nil {
 			return nil, err
 		}
 		if short := n - len(c.pool); short > 0 {
@@ -765,16 +770,39 @@ func (c *Cache) take(n int, lens []int, ph *phase) ([]backend.PageID, error) {
 	return pages, nil
 }
 
+// spare counts the pages reclaim could take with kind.
+func (c *Cache) spare(lens []int, kind surplusKind) int {
+	n := 0
+	for _, v := range c.victims(lens, kind) {
+		n += (c.slots[v.slot].mapped - v.keep) * c.layout.PagesPerIndex
+	}
+	return n
+}
+
 // victim is a slot holding pages it does not need: all of an idle slot's,
 // or an active slot's beyond keep page indexes.
 type victim struct{ slot, keep int }
 
+// surplusKind is what reclaim may take besides idle slots' pages.
+type surplusKind int
+
+const (
+	// idleOnly: idle slots' pages alone.
+	idleOnly surplusKind = iota
+	// surplusAhead: also active slots' pages beyond what they have used
+	// and what lens asks, plus one token of lookahead.
+	surplusAhead
+	// surplusTight: also active slots' pages beyond what they have used
+	// and what lens asks, the lookahead included.
+	surplusTight
+)
+
 // victims lists the slots pages can be reclaimed from: idle slots,
-// oldest-freed first, then, with surplus, active slots mapped beyond what
-// they have used and what lens asks (plus one token of lookahead). An
-// active slot gets such surplus when it reuses a bigger idle slot's pages,
-// and from MapAhead and GrowMargin.
-func (c *Cache) victims(lens []int, surplus bool) []victim {
+// oldest-freed first, then, unless kind is idleOnly, active slots mapped
+// beyond what they keep (see surplusKind). An active slot gets such surplus
+// when it reuses a bigger idle slot's pages, and from MapAhead and
+// GrowMargin.
+func (c *Cache) victims(lens []int, kind surplusKind) []victim {
 	var v []victim
 	for i := range c.slots {
 		if !c.slots[i].active && c.slots[i].mapped > 0 {
@@ -784,8 +812,12 @@ func (c *Cache) victims(lens []int, surplus bool) []victim {
 	slices.SortFunc(v, func(a, b victim) int {
 		return cmp.Compare(c.slots[a.slot].freedAt, c.slots[b.slot].freedAt)
 	})
-	if !surplus {
+	if kind == idleOnly {
 		return v
+	}
+	look := 1
+	if kind == surplusTight {
+		look = 0
 	}
 	for i := range c.slots {
 		s := &c.slots[i]
@@ -796,24 +828,24 @@ func (c *Cache) victims(lens []int, surplus bool) []victim {
 		if i < len(lens) {
 			n = max(n, lens[i])
 		}
-		if keep := c.layout.indexesFor(min(n+1, c.cfg.MaxContext)); s.mapped > keep {
+		if keep := c.layout.indexesFor(min(n+look, c.cfg.MaxContext)); s.mapped > keep {
 			v = append(v, victim{i, keep})
 		}
 	}
 	return v
 }
 
-// reclaim unmaps unneeded pages (see victims; active slots' surplus only
-// with surplus), from the tail of each slot, until at least n pages are back
+// reclaim unmaps unneeded pages (see victims; active slots' surplus as kind
+// allows), from the tail of each slot, until at least n pages are back
 // in the pool or nothing is left. An idle
 // slot's pages are taken only once the GPU work that may read them is done:
 // with wait, reclaim waits for it; without, it skips them. An active slot's
 // surplus pages were never read by its current request, and its previous
 // owner's readers were waited for when the slot was handed over.
-func (c *Cache) reclaim(n int, wait, surplus bool, lens []int, ph *phase) error {
+func (c *Cache) reclaim(n int, wait bool, kind surplusKind, lens []int, ph *phase) error {
 	ppi := c.layout.PagesPerIndex
 	for n > 0 {
-		victims := c.victims(lens, surplus)
+		victims := c.victims(lens, kind)
 		done := c.fence.Completed()
 		var fence backend.Epoch
 		maps := c.maps[:0]
@@ -887,9 +919,9 @@ func (c *Cache) afterStep(ph *phase) {
 	var err error
 	switch {
 	case c.cfg.EagerReclaim:
-		err = c.reclaim(math.MaxInt32, false, false, nil, ph)
+		err = c.reclaim(math.MaxInt32, false, idleOnly, nil, ph)
 	case c.cfg.TrickleReclaim:
-		err = c.reclaim(1, false, false, nil, ph)
+		err = c.reclaim(1, false, idleOnly, nil, ph)
 	}
 	if err != nil {
 		c.st.bgErrors++

@@ -226,7 +226,7 @@ func (c *Cache) FreeIndexes() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := len(c.pool) / c.layout.PagesPerIndex
-	for _, v := range c.victims(nil, true) {
+	for _, v := range c.victims(nil, surplusAhead) {
 		n += c.slots[v.slot].mapped - v.keep
 	}
 	return n
