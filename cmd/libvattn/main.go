@@ -402,11 +402,13 @@ func (c *cacheHandle) lens(p *C.vattn_seq_len_t, n C.int64_t) ([]int, error) {
 		return nil, errNull
 	}
 	src := unsafe.Slice((*int64)(unsafe.Pointer(p)), int(n))
-	c.buf = c.buf[:0]
-	for _, v := range src {
-		c.buf = append(c.buf, int(v))
+	// Indexed stores, not append: this copy is on every step's path.
+	buf := slices.Grow(c.buf[:0], len(src))[:len(src)]
+	for i, v := range src {
+		buf[i] = int(v)
 	}
-	return c.buf, nil
+	c.buf = buf
+	return buf, nil
 }
 
 // Every C int64_t is passed on as a Go int: this fails to compile where an
