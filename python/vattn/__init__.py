@@ -9,10 +9,17 @@ A server written against vAttention switches by changing its import::
     k_caches, v_caches = kv[:num_layers], kv[num_layers:]
     # megacache=True: kv is [K, V], each [batch, context, layers, heads, dim]
 
-Pure Python over ctypes: no build step. The library is found through the
-VATTN_LIB environment variable, next to this package, or in the repository's
-build/ directory (go build -buildmode=c-shared -o build/libvattn.so
-./cmd/libvattn).
+Python over ctypes: no build step beyond the library's. The library is
+found through the VATTN_LIB environment variable, next to this package, or
+in the repository's build/ directory (go build -buildmode=c-shared -o
+build/libvattn.so ./cmd/libvattn). An optional C extension, _fast.abi3.so
+(_fast.c; scripts/build-python-ext.sh builds it, for any CPython from 3.11
+on), makes step, step_async and step_layered cost little more than the Go
+call: it is used when it is found in this package, beside libvattn.so, or
+at $VATTN_EXT; VATTN_NO_EXT=1 turns it off, and extension() says which
+path is in use. Both paths accept and refuse the same arguments with the
+same errors: the extension takes only what it can pass on as it is, and
+leaves everything else to the Python checks.
 
 The K and V caches are virtual ranges whose physical pages come and go: the
 tensors init_kvcache returns are zero-copy views of them (built through
@@ -48,6 +55,7 @@ Without a GPU, use the simulator: VATTN_BACKEND=sim, or backend="sim".
 
 import array
 import ctypes
+import importlib.util
 import operator
 import os
 import sys
@@ -226,6 +234,10 @@ def _torch_lens(op, t):
         raise _bad(op, "seq_lens", "a tensor on %s: want a CPU tensor (the lengths are read on the host)" % (t.device,))
     if t.dim() != 1 or not t.is_contiguous():
         raise _bad(op, "seq_lens", "a tensor of shape %s: want one contiguous dimension" % (tuple(t.shape),))
+    if _ext is not None and _ext.tensor_type() is not type(t) and type(t.dtype).__module__ == "torch":
+        # torch's own tensor type (not a look-alike): from now on the
+        # extension reads such tensors itself, with the checks above.
+        _ext.register_tensor(type(t), t.dtype)
     return t.data_ptr(), t.numel(), t
 
 _i32, _i64, _u64, _f64 = ctypes.c_int32, ctypes.c_int64, ctypes.c_uint64, ctypes.c_double
@@ -287,11 +299,71 @@ def _load():
             except OSError as e:
                 raise VattnError("load", ERR_UNAVAILABLE, "load %s: %s" % (path, e)) from e
             _declare(lib)
+            _load_ext(lib, path)
             _lib = lib
             return lib
         raise VattnError("load", ERR_UNAVAILABLE,
                          "libvattn.so not found (set VATTN_LIB or build it: go build -buildmode=c-shared "
                          "-o build/libvattn.so ./cmd/libvattn); tried " + ", ".join(tried))
+
+
+# The C extension (_fast.c, built by scripts/build-python-ext.sh): step,
+# step_async and step_layered without ctypes. _ext is the module when it is
+# in use; _ext_why says where it came from, or why it is not in use.
+_EXT_VERSION = 1
+_EXT_NAME = "_fast.abi3.so"
+_ext = None
+_ext_fns = None
+_ext_why = "not loaded yet: no cache made"
+_NOT_TAKEN = -1  # the extension's answer for what it leaves to the Python path
+
+
+def _load_ext(lib, lib_path):
+    """Load the extension if it is built: VATTN_EXT names it (then it must
+    load), else it is looked for in this package and beside libvattn.so.
+    VATTN_NO_EXT=1 keeps the ctypes path."""
+    global _ext, _ext_fns, _ext_why
+    if os.environ.get("VATTN_NO_EXT", "") not in ("", "0"):
+        _ext_why = "off: VATTN_NO_EXT is set"
+        return
+    explicit = os.environ.get("VATTN_EXT")
+    if sys.version_info < (3, 11):
+        if explicit:
+            raise VattnError("load", ERR_UNAVAILABLE, "VATTN_EXT=%s: the extension needs Python 3.11 or newer" % explicit)
+        _ext_why = "off: the extension needs Python 3.11 or newer"
+        return
+    here = os.path.dirname(os.path.abspath(__file__))
+    paths = [explicit] if explicit else [os.path.join(here, _EXT_NAME),
+                                         os.path.join(os.path.dirname(os.path.abspath(lib_path)), _EXT_NAME)]
+    tried = []
+    for path in paths:
+        if not os.path.exists(path):
+            tried.append(path + " (missing)")
+            continue
+        try:
+            spec = importlib.util.spec_from_file_location(__name__ + "._fast", path)
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+            if getattr(mod, "VERSION", None) != _EXT_VERSION:
+                raise ImportError("version %r, want %d (a stale build: re-run scripts/build-python-ext.sh)"
+                                  % (getattr(mod, "VERSION", None), _EXT_VERSION))
+        except (ImportError, OSError) as e:
+            tried.append("%s (%s)" % (path, e))
+            continue
+        _ext_fns = tuple(ctypes.cast(lib[name], ctypes.c_void_p).value
+                         for name in ("vattn_step", "vattn_step_async", "vattn_step_layered"))
+        _ext, _ext_why = mod, path
+        return
+    if explicit:
+        raise VattnError("load", ERR_UNAVAILABLE, "VATTN_EXT: cannot load the extension: " + "; ".join(tried))
+    _ext_why = "off: not built (scripts/build-python-ext.sh); tried " + ", ".join(tried)
+
+
+def extension():
+    """(in_use, detail): whether step, step_async and step_layered go
+    through the C extension, and its path, or why they go through ctypes.
+    Settled when libvattn.so is loaded (by the first cache made)."""
+    return _ext is not None, _ext_why
 
 
 def _declare(lib):
@@ -428,6 +500,7 @@ class KVCache:
                  device, dtype, page_size, megacache=False, backend=None, eager_reclaim=False,
                  sim_gpu_memory=0, grow_pool=False, map_ahead=0, grow_margin=0, grow_limit=0):
         self._h = None
+        self._steps = None  # the extension's step calls for this cache, when it is in use
         self._lbuf = _NO_BUFFER  # lengths_buffer(): the persistent lengths, once made
         self._lib = _load()
         op = "init_kvcache"
@@ -458,6 +531,8 @@ class KVCache:
         _check(self._lib, op,
                self._lib.vattn_create(self.backend.encode(), self.device, ctypes.byref(cfg), ctypes.byref(h)), 0)
         self._h = h.value
+        if _ext is not None:
+            self._steps = _ext.steps(self._h, *_ext_fns)
         self.layout = self._layout()
         self.megacache = bool(cfg.megacache)
         self.shape = (max_batch_size, ints["max_context_length"], ints["num_kv_heads"], ints["head_size"])
@@ -550,10 +625,12 @@ class KVCache:
     def lengths_buffer(self):
         """A persistent array('q') of max_batch_size lengths, all 0 at first.
         Update it in place (buf[slot] = n) and pass it to step, step_async
-        or step_layered: those calls then skip every conversion and type
-        check (the buffer's type and size are known) and cost one call into
-        the library, which still checks every length's range. Made once per
-        cache; later calls return the same buffer."""
+        or step_layered: without the C extension those calls then skip
+        every conversion and type check (the buffer's type and size are
+        known) and cost one ctypes call into the library, which still
+        checks every length's range. With the extension any int64 buffer
+        costs that little. Made once per cache; later calls return the
+        same buffer."""
         if self._lbuf is _NO_BUFFER and self._h is not None:
             buf = array.array("q", bytes(8 * self.max_batch_size))
             addr, n = buf.buffer_info()
@@ -577,20 +654,44 @@ class KVCache:
         if code:
             _check(self._lib, op, code, self._h, "seq_lens")
 
+    def _failed(self, op, code, seq_lens):
+        """The extension answered code for op: raise the library's error,
+        or (NOT_TAKEN) take the Python path, which raises the argument's
+        error (the extension takes only what that path accepts) or, for
+        what the extension leaves to it (ints with __index__, registering
+        torch's tensor type), makes the call."""
+        if code != _NOT_TAKEN:
+            h = self._h
+            _check(self._lib, op, code, 0 if h is None else h, "seq_lens")
+            return
+        self._step(op, getattr(self._lib, "vattn_" + op), seq_lens)
+
     def step(self, seq_lens, eager_reclaim=None):
         """Map pages so slot i holds seq_lens[i] tokens (slots past the end
         of seq_lens: 0). The reclaim policy is fixed at init
         (eager_reclaim=...); vAttention's per-step flag is accepted only
         when it agrees."""
-        if seq_lens is self._lbuf and eager_reclaim is None:
-            return self._fast("step", "vattn_step")
         if eager_reclaim is not None and _flag("step", "eager_reclaim", eager_reclaim) != self.eager_reclaim:
             raise _bad("step", "eager_reclaim",
                        "eager_reclaim=%s, but the cache was made with eager_reclaim=%s (set it in init_kvcache)"
                        % (bool(eager_reclaim), self.eager_reclaim))
+        steps = self._steps
+        if steps is not None:
+            code = steps.step(seq_lens)
+            if code:
+                self._failed("step", code, seq_lens)
+            return
+        if seq_lens is self._lbuf:
+            return self._fast("step", "vattn_step")
         self._step("step", self._lib.vattn_step, seq_lens)
 
     def step_async(self, seq_lens):
+        steps = self._steps
+        if steps is not None:
+            code = steps.step_async(seq_lens)
+            if code:
+                self._failed("step_async", code, seq_lens)
+            return
         if seq_lens is self._lbuf:
             return self._fast("step_async", "vattn_step_async")
         self._step("step_async", self._lib.vattn_step_async, seq_lens)
@@ -599,6 +700,12 @@ class KVCache:
         """Layer-pipelined prefill: maps layer 0's pages now and the other
         layers' in the background. Call wait_layer(l) before layer l's
         attention (from any thread)."""
+        steps = self._steps
+        if steps is not None:
+            code = steps.step_layered(seq_lens)
+            if code:
+                self._failed("step_layered", code, seq_lens)
+            return
         if seq_lens is self._lbuf:
             return self._fast("step_layered", "vattn_step_layered")
         self._step("step_layered", self._lib.vattn_step_layered, seq_lens)
@@ -630,6 +737,7 @@ class KVCache:
     def cleanup(self):
         if getattr(self, "_h", None) is None:
             return
+        self._steps = None
         h, self._h = self._h, None
         _check(self._lib, "cleanup", self._lib.vattn_destroy(h), 0)
 
@@ -690,15 +798,18 @@ def free_batch_idx(batch_idx):
 
 
 def step(seq_lens, eager_reclaim=None):
-    _current("step").step(seq_lens, eager_reclaim)
+    c = _cache  # not through _current: this is the hot call
+    (c or _current("step")).step(seq_lens, eager_reclaim)
 
 
 def step_async(seq_lens):
-    _current("step_async").step_async(seq_lens)
+    c = _cache
+    (c or _current("step_async")).step_async(seq_lens)
 
 
 def step_layered(seq_lens):
-    _current("step_layered").step_layered(seq_lens)
+    c = _cache
+    (c or _current("step_layered")).step_layered(seq_lens)
 
 
 def wait_layer(layer):
