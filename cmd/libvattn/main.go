@@ -401,12 +401,12 @@ func (c *cacheHandle) lens(p *C.vattn_seq_len_t, n C.int64_t) ([]int, error) {
 	if n > 0 && p == nil {
 		return nil, errNull
 	}
-	src := unsafe.Slice((*int64)(unsafe.Pointer(p)), int(n))
-	// Indexed stores, not append: this copy is on every step's path.
+	// An int is an int64 here (checked below at compile time), so the
+	// lengths are copied as they are, with one memmove: this copy is on
+	// every step's path.
+	src := unsafe.Slice((*int)(unsafe.Pointer(p)), int(n))
 	buf := slices.Grow(c.buf[:0], len(src))[:len(src)]
-	for i, v := range src {
-		buf[i] = int(v)
-	}
+	copy(buf, src)
 	c.buf = buf
 	return buf, nil
 }
