@@ -86,10 +86,9 @@ def main():
                 raise RuntimeError("vattn_time_steps: status %d" % st)
             go[name] = (p50.value / 1e3, p99.value / 1e3)
         ext, ext_detail = vattn.extension()
-        steps = c._steps  # the extension's calls; None: ctypes
-        paths = [("extension", steps), ("ctypes", None)] if steps is not None else [("ctypes", None)]
-        for path, via in paths:
-            c._steps = via
+        paths = [("extension", True), ("ctypes", False)] if c._steps is not None else [("ctypes", False)]
+        for path, on in paths:
+            c._bind_ext(on)
             for call in ("step", "step_async", "step_layered"):
                 fn = getattr(c, call)
                 persistent = c.lengths_buffer()
@@ -112,7 +111,7 @@ def main():
                     rows.append(dict(path=path, call=call, input=kind, p50_us=pct(ds, .5) / 1e3,
                                      p99_us=pct(ds, .99) / 1e3, go_p50_us=g[0], go_p99_us=g[1],
                                      ratio_p50=(pct(ds, .5) / 1e3) / g[0] if g[0] else None))
-        c._steps = steps
+        c._bind_ext(True)
     finally:
         c.cleanup()
     out = dict(backend=backend, slots=SLOTS, iters=args.iters, python=platform.python_version(),

@@ -100,9 +100,9 @@ class Extension(unittest.TestCase):
                  (memoryview(array.array("q", [7, 8])), 15), (readonly, 19),
                  (memoryview(array.array("q", [5, 6, 7, 8]))[:2], 11)]
         for seq, live in cases:
-            for call in (steps.step, steps.step_async, steps.step_layered):
-                with self.subTest(seq=seq, call=call.__name__):
-                    self.assertEqual(call(seq), 0)
+            for call in range(3):
+                with self.subTest(seq=seq, call=call):
+                    self.assertEqual(steps.code(call, seq), 0)
                     self.c.wait()
                     self.assertEqual(self.live(), live)
 
@@ -123,16 +123,73 @@ class Extension(unittest.TestCase):
             FakeTensor([1]), [2 ** 63], [-(2 ** 63) - 1]]
         accepted_by_python = [[Index(3)], (Index(2), 0)]
         for seq in refused + accepted_by_python:
-            for call in (steps.step, steps.step_async, steps.step_layered):
-                with self.subTest(seq=repr(seq), call=call.__name__):
+            for call in range(3):
+                with self.subTest(seq=repr(seq), call=call):
                     before = self.c.stats()
-                    self.assertEqual(call(seq), -1)
+                    self.assertEqual(steps.code(call, seq), -1)
                     after = self.c.stats()
                     self.assertEqual((after["live_tokens"], after["fg_map_calls"]),
                                      (before["live_tokens"], before["fg_map_calls"]))
         for seq, live in ((accepted_by_python[0], 3), (accepted_by_python[1], 2)):
             self.c.step(seq)
             self.assertEqual(self.live(), live)
+
+    def test_calls_bound_to_the_extension(self):
+        """With the extension, the cache's step calls are its methods
+        (no Python frame on the way); every way of calling them that the
+        Python methods take still works, and after cleanup the methods
+        answer as without the extension."""
+        steps = self.steps()
+        c = self.c
+        for name in ("step", "step_async", "step_layered"):
+            self.assertEqual(getattr(c, name), getattr(steps, name))
+        i = c.alloc_new_batch_idx(1)
+        lens = [0] * BATCH
+        for n, call in enumerate([lambda: c.step(lens), lambda: c.step(lens, None), lambda: c.step(lens, False),
+                                  lambda: c.step(lens, 0), lambda: c.step(seq_lens=lens),
+                                  lambda: c.step(lens, eager_reclaim=False), lambda: c.step_async(seq_lens=lens),
+                                  lambda: c.step_layered(seq_lens=lens), lambda: vattn.KVCache.step(c, lens)]):
+            lens[i] = 10 + n
+            with self.subTest(n=n):
+                call()
+                c.wait()
+                self.assertEqual(self.live(), 10 + n)
+        with self.assertRaises(TypeError):
+            c.step()
+        with self.assertRaises(TypeError):
+            c.step_async(lens, None)
+        with self.assertRaises(TypeError):
+            c.step(lens, unknown=1)
+        for bad in (True, "no", 2):
+            with self.assertRaises(vattn.BadArgumentError) as cm:
+                c.step(lens, bad)
+            self.assertEqual(cm.exception.arg, "eager_reclaim")
+        c.cleanup()
+        self.assertEqual(c.step.__func__, vattn.KVCache.step)
+        for call in (c.step, c.step_async, c.step_layered):
+            with self.assertRaisesRegex(vattn.VattnError, "cleaned up"):
+                call(lens)
+        # A stale reference to the calls: the library refuses the handle.
+        self.assertEqual(steps.code(0, lens), vattn.ERR_BAD_HANDLE)
+        with self.assertRaises(vattn.VattnError) as cm:
+            steps.step(lens)
+        self.assertEqual(cm.exception.code, vattn.ERR_BAD_HANDLE)
+        with self.assertRaises(vattn.BadArgumentError):
+            steps.step(["x"])
+
+    def test_eager_cache(self):
+        c = vattn.KVCache(LAYERS, HEADS, DIM, BATCH, CTX, 0, "bfloat16", "2M", backend="sim",
+                          sim_gpu_memory=1 << 30, grow_pool=True, eager_reclaim=True)
+        try:
+            if c._steps is None:
+                self.skipTest("the extension is not in use: " + self.detail)
+            i = c.alloc_new_batch_idx(1)
+            c.step([5 if s == i else 0 for s in range(BATCH)], True)
+            self.assertEqual(c.stats()["live_tokens"], 5)
+            with self.assertRaises(vattn.BadArgumentError):
+                c.step([], False)
+        finally:
+            c.cleanup()
 
     def test_library_status(self):
         """What the extension passes on, the library checks; its status
@@ -144,7 +201,7 @@ class Extension(unittest.TestCase):
                           ([0, 0, 5], vattn.ERR_SLOT_INACTIVE), ([0] * (BATCH + 1), vattn.ERR_SLOT_RANGE),
                           ([2 ** 63 - 1], vattn.ERR_CONTEXT_TOO_LONG), ([-(2 ** 63)], vattn.ERR_BAD_LENGTH)]:
             with self.subTest(seq=seq):
-                self.assertEqual(steps.step(seq), code)
+                self.assertEqual(steps.code(0, seq), code)
                 with self.assertRaises(vattn.VattnError) as cm:
                     self.c.step(seq)
                 self.assertEqual((cm.exception.code, cm.exception.arg), (code, "seq_lens"))
@@ -155,10 +212,10 @@ class Extension(unittest.TestCase):
         steps = self.steps()
         self.c.alloc_new_batch_idx(1)
         n = vattn._ext.STACK_LENS + 7
-        self.assertEqual(steps.step([1] + [0] * (n - 1)), vattn.ERR_SLOT_RANGE)
-        self.assertEqual(steps.step(tuple([0] * (n - 1) + [True])), -1)
-        self.assertEqual(steps.step([0] * (n - 1) + [2 ** 64]), -1)
-        self.assertEqual(steps.step([5]), 0)
+        self.assertEqual(steps.code(0, [1] + [0] * (n - 1)), vattn.ERR_SLOT_RANGE)
+        self.assertEqual(steps.code(0, tuple([0] * (n - 1) + [True])), -1)
+        self.assertEqual(steps.code(0, [0] * (n - 1) + [2 ** 64]), -1)
+        self.assertEqual(steps.code(0, [5]), 0)
         self.assertEqual(self.live(), 5)
 
     def test_torch_tensor_registered(self):
@@ -172,23 +229,23 @@ class Extension(unittest.TestCase):
         ext.register_tensor(None, None)
         self.c.alloc_new_batch_idx(1)
         self.c.alloc_new_batch_idx(1)
-        self.assertEqual(steps.step(TorchTensor([3, 4])), -1)
+        self.assertEqual(steps.code(0, TorchTensor([3, 4])), -1)
         self.c.step(TorchTensor([3, 4]))  # the Python path, which registers the type
         self.assertEqual(self.live(), 7)
         self.assertIs(ext.tensor_type(), TorchTensor)
-        self.assertEqual(steps.step(TorchTensor([5, 6])), 0)
+        self.assertEqual(steps.code(0, TorchTensor([5, 6])), 0)
         self.assertEqual(self.live(), 11)
-        self.assertEqual(steps.step_async(TorchTensor([])), 0)
+        self.assertEqual(steps.code(1, TorchTensor([])), 0)
         self.c.wait()
         self.assertEqual(self.live(), 0)
-        self.assertEqual(steps.step(TorchTensor([0] * (BATCH + 1))), vattn.ERR_SLOT_RANGE)
+        self.assertEqual(steps.code(0, TorchTensor([0] * (BATCH + 1))), vattn.ERR_SLOT_RANGE)
         for bad, regex in [(TorchTensor([1, 2], dtype=INT32), "int32 tensor"),
                            (TorchTensor([1, 2], dtype=TorchDtype("int64")), None),  # not torch.int64 itself
                            (TorchTensor([1, 2], device="cuda"), "want a CPU tensor"),
                            (TorchTensor([1, 2], shape=(1, 2)), "one contiguous dimension"),
                            (TorchTensor([1, 2], contiguous=False), "one contiguous dimension")]:
             with self.subTest(dtype=str(bad.dtype), device=str(bad.device), shape=bad.shape):
-                self.assertEqual(steps.step(bad), -1)
+                self.assertEqual(steps.code(0, bad), -1)
                 if regex is None:
                     self.c.step(bad)  # the Python path accepts it by name
                     self.assertEqual(self.live(), 3)
@@ -208,15 +265,15 @@ class Extension(unittest.TestCase):
             self.skipTest("numpy not installed: the buffer path is tested with array('q') and memoryview")
         self.c.alloc_new_batch_idx(1)
         self.c.alloc_new_batch_idx(1)
-        self.assertEqual(steps.step(np.array([3, 4], dtype=np.int64)), 0)
+        self.assertEqual(steps.code(0, np.array([3, 4], dtype=np.int64)), 0)
         self.assertEqual(self.live(), 7)
-        self.assertEqual(steps.step(np.array([5, 6, 7, 8], dtype=np.int64)[:2]), 0)
+        self.assertEqual(steps.code(0, np.array([5, 6, 7, 8], dtype=np.int64)[:2]), 0)
         self.assertEqual(self.live(), 11)
         for bad in (np.array([3, 4], dtype=np.int32), np.array([3.0, 4.0]), np.array([[3, 4]], dtype=np.int64),
                     np.array([3, 0, 4, 0], dtype=np.int64)[::2], np.array([3, 4], dtype=np.uint64),
                     np.array([3, 4], dtype=">i8")):
             with self.subTest(dtype=str(bad.dtype), shape=bad.shape):
-                self.assertEqual(steps.step(bad), -1)
+                self.assertEqual(steps.code(0, bad), -1)
                 with self.assertRaises(vattn.BadArgumentError):
                     self.c.step(bad)
 
@@ -230,11 +287,11 @@ class Extension(unittest.TestCase):
         self.c.alloc_new_batch_idx(1)
         self.c.step(torch.tensor([3, 4], dtype=torch.int64))  # registers torch.Tensor, if not yet
         self.assertIs(vattn._ext.tensor_type(), torch.Tensor)
-        self.assertEqual(steps.step(torch.tensor([5, 6], dtype=torch.int64)), 0)
+        self.assertEqual(steps.code(0, torch.tensor([5, 6], dtype=torch.int64)), 0)
         self.assertEqual(self.live(), 11)
-        self.assertEqual(steps.step(torch.tensor([9, 9, 5, 6], dtype=torch.int64)[2:]), 0)
+        self.assertEqual(steps.code(0, torch.tensor([9, 9, 5, 6], dtype=torch.int64)[2:]), 0)
         self.assertEqual(self.live(), 11)
-        self.assertEqual(steps.step(torch.zeros(0, dtype=torch.int64)), 0)
+        self.assertEqual(steps.code(0, torch.zeros(0, dtype=torch.int64)), 0)
         self.assertEqual(self.live(), 0)
         bad = [torch.tensor([1, 2], dtype=torch.int32), torch.tensor([[1, 2]], dtype=torch.int64),
                torch.tensor([1, 0, 2, 0], dtype=torch.int64)[::2], torch.tensor([1.0, 2.0])]
@@ -242,7 +299,7 @@ class Extension(unittest.TestCase):
             bad.append(torch.tensor([1, 2], dtype=torch.int64, device="cuda"))
         for t in bad:
             with self.subTest(dtype=str(t.dtype), shape=tuple(t.shape), device=str(t.device)):
-                self.assertEqual(steps.step(t), -1)
+                self.assertEqual(steps.code(0, t), -1)
                 with self.assertRaises(vattn.BadArgumentError):
                     self.c.step(t)
 

@@ -55,11 +55,13 @@ Without a GPU, use the simulator: VATTN_BACKEND=sim, or backend="sim".
 
 import array
 import ctypes
+import functools
 import importlib.util
 import operator
 import os
 import sys
 import threading
+import weakref
 
 __all__ = [
     "init_kvcache", "reserve_physical_pages", "alloc_new_batch_idx", "step",
@@ -310,12 +312,13 @@ def _load():
 # The C extension (_fast.c, built by scripts/build-python-ext.sh): step,
 # step_async and step_layered without ctypes. _ext is the module when it is
 # in use; _ext_why says where it came from, or why it is not in use.
-_EXT_VERSION = 1
+_EXT_VERSION = 2
 _EXT_NAME = "_fast.abi3.so"
 _ext = None
 _ext_fns = None
 _ext_why = "not loaded yet: no cache made"
-_NOT_TAKEN = -1  # the extension's answer for what it leaves to the Python path
+_NOT_TAKEN = -1  # the extension's code for a call it left to the Python path
+_EXT_CALLS = ("step", "step_async", "step_layered")  # the extension's call numbers
 
 
 def _load_ext(lib, lib_path):
@@ -364,6 +367,22 @@ def extension():
     through the C extension, and its path, or why they go through ctypes.
     Settled when libvattn.so is loaded (by the first cache made)."""
     return _ext is not None, _ext_why
+
+
+def _ext_fallback(ref, call, code, args, kwargs):
+    """What the extension did not complete: a library status (code > 0)
+    becomes its error; anything else (NOT_TAKEN: arguments the extension
+    leaves to the Python checks, or a call shaped otherwise) is made again
+    through the method, whose checks raise the argument's error or which
+    makes the call through ctypes."""
+    c = ref()
+    op = _EXT_CALLS[call]
+    if c is None:
+        raise VattnError(op, ERR_BAD_HANDLE, "the cache is gone")
+    if code != _NOT_TAKEN:
+        h = c._h
+        _check(c._lib, op, code, 0 if h is None else h, "seq_lens")
+    return getattr(KVCache, op)(c, *args, **(kwargs or {}))
 
 
 def _declare(lib):
@@ -500,7 +519,7 @@ class KVCache:
                  device, dtype, page_size, megacache=False, backend=None, eager_reclaim=False,
                  sim_gpu_memory=0, grow_pool=False, map_ahead=0, grow_margin=0, grow_limit=0):
         self._h = None
-        self._steps = None  # the extension's step calls for this cache, when it is in use
+        self._steps = None  # the extension's step calls for this cache, when it is in use (_bind_ext)
         self._lbuf = _NO_BUFFER  # lengths_buffer(): the persistent lengths, once made
         self._lib = _load()
         op = "init_kvcache"
@@ -532,7 +551,9 @@ class KVCache:
                self._lib.vattn_create(self.backend.encode(), self.device, ctypes.byref(cfg), ctypes.byref(h)), 0)
         self._h = h.value
         if _ext is not None:
-            self._steps = _ext.steps(self._h, *_ext_fns)
+            self._steps = _ext.steps(self._h, *_ext_fns, self.eager_reclaim,
+                                     functools.partial(_ext_fallback, weakref.ref(self)))
+            self._bind_ext(True)
         self.layout = self._layout()
         self.megacache = bool(cfg.megacache)
         self.shape = (max_batch_size, ints["max_context_length"], ints["num_kv_heads"], ints["head_size"])
@@ -654,17 +675,15 @@ class KVCache:
         if code:
             _check(self._lib, op, code, self._h, "seq_lens")
 
-    def _failed(self, op, code, seq_lens):
-        """The extension answered code for op: raise the library's error,
-        or (NOT_TAKEN) take the Python path, which raises the argument's
-        error (the extension takes only what that path accepts) or, for
-        what the extension leaves to it (ints with __index__, registering
-        torch's tensor type), makes the call."""
-        if code != _NOT_TAKEN:
-            h = self._h
-            _check(self._lib, op, code, 0 if h is None else h, "seq_lens")
-            return
-        self._step(op, getattr(self._lib, "vattn_" + op), seq_lens)
+    def _bind_ext(self, on):
+        """Route step, step_async and step_layered through the extension
+        (instance attributes over the methods below, so a call goes from
+        the caller straight into C), or (on False) through the methods."""
+        for name in _EXT_CALLS:
+            if on and self._steps is not None:
+                setattr(self, name, getattr(self._steps, name))
+            else:
+                self.__dict__.pop(name, None)
 
     def step(self, seq_lens, eager_reclaim=None):
         """Map pages so slot i holds seq_lens[i] tokens (slots past the end
@@ -675,23 +694,11 @@ class KVCache:
             raise _bad("step", "eager_reclaim",
                        "eager_reclaim=%s, but the cache was made with eager_reclaim=%s (set it in init_kvcache)"
                        % (bool(eager_reclaim), self.eager_reclaim))
-        steps = self._steps
-        if steps is not None:
-            code = steps.step(seq_lens)
-            if code:
-                self._failed("step", code, seq_lens)
-            return
         if seq_lens is self._lbuf:
             return self._fast("step", "vattn_step")
         self._step("step", self._lib.vattn_step, seq_lens)
 
     def step_async(self, seq_lens):
-        steps = self._steps
-        if steps is not None:
-            code = steps.step_async(seq_lens)
-            if code:
-                self._failed("step_async", code, seq_lens)
-            return
         if seq_lens is self._lbuf:
             return self._fast("step_async", "vattn_step_async")
         self._step("step_async", self._lib.vattn_step_async, seq_lens)
@@ -700,12 +707,6 @@ class KVCache:
         """Layer-pipelined prefill: maps layer 0's pages now and the other
         layers' in the background. Call wait_layer(l) before layer l's
         attention (from any thread)."""
-        steps = self._steps
-        if steps is not None:
-            code = steps.step_layered(seq_lens)
-            if code:
-                self._failed("step_layered", code, seq_lens)
-            return
         if seq_lens is self._lbuf:
             return self._fast("step_layered", "vattn_step_layered")
         self._step("step_layered", self._lib.vattn_step_layered, seq_lens)
@@ -737,6 +738,7 @@ class KVCache:
     def cleanup(self):
         if getattr(self, "_h", None) is None:
             return
+        self._bind_ext(False)
         self._steps = None
         h, self._h = self._h, None
         _check(self._lib, "cleanup", self._lib.vattn_destroy(h), 0)

@@ -9,9 +9,10 @@
  * addresses of vattn_step, vattn_step_async and vattn_step_layered, taken
  * from the library ctypes loaded.
  *
- * It takes only what it can pass on exactly, and answers NOT_TAKEN (-1) for
- * anything else without calling the library, so that the Python path
- * raises its own error for it (one source for every message):
+ * It takes only what it can pass on exactly, and leaves anything else
+ * (NOT_TAKEN, -1) to the Python path without calling the library, so that
+ * the Python path raises its own error for it (one source for every
+ * message):
  *   - a list or tuple whose elements are all exact ints that fit in int64,
  *     converted into a buffer on the stack (or the heap, past STACK_LENS);
  *   - any buffer of one C-contiguous dimension of int64 (format q or l,
@@ -21,8 +22,14 @@
  *   - a torch CPU int64 tensor of one contiguous dimension, once the
  *     package has registered torch's tensor type (register_tensor): read
  *     through data_ptr(), as the Python path does.
- * A call answers the library's vattn_status (0: done). The GIL is released
- * while the library runs, as ctypes does.
+ * The package binds a cache's Steps methods over its own (KVCache.step, ...),
+ * so a call goes from the caller straight into C. A call the library
+ * completes returns None; one it refuses, one whose arguments are left to
+ * the Python path (NOT_TAKEN), and any other shape of call (keywords, an
+ * eager_reclaim that is not the cache's flag) go to the package's fallback
+ * as they were made: it raises the library's error, or makes the call
+ * through the Python method. The GIL is released while the library runs,
+ * as ctypes does.
  */
 #define Py_LIMITED_API 0x030B0000
 #define PY_SSIZE_T_CLEAN
@@ -32,7 +39,7 @@
 
 /* Bumped whenever the package's use of this module changes: the package
  * ignores a build whose VERSION differs (a stale .so left in place). */
-#define FAST_VERSION 1
+#define FAST_VERSION 2
 
 #define NOT_TAKEN (-1)
 
@@ -47,6 +54,11 @@ typedef struct {
     PyObject_HEAD
     int64_t handle;
     step_fn fns[NCALLS];
+    PyObject *eager;    /* Py_True or Py_False: the cache's eager_reclaim */
+    /* fallback(call, code, args, kwargs): what the package does with a
+     * call the extension did not complete (code NOT_TAKEN, or the
+     * library's status). */
+    PyObject *fallback;
 } StepsObject;
 
 /* torch's tensor type and what is read of it, set by register_tensor. */
@@ -211,9 +223,9 @@ static int lengths_of(PyObject *seq, int64_t *stack, lengths_t *l)
     return lengths_from_buffer(seq, l);
 }
 
-static PyObject *steps_call(PyObject *self, PyObject *seq, int which)
+/* The library's status for seq, or NOT_TAKEN; -2 with an exception set. */
+static int steps_code(StepsObject *s, int which, PyObject *seq)
 {
-    StepsObject *s = (StepsObject *)self;
     int64_t stack[STACK_LENS];
     lengths_t l;
     int r, st;
@@ -222,7 +234,7 @@ static PyObject *steps_call(PyObject *self, PyObject *seq, int which)
     r = lengths_of(seq, stack, &l);
     if (r <= 0) {
         lengths_release(&l);
-        return r < 0 ? NULL : PyLong_FromLong(NOT_TAKEN);
+        return r < 0 ? -2 : NOT_TAKEN;
     }
     step_fn fn = s->fns[which];
     int64_t h = s->handle;
@@ -230,35 +242,108 @@ static PyObject *steps_call(PyObject *self, PyObject *seq, int which)
     st = fn(h, l.lens, l.n);
     Py_END_ALLOW_THREADS
     lengths_release(&l);
-    return PyLong_FromLong(st);
+    return st;
 }
 
-static PyObject *steps_step(PyObject *self, PyObject *seq)
+/* Hands the call as it was made to the package's fallback. */
+static PyObject *steps_fallback(StepsObject *s, int which, int code, PyObject *const *args,
+                                Py_ssize_t nargs, PyObject *kwnames)
 {
-    return steps_call(self, seq, CALL_STEP);
+    PyObject *tuple, *kwargs = NULL, *res = NULL;
+    Py_ssize_t nkw = kwnames != NULL ? PyTuple_Size(kwnames) : 0;
+
+    tuple = PyTuple_New(nargs);
+    if (tuple == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        Py_INCREF(args[i]);
+        PyTuple_SetItem(tuple, i, args[i]);
+    }
+    if (nkw > 0) {
+        kwargs = PyDict_New();
+        if (kwargs == NULL)
+            goto out;
+        for (Py_ssize_t i = 0; i < nkw; i++) {
+            if (PyDict_SetItem(kwargs, PyTuple_GetItem(kwnames, i), args[nargs + i]) < 0)
+                goto out;
+        }
+    }
+    res = PyObject_CallFunction(s->fallback, "iiOO", which, code, tuple, kwargs != NULL ? kwargs : Py_None);
+out:
+    Py_DECREF(tuple);
+    Py_XDECREF(kwargs);
+    return res;
 }
 
-static PyObject *steps_step_async(PyObject *self, PyObject *seq)
+/* step(seq_lens), and step's eager_reclaim: taken here when it is None or
+ * the cache's own flag (True or False itself); any other shape of call goes
+ * to the fallback as it was made. */
+static PyObject *steps_call(PyObject *self, int which, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames)
 {
-    return steps_call(self, seq, CALL_STEP_ASYNC);
+    StepsObject *s = (StepsObject *)self;
+    int code;
+
+    if (kwnames != NULL || nargs < 1 || nargs > (which == CALL_STEP ? 2 : 1) ||
+        (nargs == 2 && args[1] != Py_None && args[1] != s->eager))
+        return steps_fallback(s, which, NOT_TAKEN, args, nargs, kwnames);
+    code = steps_code(s, which, args[0]);
+    if (code == 0)
+        Py_RETURN_NONE;
+    if (code == -2)
+        return NULL;
+    return steps_fallback(s, which, code, args, nargs, kwnames);
 }
 
-static PyObject *steps_step_layered(PyObject *self, PyObject *seq)
+static PyObject *steps_step(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    return steps_call(self, seq, CALL_STEP_LAYERED);
+    return steps_call(self, CALL_STEP, args, nargs, kwnames);
 }
+
+static PyObject *steps_step_async(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    return steps_call(self, CALL_STEP_ASYNC, args, nargs, kwnames);
+}
+
+static PyObject *steps_step_layered(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    return steps_call(self, CALL_STEP_LAYERED, args, nargs, kwnames);
+}
+
+static PyObject *steps_code_method(PyObject *self, PyObject *args)
+{
+    int which, code;
+    PyObject *seq;
+
+    if (!PyArg_ParseTuple(args, "iO:code", &which, &seq))
+        return NULL;
+    if (which < 0 || which >= NCALLS) {
+        PyErr_SetString(PyExc_ValueError, "code: call 0 (step), 1 (step_async) or 2 (step_layered)");
+        return NULL;
+    }
+    code = steps_code((StepsObject *)self, which, seq);
+    return code == -2 ? NULL : PyLong_FromLong(code);
+}
+
+#define FASTCALL_KW(fn) (PyCFunction)(void (*)(void))(fn), METH_FASTCALL | METH_KEYWORDS
 
 static PyMethodDef steps_methods[] = {
-    {"step", steps_step, METH_O,
-     "step(seq_lens) -> vattn_status, or -1: not taken (the library was not called)"},
-    {"step_async", steps_step_async, METH_O, "step_async(seq_lens): as step"},
-    {"step_layered", steps_step_layered, METH_O, "step_layered(seq_lens): as step"},
+    {"step", FASTCALL_KW(steps_step), "step(seq_lens, eager_reclaim=None): vattn_step, or the fallback"},
+    {"step_async", FASTCALL_KW(steps_step_async), "step_async(seq_lens): vattn_step_async, or the fallback"},
+    {"step_layered", FASTCALL_KW(steps_step_layered),
+     "step_layered(seq_lens): vattn_step_layered, or the fallback"},
+    {"code", steps_code_method, METH_VARARGS,
+     "code(call, seq_lens) -> the library's vattn_status (0: done), or NOT_TAKEN: the library was not "
+     "called; call 0: step, 1: step_async, 2: step_layered; no fallback"},
     {NULL, NULL, 0, NULL},
 };
 
 static void steps_dealloc(PyObject *self)
 {
+    StepsObject *s = (StepsObject *)self;
     PyTypeObject *tp = Py_TYPE(self);
+    Py_XDECREF(s->eager);
+    Py_XDECREF(s->fallback);
     freefunc free_fn = (freefunc)PyType_GetSlot(tp, Py_tp_free);
     free_fn(self);
     Py_DECREF(tp);
@@ -282,11 +367,17 @@ static PyObject *fast_steps(PyObject *mod, PyObject *args)
 {
     long long handle;
     unsigned long long addr[NCALLS];
+    int eager;
+    PyObject *fallback;
     StepsObject *s;
 
     (void)mod;
-    if (!PyArg_ParseTuple(args, "LKKK:steps", &handle, &addr[0], &addr[1], &addr[2]))
+    if (!PyArg_ParseTuple(args, "LKKKpO:steps", &handle, &addr[0], &addr[1], &addr[2], &eager, &fallback))
         return NULL;
+    if (!PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_TypeError, "steps: the fallback is not callable");
+        return NULL;
+    }
     for (int i = 0; i < NCALLS; i++) {
         if (addr[i] == 0) {
             PyErr_SetString(PyExc_ValueError, "steps: a null function address");
@@ -299,6 +390,9 @@ static PyObject *fast_steps(PyObject *mod, PyObject *args)
     s->handle = handle;
     for (int i = 0; i < NCALLS; i++)
         s->fns[i] = (step_fn)(uintptr_t)addr[i];
+    s->eager = PyBool_FromLong(eager);
+    Py_INCREF(fallback);
+    s->fallback = fallback;
     return (PyObject *)s;
 }
 
@@ -356,8 +450,9 @@ static PyObject *fast_tensor_type(PyObject *mod, PyObject *unused)
 
 static PyMethodDef fast_methods[] = {
     {"steps", fast_steps, METH_VARARGS,
-     "steps(handle, vattn_step, vattn_step_async, vattn_step_layered): the step calls of one "
-     "cache, given the library functions' addresses"},
+     "steps(handle, vattn_step, vattn_step_async, vattn_step_layered, eager_reclaim, fallback): "
+     "the step calls of one cache, given the library functions' addresses; a call not completed "
+     "here is handed as fallback(call, code, args, kwargs)"},
     {"register_tensor", fast_register_tensor, METH_VARARGS,
      "register_tensor(tensor_type, int64_dtype): take CPU int64 tensors of that exact type "
      "(None, None: take none)"},
