@@ -159,7 +159,8 @@ func TestPython(t *testing.T) {
 		t.Fatal(err)
 	}
 	var rep struct {
-		Extension string `json:"extension"`
+		Extension string  `json:"extension"`
+		CStepP50  float64 `json:"c_step_p50_us"`
 		Rows      []struct {
 			Path  string  `json:"path"`
 			Call  string  `json:"call"`
@@ -173,6 +174,9 @@ func TestPython(t *testing.T) {
 	}
 	if rep.Extension != ext {
 		t.Errorf("the benchmark ran with extension %q, want %s", rep.Extension, ext)
+	}
+	if rep.CStepP50 <= 0 {
+		t.Errorf("no vattn_step timed from C: %v µs", rep.CStepP50)
 	}
 	paths := map[string]int{}
 	for _, r := range rep.Rows {

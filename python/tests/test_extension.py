@@ -206,6 +206,22 @@ class Extension(unittest.TestCase):
                     self.c.step(seq)
                 self.assertEqual((cm.exception.code, cm.exception.arg), (code, "seq_lens"))
 
+    def test_time_step(self):
+        """The benchmark's C loop: vattn_step from C, timed per call."""
+        steps = self.steps()
+        i = self.c.alloc_new_batch_idx(1)
+        lens = array.array("q", [0] * BATCH)
+        lens[i] = 9
+        p50, p99 = steps.time_step(lens, 50)
+        self.assertTrue(0 < p50 <= p99, (p50, p99))
+        self.assertEqual(self.live(), 9)
+        with self.assertRaisesRegex(RuntimeError, "status %d" % vattn.ERR_CONTEXT_TOO_LONG):
+            steps.time_step([CTX + 1], 10)
+        for bad, iters in (([True], 10), (lens, 0), (lens, 10 ** 8)):
+            with self.assertRaises(ValueError):
+                steps.time_step(bad, iters)
+        self.assertEqual(self.live(), 9)
+
     def test_long_sequences(self):
         """Past the extension's stack buffer the lengths are converted on
         the heap: checked and passed the same."""

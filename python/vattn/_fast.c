@@ -35,7 +35,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Bumped whenever the package's use of this module changes: the package
  * ignores a build whose VERSION differs (a stale .so left in place). */
@@ -325,6 +327,65 @@ static PyObject *steps_code_method(PyObject *self, PyObject *args)
     return code == -2 ? NULL : PyLong_FromLong(code);
 }
 
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* time_step(seq_lens, iters) -> (p50_ns, p99_ns): vattn_step called from
+ * C iters times with the same lengths, timed one call at a time with the
+ * monotonic clock: the C-to-Go call and the library's own work, without
+ * Python. bench/binding sets it beside Go's own loop (vattn_time_steps). */
+static PyObject *steps_time_step(PyObject *self, PyObject *args)
+{
+    StepsObject *s = (StepsObject *)self;
+    PyObject *seq;
+    long long iters;
+    int64_t stack[STACK_LENS], *ds;
+    lengths_t l;
+    int r, st = 0;
+
+    if (!PyArg_ParseTuple(args, "OL:time_step", &seq, &iters))
+        return NULL;
+    if (iters < 1 || iters > 10000000) {
+        PyErr_SetString(PyExc_ValueError, "time_step: iterations from 1 to 10,000,000");
+        return NULL;
+    }
+    memset(&l, 0, sizeof(l));
+    r = lengths_of(seq, stack, &l);
+    if (r <= 0) {
+        lengths_release(&l);
+        if (r == 0)
+            PyErr_SetString(PyExc_ValueError, "time_step: lengths the extension does not take");
+        return NULL;
+    }
+    ds = PyMem_Malloc((size_t)iters * sizeof(int64_t));
+    if (ds == NULL) {
+        lengths_release(&l);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (long long i = 0; i < iters && st == 0; i++) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        st = s->fns[CALL_STEP](s->handle, l.lens, l.n);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        ds[i] = (int64_t)(b.tv_sec - a.tv_sec) * 1000000000 + (b.tv_nsec - a.tv_nsec);
+    }
+    Py_END_ALLOW_THREADS
+    lengths_release(&l);
+    if (st != 0) {
+        PyMem_Free(ds);
+        PyErr_Format(PyExc_RuntimeError, "time_step: vattn_step answered status %d", st);
+        return NULL;
+    }
+    qsort(ds, (size_t)iters, sizeof(int64_t), cmp_i64);
+    PyObject *res = Py_BuildValue("LL", (long long)ds[iters / 2], (long long)ds[iters * 99 / 100]);
+    PyMem_Free(ds);
+    return res;
+}
+
 #define FASTCALL_KW(fn) (PyCFunction)(void (*)(void))(fn), METH_FASTCALL | METH_KEYWORDS
 
 static PyMethodDef steps_methods[] = {
@@ -335,6 +396,8 @@ static PyMethodDef steps_methods[] = {
     {"code", steps_code_method, METH_VARARGS,
      "code(call, seq_lens) -> the library's vattn_status (0: done), or NOT_TAKEN: the library was not "
      "called; call 0: step, 1: step_async, 2: step_layered; no fallback"},
+    {"time_step", steps_time_step, METH_VARARGS,
+     "time_step(seq_lens, iters) -> (p50_ns, p99_ns) of vattn_step called from C (a benchmark)"},
     {NULL, NULL, 0, NULL},
 };
 
