@@ -73,6 +73,7 @@ typedef struct {
 	int64_t sim_gpu_memory;// sim backend only: device bytes (0: 80 GiB)
 	int32_t grow_margin;   // StepAsync also grows slots within this many tokens of their mapped end (0: off)
 	int32_t grow_limit;    // at most this many page indexes grown ahead per background job (0: the default)
+	int32_t grow_limit_pages; // and at most this many physical pages, rounded down to whole indexes, at least one (0: no page bound)
 } vattn_config_t;
 
 typedef struct {
@@ -139,7 +140,7 @@ func goConfig(c *C.vattn_config_t) createConfig {
 		dtypeBytes: int(c.dtype_bytes), maxBatch: int(c.max_batch), maxContext: int(c.max_context),
 		megacache: c.megacache != 0, eagerReclaim: c.eager_reclaim != 0, growPool: c.grow_pool != 0,
 		pageSize: pagesize.Size(c.page_size), simGPUMemory: int64(c.sim_gpu_memory), mapAhead: int(c.map_ahead),
-		growMargin: int(c.grow_margin), growLimit: int(c.grow_limit),
+		growMargin: int(c.grow_margin), growLimit: int(c.grow_limit), growLimitPages: int(c.grow_limit_pages),
 	}
 }
 

@@ -249,7 +249,7 @@ class _Config(ctypes.Structure):
     _fields_ = [("layers", _i32), ("kv_heads", _i32), ("head_dim", _i32), ("dtype_bytes", _i32),
                 ("max_batch", _i32), ("max_context", _i32), ("megacache", _i32),
                 ("eager_reclaim", _i32), ("grow_pool", _i32), ("map_ahead", _i32), ("page_size", _i64), ("sim_gpu_memory", _i64),
-                ("grow_margin", _i32), ("grow_limit", _i32)]
+                ("grow_margin", _i32), ("grow_limit", _i32), ("grow_limit_pages", _i32)]
 
 
 class _Layout(ctypes.Structure):
@@ -517,7 +517,8 @@ class KVCache:
 
     def __init__(self, num_layers, num_kv_heads, head_size, max_batch_size, max_context_length,
                  device, dtype, page_size, megacache=False, backend=None, eager_reclaim=False,
-                 sim_gpu_memory=0, grow_pool=False, map_ahead=0, grow_margin=0, grow_limit=0):
+                 sim_gpu_memory=0, grow_pool=False, map_ahead=0, grow_margin=0, grow_limit=0,
+                 grow_limit_pages=0):
         self._h = None
         self._steps = None  # the extension's step calls for this cache, when it is in use (_bind_ext)
         self._lbuf = _NO_BUFFER  # lengths_buffer(): the persistent lengths, once made
@@ -544,6 +545,7 @@ class KVCache:
                       grow_pool=int(_flag(op, "grow_pool", grow_pool)), map_ahead=_int(op, "map_ahead", map_ahead, 0, _I32_MAX),
                       grow_margin=_int(op, "grow_margin", grow_margin, 0, _I32_MAX),
                       grow_limit=_int(op, "grow_limit", grow_limit, 0, _I32_MAX),
+                      grow_limit_pages=_int(op, "grow_limit_pages", grow_limit_pages, 0, _I32_MAX),
                       page_size=_page_bytes(page_size),
                       sim_gpu_memory=_int(op, "sim_gpu_memory", sim_gpu_memory, 0, _I64_MAX))
         h = _i64(0)
@@ -769,10 +771,12 @@ def init_kvcache(num_layers, num_kv_heads, head_size, max_batch_size, max_contex
     $VATTN_BACKEND or auto: uvm below 2 MiB pages, cudavmm at 2 MiB; "sim"
     needs no GPU), eager_reclaim, grow_pool, sim_gpu_memory, map_ahead
     (page indexes a growing request gets beyond its need: with small pages,
-    fewer driver calls per step for a little memory), grow_margin and
-    grow_limit (step_async also grows requests within grow_margin tokens of
-    their mapped end, at most grow_limit page indexes per step: growth
-    spread over steps instead of bursts)."""
+    fewer driver calls per step for a little memory), grow_margin,
+    grow_limit and grow_limit_pages (step_async also grows requests within
+    grow_margin tokens of their mapped end, at most grow_limit page indexes
+    and grow_limit_pages physical pages per step: growth spread over steps
+    instead of bursts; a per-layer page index is 2*num_layers pages, a
+    megacache one 2)."""
     global _cache
     if _cache is not None:
         raise VattnError("init_kvcache", ERR_BAD_CONFIG, "a cache exists: call cleanup first")
