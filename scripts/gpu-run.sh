@@ -133,8 +133,9 @@ if [[ " $sections " == *" binding "* ]]; then
 		tail -3 | tee "$out/binding-tests.txt" || status=1
 	(cd "$repo/python/tests" && VATTN_LIB="$bin/libvattn.so" VATTN_NO_EXT=1 python3 -m unittest 2>&1) |
 		tail -3 | tee -a "$out/binding-tests.txt" || status=1
-	echo "== bench/binding/binding.py (backend ${BINDING_BACKEND:-auto})"
-	VATTN_LIB="$bin/libvattn.so" VATTN_BACKEND=${BINDING_BACKEND:-auto} python3 "$repo/bench/binding/binding.py" \
-		--iters "${BINDING_ITERS:-20000}" --json "$out/binding.json" 2>&1 | tee "$out/binding.txt" || status=1
+	be=${BINDING_BACKEND:-auto}
+	echo "== bench/binding/binding.py (backend $be)"
+	VATTN_LIB="$bin/libvattn.so" VATTN_BACKEND=$be python3 "$repo/bench/binding/binding.py" \
+		--iters "${BINDING_ITERS:-20000}" --json "$out/binding-$be.json" 2>&1 | tee "$out/binding-$be.txt" || status=1
 fi
 exit $status
