@@ -21,7 +21,8 @@
  *     stays locked (cannot resize) until the call returns;
  *   - a torch CPU int64 tensor of one contiguous dimension, once the
  *     package has registered torch's tensor type (register_tensor): read
- *     through data_ptr(), as the Python path does.
+ *     through data_ptr(), as the Python path does (and as there, nothing
+ *     stops another thread from resizing the tensor during the call).
  * The package binds a cache's Steps methods over its own (KVCache.step, ...),
  * so a call goes from the caller straight into C. A call the library
  * completes returns None; one it refuses, one whose arguments are left to
