@@ -15,6 +15,7 @@ rather than a silent fall back to ctypes.
 import array
 import ctypes
 import os
+import random
 import sys
 import unittest
 
@@ -118,7 +119,8 @@ class Extension(unittest.TestCase):
         refused = [[1, bad] for bad in NOT_INTS + TOO_WIDE] + [
             "100", b"\x01" * 8, bytearray(8), {0: 5}, {1, 2}, range(2), 5, None, 1.5,
             array.array("i", [1, 2]), array.array("Q", [1]), array.array("d", [1.0]),
-            memoryview(array.array("i", [1, 2])), two_d, strided, (ctypes.c_int32 * 2)(1, 2),
+            memoryview(array.array("i", [1, 2])), two_d, strided, memoryview(array.array("q"))[::2],
+            (ctypes.c_int32 * 2)(1, 2),
             (ctypes.c_uint64 * 2)(1, 2), memoryview(array.array("q", [1])).cast("B"),
             FakeTensor([1]), [2 ** 63], [-(2 ** 63) - 1]]
         accepted_by_python = [[Index(3)], (Index(2), 0)]
@@ -272,6 +274,69 @@ class Extension(unittest.TestCase):
         ext.register_tensor(None, None)
         self.c.step(FakeTensor([1, 1]))
         self.assertIsNone(ext.tensor_type())
+
+    def test_same_answers_as_python(self):
+        """Random lengths of every kind, each passed to a cache bound to the
+        extension and to a twin on the Python path in the same state: the
+        same outcome, to the error's class, code, argument and message."""
+        self.steps()
+        twin = make()
+        self.addCleanup(twin.cleanup)
+        twin._bind_ext(False)
+        for c in (self.c, twin):
+            c.alloc_new_batch_idx(1)
+            c.alloc_new_batch_idx(1)
+            c.free_batch_idx(0)  # slot 0 inactive, slot 1 active
+        rnd = random.Random(7)
+        values = [0, 1, 5, CTX, CTX + 1, -1, 2 ** 63 - 1, -(2 ** 63)] + NOT_INTS + TOO_WIDE + [Index(3)]
+
+        def one():
+            n = rnd.randrange(BATCH + 3)
+            if rnd.random() < 0.5:  # lengths the library takes: slot 1's, the rest 0
+                n = min(n, BATCH)
+                ints = [rnd.choice([1, 7, CTX]) if i == 1 else 0 for i in range(n)]
+            else:
+                ints = [rnd.choice([0, 0, 1, 7, CTX, CTX + 1, -1]) for _ in range(n)]
+            k = rnd.randrange(9)
+            if k == 0:
+                return [rnd.choice(values) for _ in range(n)]
+            if k == 1:
+                return tuple(ints)
+            if k == 2:
+                return array.array(rnd.choice("qlQiIbd"), [abs(v) % 100 for v in ints])
+            if k == 3:
+                return (rnd.choice([ctypes.c_int64, ctypes.c_uint64, ctypes.c_int32]) * n)(*[abs(v) % 100 for v in ints])
+            if k == 4:
+                return memoryview(array.array("q", ints + ints))[::rnd.choice([1, 2])]
+            if k == 5:
+                return TorchTensor(ints, dtype=rnd.choice([INT64, INT32]), device=rnd.choice(["cpu", "cuda"]),
+                                   contiguous=rnd.random() < 0.8)
+            if k == 6:
+                return FakeTensor(ints)
+            if k == 7:
+                return rnd.choice(["12", b"\0" * 8, bytearray(16), {1: 2}, None, 3, 2.5, range(3)])
+            return ints
+
+        def outcome(c, op, seq):
+            try:
+                getattr(c, op)(seq)
+                c.wait()
+            except vattn.VattnError as e:
+                return (type(e), e.code, e.arg, str(e))
+            st = c.stats()
+            return (st["active_slots"], st["live_tokens"], st["mapped_pages"])
+
+        kinds = set()
+        for n in range(1000):
+            seq = one()
+            op = rnd.choice(["step", "step_async", "step_layered"])
+            with self.subTest(n=n, op=op, seq=repr(seq)[:80]):
+                got = outcome(self.c, op, seq)
+                self.assertEqual(got, outcome(twin, op, seq))
+                kinds.add(got[1] if isinstance(got[0], type) else "ok")
+        # Both successes and every kind of refusal were compared.
+        self.assertLessEqual({"ok", vattn.ERR_BAD_ARGUMENT, vattn.ERR_SLOT_RANGE, vattn.ERR_SLOT_INACTIVE,
+                              vattn.ERR_BAD_LENGTH, vattn.ERR_CONTEXT_TOO_LONG}, kinds)
 
     def test_numpy(self):
         steps = self.steps()

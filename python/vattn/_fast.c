@@ -153,7 +153,12 @@ static int lengths_from_buffer(PyObject *seq, lengths_t *l)
     }
     l->have_view = 1;
     if (!int64_format(l->view.format) || l->view.itemsize != 8 || l->view.ndim != 1 ||
-        l->view.suboffsets != NULL || !PyBuffer_IsContiguous(&l->view, 'C'))
+        l->view.suboffsets != NULL)
+        return 0;
+    /* Contiguous as memoryview has it for one dimension (the Python path's
+     * test): one element, or a stride of one element; an empty view with
+     * another stride is not. */
+    if (l->view.strides != NULL && l->view.shape[0] != 1 && l->view.strides[0] != l->view.itemsize)
         return 0;
     l->n = l->view.shape[0];
     l->lens = l->n ? (const int64_t *)l->view.buf : NULL;
