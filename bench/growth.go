@@ -29,9 +29,11 @@ type GrowthOptions struct {
 	MapAhead []int         // map-ahead settings to compare ({0, 1, 3, 7})
 	// GrowMargin lists kvcache.Config.GrowMargin settings (tokens) to
 	// compare in StepAsync rows ({0}); Step rows run without, as Step does
-	// not map ahead. GrowLimit is kvcache.Config.GrowLimit (0: its default).
-	GrowMargin []int
-	GrowLimit  int
+	// not map ahead. GrowLimit and GrowLimitPages are kvcache.Config's
+	// (both 0: its default).
+	GrowMargin     []int
+	GrowLimit      int
+	GrowLimitPages int
 	// MemoryLimit skips a row whose pool would exceed it (0: no limit).
 	MemoryLimit uint64
 }
@@ -62,11 +64,13 @@ type GrowthRow struct {
 	Layout   string `json:"layout"` // "per-layer" or "megacache"
 	MapAhead int    `json:"map_ahead"`
 	// GrowMargin is kvcache.Config.GrowMargin (StepAsync rows only) and
-	// GrowLimit the per-job limit it ran with (0: kvcache's default).
-	GrowMargin int    `json:"grow_margin"`
-	GrowLimit  int    `json:"grow_limit,omitempty"`
-	Mode       string `json:"mode"` // "sync" (Step) or "async" (StepAsync)
-	Steps      int    `json:"steps"`
+	// GrowLimit and GrowLimitPages the per-job limits it ran with (both 0:
+	// kvcache's default).
+	GrowMargin     int    `json:"grow_margin"`
+	GrowLimit      int    `json:"grow_limit,omitempty"`
+	GrowLimitPages int    `json:"grow_limit_pages,omitempty"`
+	Mode           string `json:"mode"` // "sync" (Step) or "async" (StepAsync)
+	Steps          int    `json:"steps"`
 	// Per step, averaged over the run.
 	DriverCallsPerStep float64 `json:"driver_calls_per_step"` // map and unmap
 	PagesPerStep       float64 `json:"pages_mapped_per_step"`
@@ -123,13 +127,13 @@ func MeasureGrowth(b backend.Backend, o GrowthOptions, mega bool, mapAhead, grow
 	base := 2 * tpi
 	ctx := base + o.Window + o.Steps + 2
 	cfg := GrowthConfig(o.Batch, ctx, mega, mapAhead)
-	cfg.GrowMargin, cfg.GrowLimit = growMargin, o.GrowLimit
+	cfg.GrowMargin, cfg.GrowLimit, cfg.GrowLimitPages = growMargin, o.GrowLimit, o.GrowLimitPages
 	c, err := kvcache.New(cfg, b)
 	if err != nil {
 		return row, err
 	}
 	if growMargin > 0 {
-		row.GrowLimit = o.GrowLimit
+		row.GrowLimit, row.GrowLimitPages = o.GrowLimit, o.GrowLimitPages
 	}
 	defer func() { err = errors.Join(err, c.Close()) }()
 	l = c.Layout()

@@ -99,6 +99,72 @@ func TestGrowMarginSpreadsBursts(t *testing.T) {
 	}
 }
 
+// TestGrowLimitPages bounds what background jobs map ahead of need in
+// pages: the same bound for either layout, although a page index is 16
+// pages per-layer and 2 with megacache here. With GrowLimit too, both
+// apply; a bound below one index still lets a job grow one index.
+func TestGrowLimitPages(t *testing.T) {
+	const batch, steps, warm = 16, 300, 150
+	cases := []struct {
+		name              string
+		limit, limitPages int
+		maxPages          func(ppi int) int // the most one job may map ahead
+		keepsUp           bool              // growth stays off the critical path in both layouts
+	}{
+		{"pages", 0, 24, func(ppi int) int { return 24 / ppi * ppi }, true},
+		{"below one index", 0, 1, func(ppi int) int { return ppi }, false},
+		{"both, indexes tighter", 1, 1000, func(ppi int) int { return ppi }, false},
+		{"both, pages tighter", 1000, 24, func(ppi int) int { return 24 / ppi * ppi }, true},
+	}
+	for _, tc := range cases {
+		for _, mega := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/mega=%v", tc.name, mega), func(t *testing.T) {
+				b := newSim(t, pagesize.Size64K, 1<<32, nil)
+				cfg := wide(batch, 1024, mega)
+				cfg.Layers = 8 // 16 pages per index per-layer, 2 with megacache
+				cfg.GrowMargin, cfg.GrowLimit, cfg.GrowLimitPages = 64, tc.limit, tc.limitPages
+				c := newCache(t, cfg, b)
+				must(t, c.ReservePhysical(1<<30))
+				ppi := uint64(c.Layout().PagesPerIndex)
+				limit := uint64(tc.maxPages(int(ppi)))
+				l := make([]int, batch)
+				for range batch {
+					s, err := c.AllocBatchIdx(1)
+					must(t, err)
+					l[s] = 1
+				}
+				must(t, c.Step(l))
+				var most uint64
+				for step := range steps {
+					for i := range l {
+						l[i]++
+					}
+					before := c.Stats()
+					must(t, c.StepAsync(l))
+					mid := c.Stats()
+					must(t, c.Wait())
+					after := c.Stats()
+					ahead := (after.AheadIndexes - before.AheadIndexes) * ppi
+					most = max(most, ahead)
+					if ahead > limit {
+						t.Errorf("step %d: the job mapped %d pages ahead of need, limit %d (%d pages per index)", step, ahead, limit, ppi)
+					}
+					if fg := mid.Foreground.Map.Pages - before.Foreground.Map.Pages; tc.keepsUp && step >= warm && fg != 0 {
+						t.Errorf("step %d mapped %d pages on the critical path", step, fg)
+					}
+				}
+				if most == 0 {
+					t.Error("nothing was mapped ahead")
+				}
+				if st := c.Stats(); st.BackgroundErrors != 0 {
+					t.Fatalf("background errors: %d, last %q", st.BackgroundErrors, st.LastBackgroundError)
+				}
+				checkConsistent(t, c, b)
+			})
+		}
+	}
+}
+
 func maxOf(v []uint64) uint64 {
 	var m uint64
 	for _, x := range v {

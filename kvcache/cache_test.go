@@ -134,6 +134,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		"negative batch":  func(c *Config) { c.MaxMapBatch = -1 },
 		"negative margin": func(c *Config) { c.GrowMargin = -1 },
 		"negative limit":  func(c *Config) { c.GrowLimit = -1 },
+		"negative pages":  func(c *Config) { c.GrowLimitPages = -1 },
 		"overflow shapes": func(c *Config) { c.KVHeads, c.HeadDim = 1<<40, 1<<40 },
 	}
 	for name, mutate := range cases {

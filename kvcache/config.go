@@ -2,6 +2,7 @@ package kvcache
 
 import (
 	"fmt"
+	"math"
 	"math/bits"
 
 	"github.com/vattn/vattn/pagesize"
@@ -60,9 +61,18 @@ type Config struct {
 	// need for GrowMargin (what the next step needs is never bounded), so
 	// that no job balloons when many slots near their ends at once: the
 	// slots nearest to their ends go first and the rest wait for the next
-	// job. 0 means twice what MaxBatch slots decoding one token each need
-	// per step on average, and at least one growth of MapAhead+1 indexes.
-	GrowLimit int
+	// job. GrowLimitPages bounds the same in physical pages: a page index is
+	// Layout.PagesPerIndex pages (2×Layers per-layer, 2 with megacache), so
+	// the same number of indexes is Layers times more driver work per-layer.
+	// Pages bound the driver calls too: a call maps at least one page (on
+	// the CUDA VMM path exactly one; on the stock small-page path one run
+	// per range of each slot grown). Where both are set, both apply;
+	// GrowLimitPages is rounded down to whole indexes, at least one. Both 0
+	// means twice what MaxBatch slots decoding one token each need per step
+	// on average (in pages, about the same for either layout), and at least
+	// one growth of MapAhead+1 indexes.
+	GrowLimit      int
+	GrowLimitPages int
 	// MaxMapBatch bounds the mappings passed to one Backend.Map call
 	// (default 4096). A step that needs more makes several calls and, if a
 	// later one fails, undoes the earlier ones.
@@ -112,9 +122,9 @@ func (cfg *Config) validate(ps pagesize.Size) error {
 	if cfg.MapAhead < 0 {
 		return fmt.Errorf("%w: map ahead must not be negative, got %d", ErrBadConfig, cfg.MapAhead)
 	}
-	if cfg.GrowMargin < 0 || cfg.GrowLimit < 0 {
-		return fmt.Errorf("%w: grow margin and grow limit must not be negative, got %d and %d",
-			ErrBadConfig, cfg.GrowMargin, cfg.GrowLimit)
+	if cfg.GrowMargin < 0 || cfg.GrowLimit < 0 || cfg.GrowLimitPages < 0 {
+		return fmt.Errorf("%w: grow margin, grow limit and grow limit pages must not be negative, got %d, %d and %d",
+			ErrBadConfig, cfg.GrowMargin, cfg.GrowLimit, cfg.GrowLimitPages)
 	}
 	if cfg.MaxMapBatch < 0 {
 		return fmt.Errorf("%w: max map batch must not be negative", ErrBadConfig)
@@ -171,12 +181,21 @@ func (cfg *Config) layout(ps pagesize.Size) Layout {
 	return l
 }
 
-// growLimit returns Config.GrowLimit, or its default when unset.
+// growLimit returns the page indexes one background job may map ahead of
+// need: Config.GrowLimit and Config.GrowLimitPages (in whole indexes, at
+// least one), whichever are set, or the default when neither is.
 func (cfg *Config) growLimit(l *Layout) int {
-	if cfg.GrowLimit > 0 {
-		return cfg.GrowLimit
+	if cfg.GrowLimit == 0 && cfg.GrowLimitPages == 0 {
+		return max(2*l.indexesFor(cfg.MaxBatch), cfg.MapAhead+1)
 	}
-	return max(2*l.indexesFor(cfg.MaxBatch), cfg.MapAhead+1)
+	limit := math.MaxInt
+	if cfg.GrowLimit > 0 {
+		limit = cfg.GrowLimit
+	}
+	if cfg.GrowLimitPages > 0 {
+		limit = min(limit, max(cfg.GrowLimitPages/l.PagesPerIndex, 1))
+	}
+	return limit
 }
 
 // indexesFor returns the page indexes a slot needs to hold n tokens.

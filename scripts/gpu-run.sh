@@ -3,11 +3,15 @@
 # device tests, "vattnctl map --verify", and the benchmark of vattnctl map
 # against the raw driver API (bench/cvmm/vmmbench.c, built here with gcc).
 # Outputs go to $OUT (default ./gpu-out).
-#   bash .gpubin/gpu-run.sh [tests] [map] [bench] [trace] [status] [stock]
+#   bash .gpubin/gpu-run.sh [tests] [map] [bench] [trace] [status] [stock] [binding]
 #   (default: tests map bench)
 # "stock" is small pages on NVIDIA's stock driver: map --verify at every
 # page size, selftest, status, the growth bench (map-ahead levers) and the
 # Python module at 64 KiB (needs libvattn.so beside this script and torch).
+# "binding" is the Python binding's microbenchmark (bench/binding/binding.py:
+# each step call from Python, through the C extension beside this script and
+# through ctypes, next to Go's own Step in the same process) and the Python
+# tests through each path; BINDING_BACKEND picks the backend (default auto).
 set -uo pipefail
 bin=$(cd "$(dirname "$0")" && pwd)
 out=${OUT:-./gpu-out}
@@ -121,5 +125,17 @@ if [[ " $sections " == *" stock "* ]]; then
 		echo "== python tests (64 KiB through backend auto, 2 MiB through cudavmm)"
 		(cd "$bin/../python/tests" && VATTN_LIB="$bin/libvattn.so" python3 -m unittest -v test_vattn.Torch) 2>&1 | tee "$out/stock-python.txt" || status=1
 	fi
+fi
+if [[ " $sections " == *" binding "* ]]; then
+	repo=$bin/..
+	echo "== python tests, through the C extension and through ctypes"
+	(cd "$repo/python/tests" && VATTN_LIB="$bin/libvattn.so" VATTN_REQUIRE_EXT=1 python3 -m unittest 2>&1) |
+		tail -3 | tee "$out/binding-tests.txt" || status=1
+	(cd "$repo/python/tests" && VATTN_LIB="$bin/libvattn.so" VATTN_NO_EXT=1 python3 -m unittest 2>&1) |
+		tail -3 | tee -a "$out/binding-tests.txt" || status=1
+	be=${BINDING_BACKEND:-auto}
+	echo "== bench/binding/binding.py (backend $be)"
+	VATTN_LIB="$bin/libvattn.so" VATTN_BACKEND=$be python3 "$repo/bench/binding/binding.py" \
+		--iters "${BINDING_ITERS:-20000}" --json "$out/binding-$be.json" 2>&1 | tee "$out/binding-$be.txt" || status=1
 fi
 exit $status

@@ -59,6 +59,17 @@ race() { go test -count=1 -race -short -timeout 20m ./kvcache/... ./backend/... 
 # Benchmarks must keep running: one iteration each.
 bench_smoke() { go test -count=1 -run '^$' -bench . -benchtime 1x ./kvcache/... ./backend/... ./workload/...; }
 
+# The Python module through each of its paths: the C extension built into
+# python/vattn (VATTN_REQUIRE_EXT: a build that does not load fails), and
+# ctypes (VATTN_NO_EXT). The unit tier's TestPython runs both too, on
+# builds of its own; this checks the build a developer gets.
+python_paths() {
+	go build -buildmode=c-shared -o build/libvattn.so ./cmd/libvattn &&
+		scripts/build-python-ext.sh &&
+		VATTN_LIB=build/libvattn.so VATTN_REQUIRE_EXT=1 python3 -m unittest discover -s python/tests &&
+		VATTN_LIB=build/libvattn.so VATTN_NO_EXT=1 python3 -m unittest discover -s python/tests
+}
+
 # The patched nvidia-uvm against real NVIDIA sources and kernel headers:
 # series apply, builds, warnings, sparse, userspace sanitizer tests.
 kernel() { scripts/kernel-check.sh --no-deps; }
@@ -66,6 +77,7 @@ kernel() { scripts/kernel-check.sh --no-deps; }
 tier deps deps
 tier lint lint
 tier unit unit
+tier python python_paths
 tier race race
 tier bench-smoke bench_smoke
 tier kernel kernel

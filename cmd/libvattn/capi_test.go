@@ -101,7 +101,9 @@ func TestPanicRecovered(t *testing.T) {
 }
 
 // TestPython runs the Python module's tests (python/tests) against the
-// library just built, on the sim backend.
+// library just built, on the sim backend: once through ctypes and once
+// through the C extension (python/vattn/_fast.c, built here by
+// scripts/build-python-ext.sh), so that both paths stay tested.
 func TestPython(t *testing.T) {
 	py, err := exec.LookPath("python3")
 	if err != nil {
@@ -111,17 +113,34 @@ func TestPython(t *testing.T) {
 		t.Skip("python3 not found; the Python module's tests need it")
 	}
 	dir := buildLib(t)
+	lib := "VATTN_LIB=" + filepath.Join(dir, "libvattn.so")
 	tests, err := filepath.Abs("../../python/tests")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(py, "-m", "unittest", "discover", "-v", "-s", tests)
-	cmd.Env = append(os.Environ(), "VATTN_LIB="+filepath.Join(dir, "libvattn.so"))
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("python tests: %v\n%s", err, out)
+	unittest := func(t *testing.T, env ...string) {
+		cmd := exec.Command(py, "-m", "unittest", "discover", "-v", "-s", tests)
+		cmd.Env = append(append(os.Environ(), lib), env...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("python tests: %v\n%s", err, out)
+		}
+		t.Logf("%s", out)
 	}
-	t.Logf("%s", out)
+	t.Run("ctypes", func(t *testing.T) { unittest(t, "VATTN_NO_EXT=1") })
+	ext := filepath.Join(dir, "_fast.abi3.so")
+	build := exec.Command("../../scripts/build-python-ext.sh", dir)
+	build.Env = append(os.Environ(), "PYTHON="+py)
+	if out, err := build.CombinedOutput(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("build the Python extension: %v\n%s", err, out)
+		}
+		t.Skipf("cannot build the Python extension (its tests and the binding benchmark need it): %v\n%s", err, out)
+	}
+	// VATTN_EXT: this build, not one left in python/vattn; VATTN_REQUIRE_EXT:
+	// a build that does not load fails the tests instead of falling back.
+	withExt := []string{"VATTN_EXT=" + ext, "VATTN_REQUIRE_EXT=1"}
+	t.Run("extension", func(t *testing.T) { unittest(t, withExt...) })
 
 	// The binding microbenchmark keeps running: a few calls of each kind,
 	// every row with its Go figure from vattn_time_steps.
@@ -130,8 +149,8 @@ func TestPython(t *testing.T) {
 		t.Fatal(err)
 	}
 	js := filepath.Join(t.TempDir(), "binding.json")
-	cmd = exec.Command(py, bench, "--iters", "20", "--json", js)
-	cmd.Env = append(os.Environ(), "VATTN_LIB="+filepath.Join(dir, "libvattn.so"), "VATTN_BACKEND=sim")
+	cmd := exec.Command(py, bench, "--iters", "20", "--json", js)
+	cmd.Env = append(append(os.Environ(), lib, "VATTN_BACKEND=sim"), withExt...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("binding benchmark: %v\n%s", err, out)
 	}
@@ -140,7 +159,10 @@ func TestPython(t *testing.T) {
 		t.Fatal(err)
 	}
 	var rep struct {
-		Rows []struct {
+		Extension string  `json:"extension"`
+		CStepP50  float64 `json:"c_step_p50_us"`
+		Rows      []struct {
+			Path  string  `json:"path"`
 			Call  string  `json:"call"`
 			Input string  `json:"input"`
 			P50   float64 `json:"p50_us"`
@@ -150,8 +172,20 @@ func TestPython(t *testing.T) {
 	if err := json.Unmarshal(raw, &rep); err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Rows) < 12 {
-		t.Errorf("%d rows: want 3 calls × at least 4 kinds of lengths", len(rep.Rows))
+	if rep.Extension != ext {
+		t.Errorf("the benchmark ran with extension %q, want %s", rep.Extension, ext)
+	}
+	if rep.CStepP50 <= 0 {
+		t.Errorf("no vattn_step timed from C: %v µs", rep.CStepP50)
+	}
+	paths := map[string]int{}
+	for _, r := range rep.Rows {
+		paths[r.Path]++
+	}
+	for _, p := range []string{"extension", "ctypes"} {
+		if paths[p] < 12 {
+			t.Errorf("%d %s rows: want 3 calls × at least 4 kinds of lengths", paths[p], p)
+		}
 	}
 	for _, r := range rep.Rows {
 		if r.P50 <= 0 || r.GoP50 <= 0 {

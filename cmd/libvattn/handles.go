@@ -115,7 +115,7 @@ var (
 type createConfig struct {
 	layers, kvHeads, headDim, dtypeBytes, maxBatch, maxContext int
 	megacache, eagerReclaim, growPool                          bool
-	mapAhead, growMargin, growLimit                            int
+	mapAhead, growMargin, growLimit, growLimitPages            int
 	pageSize                                                   pagesize.Size
 	simGPUMemory                                               int64
 }
@@ -160,7 +160,7 @@ func create(name string, device int, cc createConfig) (int64, error) {
 		Layers: cc.layers, KVHeads: cc.kvHeads, HeadDim: cc.headDim, DTypeBytes: cc.dtypeBytes,
 		MaxBatch: cc.maxBatch, MaxContext: cc.maxContext, Megacache: cc.megacache,
 		EagerReclaim: cc.eagerReclaim, GrowPool: cc.growPool, MapAhead: cc.mapAhead,
-		GrowMargin: cc.growMargin, GrowLimit: cc.growLimit,
+		GrowMargin: cc.growMargin, GrowLimit: cc.growLimit, GrowLimitPages: cc.growLimitPages,
 	}, be)
 	if err != nil {
 		return 0, errors.Join(fmt.Errorf("create: %w", err), be.Close())

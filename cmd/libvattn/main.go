@@ -73,6 +73,7 @@ typedef struct {
 	int64_t sim_gpu_memory;// sim backend only: device bytes (0: 80 GiB)
 	int32_t grow_margin;   // StepAsync also grows slots within this many tokens of their mapped end (0: off)
 	int32_t grow_limit;    // at most this many page indexes grown ahead per background job (0: the default)
+	int32_t grow_limit_pages; // and at most this many physical pages, rounded down to whole indexes, at least one (0: no page bound)
 } vattn_config_t;
 
 typedef struct {
@@ -139,7 +140,7 @@ func goConfig(c *C.vattn_config_t) createConfig {
 		dtypeBytes: int(c.dtype_bytes), maxBatch: int(c.max_batch), maxContext: int(c.max_context),
 		megacache: c.megacache != 0, eagerReclaim: c.eager_reclaim != 0, growPool: c.grow_pool != 0,
 		pageSize: pagesize.Size(c.page_size), simGPUMemory: int64(c.sim_gpu_memory), mapAhead: int(c.map_ahead),
-		growMargin: int(c.grow_margin), growLimit: int(c.grow_limit),
+		growMargin: int(c.grow_margin), growLimit: int(c.grow_limit), growLimitPages: int(c.grow_limit_pages),
 	}
 }
 
@@ -401,12 +402,14 @@ func (c *cacheHandle) lens(p *C.vattn_seq_len_t, n C.int64_t) ([]int, error) {
 	if n > 0 && p == nil {
 		return nil, errNull
 	}
-	src := unsafe.Slice((*int64)(unsafe.Pointer(p)), int(n))
-	c.buf = c.buf[:0]
-	for _, v := range src {
-		c.buf = append(c.buf, int(v))
-	}
-	return c.buf, nil
+	// An int is an int64 here (checked below at compile time), so the
+	// lengths are copied as they are, with one memmove: this copy is on
+	// every step's path.
+	src := unsafe.Slice((*int)(unsafe.Pointer(p)), int(n))
+	buf := slices.Grow(c.buf[:0], len(src))[:len(src)]
+	copy(buf, src)
+	c.buf = buf
+	return buf, nil
 }
 
 // Every C int64_t is passed on as a Go int: this fails to compile where an

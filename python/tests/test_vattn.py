@@ -356,7 +356,7 @@ class MapAhead(unittest.TestCase):
             self.assertEqual(c.stats()["mapped_pages"], 4 * 4)
         finally:
             c.cleanup()
-        for name in ("map_ahead", "grow_margin", "grow_limit"):
+        for name in ("map_ahead", "grow_margin", "grow_limit", "grow_limit_pages"):
             for bad in (-1, 1.5, True, "3"):
                 with self.assertRaises(vattn.VattnError) as e:
                     vattn.KVCache(2, 8, 128, 2, 4096, 0, "bfloat16", "64K", backend="sim", **{name: bad})
@@ -377,6 +377,25 @@ class MapAhead(unittest.TestCase):
             self.assertGreaterEqual(c.stats()["mapped_pages"], 3 * 4)
         finally:
             c.cleanup()
+
+    def test_grow_limit_pages(self):
+        # A job maps at most grow_limit_pages pages ahead of need (whole
+        # indexes of 4 pages here, at least one); what the next step needs
+        # is not bounded.
+        for pages, want in ((4, 2), (7, 2), (1, 2), (8, 3), (0, 3)):
+            c = vattn.KVCache(2, 8, 128, 2, 4096, 0, "bfloat16", "64K", backend="sim", grow_margin=64,
+                              grow_limit_pages=pages)
+            try:
+                c.reserve_physical_pages(64 * MB)
+                i = c.alloc_new_batch_idx(10)
+                lens = [0, 0]
+                lens[i] = 10
+                c.step_async(lens)
+                c.wait()
+                st = c.stats()
+                self.assertEqual((st["mapped_pages"], st["mapped_pages"] // 4), (want * 4, want), pages)
+            finally:
+                c.cleanup()
 
 
 class Torch(unittest.TestCase):

@@ -9,10 +9,17 @@ A server written against vAttention switches by changing its import::
     k_caches, v_caches = kv[:num_layers], kv[num_layers:]
     # megacache=True: kv is [K, V], each [batch, context, layers, heads, dim]
 
-Pure Python over ctypes: no build step. The library is found through the
-VATTN_LIB environment variable, next to this package, or in the repository's
-build/ directory (go build -buildmode=c-shared -o build/libvattn.so
-./cmd/libvattn).
+Python over ctypes: no build step beyond the library's. The library is
+found through the VATTN_LIB environment variable, next to this package, or
+in the repository's build/ directory (go build -buildmode=c-shared -o
+build/libvattn.so ./cmd/libvattn). An optional C extension, _fast.abi3.so
+(_fast.c; scripts/build-python-ext.sh builds it, for any CPython from 3.11
+on), makes step, step_async and step_layered cost little more than the Go
+call: it is used when it is found in this package, beside libvattn.so, or
+at $VATTN_EXT; VATTN_NO_EXT=1 turns it off, and extension() says which
+path is in use. Both paths accept and refuse the same arguments with the
+same errors: the extension takes only what it can pass on as it is, and
+leaves everything else to the Python checks.
 
 The K and V caches are virtual ranges whose physical pages come and go: the
 tensors init_kvcache returns are zero-copy views of them (built through
@@ -48,10 +55,13 @@ Without a GPU, use the simulator: VATTN_BACKEND=sim, or backend="sim".
 
 import array
 import ctypes
+import functools
+import importlib.util
 import operator
 import os
 import sys
 import threading
+import weakref
 
 __all__ = [
     "init_kvcache", "reserve_physical_pages", "alloc_new_batch_idx", "step",
@@ -226,6 +236,10 @@ def _torch_lens(op, t):
         raise _bad(op, "seq_lens", "a tensor on %s: want a CPU tensor (the lengths are read on the host)" % (t.device,))
     if t.dim() != 1 or not t.is_contiguous():
         raise _bad(op, "seq_lens", "a tensor of shape %s: want one contiguous dimension" % (tuple(t.shape),))
+    if _ext is not None and _ext.tensor_type() is not type(t) and type(t.dtype).__module__ == "torch":
+        # torch's own tensor type (not a look-alike): from now on the
+        # extension reads such tensors itself, with the checks above.
+        _ext.register_tensor(type(t), t.dtype)
     return t.data_ptr(), t.numel(), t
 
 _i32, _i64, _u64, _f64 = ctypes.c_int32, ctypes.c_int64, ctypes.c_uint64, ctypes.c_double
@@ -235,7 +249,7 @@ class _Config(ctypes.Structure):
     _fields_ = [("layers", _i32), ("kv_heads", _i32), ("head_dim", _i32), ("dtype_bytes", _i32),
                 ("max_batch", _i32), ("max_context", _i32), ("megacache", _i32),
                 ("eager_reclaim", _i32), ("grow_pool", _i32), ("map_ahead", _i32), ("page_size", _i64), ("sim_gpu_memory", _i64),
-                ("grow_margin", _i32), ("grow_limit", _i32)]
+                ("grow_margin", _i32), ("grow_limit", _i32), ("grow_limit_pages", _i32)]
 
 
 class _Layout(ctypes.Structure):
@@ -287,11 +301,88 @@ def _load():
             except OSError as e:
                 raise VattnError("load", ERR_UNAVAILABLE, "load %s: %s" % (path, e)) from e
             _declare(lib)
+            _load_ext(lib, path)
             _lib = lib
             return lib
         raise VattnError("load", ERR_UNAVAILABLE,
                          "libvattn.so not found (set VATTN_LIB or build it: go build -buildmode=c-shared "
                          "-o build/libvattn.so ./cmd/libvattn); tried " + ", ".join(tried))
+
+
+# The C extension (_fast.c, built by scripts/build-python-ext.sh): step,
+# step_async and step_layered without ctypes. _ext is the module when it is
+# in use; _ext_why says where it came from, or why it is not in use.
+_EXT_VERSION = 2
+_EXT_NAME = "_fast.abi3.so"
+_ext = None
+_ext_fns = None
+_ext_why = "not loaded yet: no cache made"
+_NOT_TAKEN = -1  # the extension's code for a call it left to the Python path
+_EXT_CALLS = ("step", "step_async", "step_layered")  # the extension's call numbers
+
+
+def _load_ext(lib, lib_path):
+    """Load the extension if it is built: VATTN_EXT names it (then it must
+    load), else it is looked for in this package and beside libvattn.so.
+    VATTN_NO_EXT=1 keeps the ctypes path."""
+    global _ext, _ext_fns, _ext_why
+    if os.environ.get("VATTN_NO_EXT", "") not in ("", "0"):
+        _ext_why = "off: VATTN_NO_EXT is set"
+        return
+    explicit = os.environ.get("VATTN_EXT")
+    if sys.version_info < (3, 11):
+        if explicit:
+            raise VattnError("load", ERR_UNAVAILABLE, "VATTN_EXT=%s: the extension needs Python 3.11 or newer" % explicit)
+        _ext_why = "off: the extension needs Python 3.11 or newer"
+        return
+    here = os.path.dirname(os.path.abspath(__file__))
+    paths = [explicit] if explicit else [os.path.join(here, _EXT_NAME),
+                                         os.path.join(os.path.dirname(os.path.abspath(lib_path)), _EXT_NAME)]
+    tried = []
+    for path in paths:
+        if not os.path.exists(path):
+            tried.append(path + " (missing)")
+            continue
+        try:
+            spec = importlib.util.spec_from_file_location(__name__ + "._fast", path)
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+            if getattr(mod, "VERSION", None) != _EXT_VERSION:
+                raise ImportError("version %r, want %d (a stale build: re-run scripts/build-python-ext.sh)"
+                                  % (getattr(mod, "VERSION", None), _EXT_VERSION))
+        except (ImportError, OSError) as e:
+            tried.append("%s (%s)" % (path, e))
+            continue
+        _ext_fns = tuple(ctypes.cast(lib[name], ctypes.c_void_p).value
+                         for name in ("vattn_step", "vattn_step_async", "vattn_step_layered"))
+        _ext, _ext_why = mod, path
+        return
+    if explicit:
+        raise VattnError("load", ERR_UNAVAILABLE, "VATTN_EXT: cannot load the extension: " + "; ".join(tried))
+    _ext_why = "off: not built (scripts/build-python-ext.sh); tried " + ", ".join(tried)
+
+
+def extension():
+    """(in_use, detail): whether step, step_async and step_layered go
+    through the C extension, and its path, or why they go through ctypes.
+    Settled when libvattn.so is loaded (by the first cache made)."""
+    return _ext is not None, _ext_why
+
+
+def _ext_fallback(ref, call, code, args, kwargs):
+    """What the extension did not complete: a library status (code > 0)
+    becomes its error; anything else (NOT_TAKEN: arguments the extension
+    leaves to the Python checks, or a call shaped otherwise) is made again
+    through the method, whose checks raise the argument's error or which
+    makes the call through ctypes."""
+    c = ref()
+    op = _EXT_CALLS[call]
+    if c is None:
+        raise VattnError(op, ERR_BAD_HANDLE, "the cache is gone")
+    if code != _NOT_TAKEN:
+        h = c._h
+        _check(c._lib, op, code, 0 if h is None else h, "seq_lens")
+    return getattr(KVCache, op)(c, *args, **(kwargs or {}))
 
 
 def _declare(lib):
@@ -426,8 +517,10 @@ class KVCache:
 
     def __init__(self, num_layers, num_kv_heads, head_size, max_batch_size, max_context_length,
                  device, dtype, page_size, megacache=False, backend=None, eager_reclaim=False,
-                 sim_gpu_memory=0, grow_pool=False, map_ahead=0, grow_margin=0, grow_limit=0):
+                 sim_gpu_memory=0, grow_pool=False, map_ahead=0, grow_margin=0, grow_limit=0,
+                 grow_limit_pages=0):
         self._h = None
+        self._steps = None  # the extension's step calls for this cache, when it is in use (_bind_ext)
         self._lbuf = _NO_BUFFER  # lengths_buffer(): the persistent lengths, once made
         self._lib = _load()
         op = "init_kvcache"
@@ -452,12 +545,17 @@ class KVCache:
                       grow_pool=int(_flag(op, "grow_pool", grow_pool)), map_ahead=_int(op, "map_ahead", map_ahead, 0, _I32_MAX),
                       grow_margin=_int(op, "grow_margin", grow_margin, 0, _I32_MAX),
                       grow_limit=_int(op, "grow_limit", grow_limit, 0, _I32_MAX),
+                      grow_limit_pages=_int(op, "grow_limit_pages", grow_limit_pages, 0, _I32_MAX),
                       page_size=_page_bytes(page_size),
                       sim_gpu_memory=_int(op, "sim_gpu_memory", sim_gpu_memory, 0, _I64_MAX))
         h = _i64(0)
         _check(self._lib, op,
                self._lib.vattn_create(self.backend.encode(), self.device, ctypes.byref(cfg), ctypes.byref(h)), 0)
         self._h = h.value
+        if _ext is not None:
+            self._steps = _ext.steps(self._h, *_ext_fns, self.eager_reclaim,
+                                     functools.partial(_ext_fallback, weakref.ref(self)))
+            self._bind_ext(True)
         self.layout = self._layout()
         self.megacache = bool(cfg.megacache)
         self.shape = (max_batch_size, ints["max_context_length"], ints["num_kv_heads"], ints["head_size"])
@@ -550,10 +648,12 @@ class KVCache:
     def lengths_buffer(self):
         """A persistent array('q') of max_batch_size lengths, all 0 at first.
         Update it in place (buf[slot] = n) and pass it to step, step_async
-        or step_layered: those calls then skip every conversion and type
-        check (the buffer's type and size are known) and cost one call into
-        the library, which still checks every length's range. Made once per
-        cache; later calls return the same buffer."""
+        or step_layered: without the C extension those calls then skip
+        every conversion and type check (the buffer's type and size are
+        known) and cost one ctypes call into the library, which still
+        checks every length's range. With the extension any int64 buffer
+        costs that little. Made once per cache; later calls return the
+        same buffer."""
         if self._lbuf is _NO_BUFFER and self._h is not None:
             buf = array.array("q", bytes(8 * self.max_batch_size))
             addr, n = buf.buffer_info()
@@ -577,17 +677,27 @@ class KVCache:
         if code:
             _check(self._lib, op, code, self._h, "seq_lens")
 
+    def _bind_ext(self, on):
+        """Route step, step_async and step_layered through the extension
+        (instance attributes over the methods below, so a call goes from
+        the caller straight into C), or (on False) through the methods."""
+        for name in _EXT_CALLS:
+            if on and self._steps is not None:
+                setattr(self, name, getattr(self._steps, name))
+            else:
+                self.__dict__.pop(name, None)
+
     def step(self, seq_lens, eager_reclaim=None):
         """Map pages so slot i holds seq_lens[i] tokens (slots past the end
         of seq_lens: 0). The reclaim policy is fixed at init
         (eager_reclaim=...); vAttention's per-step flag is accepted only
         when it agrees."""
-        if seq_lens is self._lbuf and eager_reclaim is None:
-            return self._fast("step", "vattn_step")
         if eager_reclaim is not None and _flag("step", "eager_reclaim", eager_reclaim) != self.eager_reclaim:
             raise _bad("step", "eager_reclaim",
                        "eager_reclaim=%s, but the cache was made with eager_reclaim=%s (set it in init_kvcache)"
                        % (bool(eager_reclaim), self.eager_reclaim))
+        if seq_lens is self._lbuf:
+            return self._fast("step", "vattn_step")
         self._step("step", self._lib.vattn_step, seq_lens)
 
     def step_async(self, seq_lens):
@@ -630,6 +740,8 @@ class KVCache:
     def cleanup(self):
         if getattr(self, "_h", None) is None:
             return
+        self._bind_ext(False)
+        self._steps = None
         h, self._h = self._h, None
         _check(self._lib, "cleanup", self._lib.vattn_destroy(h), 0)
 
@@ -659,10 +771,12 @@ def init_kvcache(num_layers, num_kv_heads, head_size, max_batch_size, max_contex
     $VATTN_BACKEND or auto: uvm below 2 MiB pages, cudavmm at 2 MiB; "sim"
     needs no GPU), eager_reclaim, grow_pool, sim_gpu_memory, map_ahead
     (page indexes a growing request gets beyond its need: with small pages,
-    fewer driver calls per step for a little memory), grow_margin and
-    grow_limit (step_async also grows requests within grow_margin tokens of
-    their mapped end, at most grow_limit page indexes per step: growth
-    spread over steps instead of bursts)."""
+    fewer driver calls per step for a little memory), grow_margin,
+    grow_limit and grow_limit_pages (step_async also grows requests within
+    grow_margin tokens of their mapped end, at most grow_limit page indexes
+    and grow_limit_pages physical pages per step: growth spread over steps
+    instead of bursts; a per-layer page index is 2*num_layers pages, a
+    megacache one 2)."""
     global _cache
     if _cache is not None:
         raise VattnError("init_kvcache", ERR_BAD_CONFIG, "a cache exists: call cleanup first")
@@ -690,15 +804,18 @@ def free_batch_idx(batch_idx):
 
 
 def step(seq_lens, eager_reclaim=None):
-    _current("step").step(seq_lens, eager_reclaim)
+    c = _cache  # not through _current: this is the hot call
+    (c or _current("step")).step(seq_lens, eager_reclaim)
 
 
 def step_async(seq_lens):
-    _current("step_async").step_async(seq_lens)
+    c = _cache
+    (c or _current("step_async")).step_async(seq_lens)
 
 
 def step_layered(seq_lens):
-    _current("step_layered").step_layered(seq_lens)
+    c = _cache
+    (c or _current("step_layered")).step_layered(seq_lens)
 
 
 def wait_layer(layer):

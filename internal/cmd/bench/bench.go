@@ -42,6 +42,7 @@ type flags struct {
 	mapAhead    []int
 	growMargin  []int
 	growLimit   int
+	growPages   int
 }
 
 // NewCmd returns the bench command.
@@ -80,7 +81,8 @@ plus modelled driver time). cudavmm and uvm run on the GPU chosen with -i.`,
 	fl.DurationVar(&f.compute, "compute", 5*time.Millisecond, "emulated forward pass between growth steps (not slept on sim)")
 	fl.IntSliceVar(&f.mapAhead, "map-ahead", []int{0, 1, 3, 7}, "page indexes mapped ahead per growth, to compare")
 	fl.IntSliceVar(&f.growMargin, "grow-margin", []int{0}, "StepAsync rows: tokens from a slot's mapped end within which the background job grows it ahead of need, to compare")
-	fl.IntVar(&f.growLimit, "grow-limit", 0, "page indexes one background job may map ahead of need with --grow-margin (0: the allocator's default)")
+	fl.IntVar(&f.growLimit, "grow-limit", 0, "page indexes one background job may map ahead of need with --grow-margin (0: no index bound; both 0: the allocator's default)")
+	fl.IntVar(&f.growPages, "grow-limit-pages", 0, "physical pages one background job may map ahead of need with --grow-margin, whole indexes, at least one (0: no page bound)")
 	fl.StringVar(&f.pageSizes, "page-size", "", "page sizes, comma-separated (default: sim and uvm all of 64k,128k,256k,2m; cudavmm 2m)")
 	fl.StringVarP(&f.device, "id", "i", "", "GPU index or UUID (as nvidia-smi -i); default GPU 0")
 	fl.IntVar(&f.pages, "pages", 256, "pages mapped and unmapped per map measurement")
@@ -111,11 +113,11 @@ func run(f flags) (*bench.Report, error) {
 				return nil, cli.Usagef("--grow-margin %d: want 0 or more", g)
 			}
 		}
-		if f.growLimit < 0 {
-			return nil, cli.Usagef("--grow-limit %d: want 0 or more", f.growLimit)
+		if f.growLimit < 0 || f.growPages < 0 {
+			return nil, cli.Usagef("--grow-limit %d, --grow-limit-pages %d: want 0 or more", f.growLimit, f.growPages)
 		}
 		o.Growth = &bench.GrowthOptions{Steps: f.growthSteps, Compute: f.compute, MapAhead: f.mapAhead,
-			GrowMargin: f.growMargin, GrowLimit: f.growLimit}
+			GrowMargin: f.growMargin, GrowLimit: f.growLimit, GrowLimitPages: f.growPages}
 	}
 	switch f.uvmMode {
 	case uvm.ModeAuto, uvm.ModeStock, uvm.ModePatched:

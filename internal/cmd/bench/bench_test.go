@@ -70,7 +70,8 @@ func TestBenchSimTable(t *testing.T) {
 // held ahead than without, and none of it on the critical path.
 func TestBenchSimGrowMargin(t *testing.T) {
 	code, out, errOut := runCmd(t, cli.JSON, "--page-size", "64k", "--step-batch", "1", "--iterations", "1", "--pages", "1",
-		"--growth", "--growth-steps", "48", "--compute", "0s", "--map-ahead", "1", "--grow-margin", "0,64")
+		"--growth", "--growth-steps", "48", "--compute", "0s", "--map-ahead", "1", "--grow-margin", "0,64",
+		"--grow-limit-pages", "4096")
 	if code != 0 {
 		t.Fatalf("code %d: %s", code, errOut)
 	}
@@ -90,6 +91,9 @@ func TestBenchSimGrowMargin(t *testing.T) {
 		if ahead.AheadBytes <= none.AheadBytes || ahead.CriticalMapUs != 0 || ahead.BackgroundJobMaxPages == 0 {
 			t.Errorf("%s: without a margin %+v\nwith 64 tokens %+v", layout, none, ahead)
 		}
+		if ahead.GrowLimitPages != 4096 || none.GrowLimitPages != 0 {
+			t.Errorf("%s: grow limit pages %d with a margin, %d without", layout, ahead.GrowLimitPages, none.GrowLimitPages)
+		}
 	}
 }
 
@@ -105,6 +109,7 @@ func TestBenchBadArguments(t *testing.T) {
 		{"--growth", "--growth-steps", "0"},
 		{"--growth", "--grow-margin", "-1"},
 		{"--growth", "--grow-limit", "-1"},
+		{"--growth", "--grow-limit-pages", "-1"},
 		{"--pages", "100000000", "--page-size", "64k"},
 		{"--pages", "2000000"},
 		{"--pages", "9000000000000000000"},
