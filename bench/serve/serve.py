@@ -679,19 +679,22 @@ def poisson(n, rate, seed):
 
 
 def compare(results, recs):
-    """Recorded attention outputs of every layout against static's."""
-    ref = recs.get("static")
+    """Recorded attention outputs of every layout against static's (or
+    static-fa's, where static did not run)."""
+    name = "static" if "static" in recs else "static-fa"
+    ref = recs.get(name)
     if not ref:
         return
     scale = max(float(t.abs().max()) for t in ref.values())
     for cfg, rec in recs.items():
-        if cfg == "static" or cfg not in results:
+        if cfg == name or cfg not in results:
             continue
         diffs = [float((rec[k] - ref[k]).abs().max()) for k in ref if k in rec]
         r = results[cfg]
         r["compared_outputs"] = len(diffs)
         r["max_abs_diff_vs_static"] = max(diffs) if diffs else None
         r["ref_scale"] = scale
+        r["reference"] = name
         r["correct"] = bool(diffs) and len(diffs) == len(ref) and max(diffs) <= args_tol[0] * scale
 
 
