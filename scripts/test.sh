@@ -44,6 +44,7 @@ lint() {
 
 deps() {
 	scripts/deps-bpf.sh &&
+		scripts/deps-python.sh &&
 		scripts/kernel-deps.sh
 }
 
