@@ -3,8 +3,10 @@ package kvcache
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
+	"github.com/vattn/vattn/backend"
 	"github.com/vattn/vattn/pagesize"
 )
 
@@ -278,14 +280,24 @@ func TestStepTakesLookaheadWhenPoolIsShort(t *testing.T) {
 			// Slot a holds a whole index; the job maps its next one ahead.
 			must(t, c.StepAsync(lens(2, a, tpp)))
 			must(t, c.Wait())
-			if got := c.FreeIndexes(); got != 0 {
-				t.Fatalf("after the lookahead, FreeIndexes = %d, want 0", got)
+			if st := c.Stats(); st.FreePages != 0 || st.MappedPages != 2*lay.PagesPerIndex {
+				t.Fatalf("after the lookahead: %d pages free, %d mapped; want 0 and all", st.FreePages, st.MappedPages)
 			}
+			// The lookahead counts as free: a step can take it.
+			if got := c.FreeIndexes(); got != 1 {
+				t.Fatalf("after the lookahead, FreeIndexes = %d, want 1", got)
+			}
+			first := c.slots[a].pages[:lay.PagesPerIndex:lay.PagesPerIndex]
+			first = append([]backend.PageID(nil), first...)
 			b2, err := c.AllocBatchIdx(1)
 			must(t, err)
 			l := lens(2, a, tpp, b2, 1)
 			must(t, c.Step(l))
 			checkConsistent(t, c, b)
+			// Slot a kept the index that holds its tokens.
+			if got := c.slots[a].pages[:lay.PagesPerIndex]; !slices.Equal(got, first) {
+				t.Fatalf("slot a's first index changed pages: %v, was %v", got, first)
+			}
 			// Slot a needs its second index now: nothing is left, and
 			// the error says so.
 			l[a] = tpp + 1
@@ -298,4 +310,25 @@ func TestStepTakesLookaheadWhenPoolIsShort(t *testing.T) {
 			checkConsistent(t, c, b)
 		})
 	}
+	// With GrowPool the pool is never short: a step allocates, and the
+	// lookahead stays mapped.
+	t.Run("grow-pool", func(t *testing.T) {
+		b := newSim(t, pagesize.Size64K, 1<<32, nil)
+		cfg := wide(2, 1024, false)
+		cfg.GrowPool = true
+		c := newCache(t, cfg, b)
+		lay := c.Layout()
+		tpp := lay.TokensPerPage
+		a, err := c.AllocBatchIdx(tpp)
+		must(t, err)
+		must(t, c.StepAsync(lens(2, a, tpp)))
+		must(t, c.Wait())
+		b2, err := c.AllocBatchIdx(1)
+		must(t, err)
+		must(t, c.Step(lens(2, a, tpp, b2, 1)))
+		if got := c.slots[a].mapped; got != 2 {
+			t.Fatalf("with GrowPool, slot a has %d indexes mapped after the step, want its lookahead kept (2)", got)
+		}
+		checkConsistent(t, c, b)
+	})
 }

@@ -734,13 +734,12 @@ func (c *Cache) driverCalls() (mapCalls, unmapCalls uint64) {
 func (c *Cache) take(n int, lens []int, ph *phase) ([]backend.PageID, error) {
 	if len(c.pool) < n {
 		// Active slots keep one token of lookahead (the next step's page)
-		// unless the pool is short without it: a step's own need comes
-		// before what the next one may need.
-		kind := surplusAhead
-		spare := c.spare(lens, kind)
-		if len(c.pool)+spare < n {
-			kind = surplusTight
-			spare = c.spare(lens, kind)
+		// unless the pool is short without it and cannot grow: a step's
+		// own need comes before what the next one may need.
+		spare := c.spare(lens, surplusAhead)
+		tight := len(c.pool)+spare < n && !c.cfg.GrowPool
+		if tight {
+			spare = c.spare(lens, surplusTight)
 		}
 		if len(c.pool)+spare < n && !c.cfg.GrowPool {
 			return nil, fmt.Errorf("%w: need %d pages, pool has %d and %d more can be reclaimed (reserve more physical memory or free requests)",
@@ -748,9 +747,16 @@ func (c *Cache) take(n int, lens []int, ph *phase) ([]backend.PageID, error) {
 		}
 		// Only the caller's own steps wait for the GPU: the background
 		// mapper's lookahead is not worth blocking on (the next Step maps
-		// what it could not).
-		if err := c.reclaim(n-len(c.pool), ph == &c.st.fg, kind, lens, ph); err != nil {
+		// what it could not). Lookahead is taken last, only for what the
+		// rest does not cover.
+		wait := ph == &c.st.fg
+		if err := c.reclaim(n-len(c.pool), wait, surplusAhead, lens, ph); err != nil {
 			return nil, err
+		}
+		if short := n - len(c.pool); tight && short > 0 {
+			if err := c.reclaim(short, wait, surplusTight, lens, ph); err != nil {
+				return nil, err
+			}
 		}
 		if short := n - len(c.pool); short > 0 {
 			if !c.cfg.GrowPool {

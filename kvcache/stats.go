@@ -221,12 +221,14 @@ func (c *Cache) Slots() []SlotStats {
 
 // FreeIndexes returns how many page indexes could be mapped without
 // allocating: the pool plus the pages of idle slots and the surplus of
-// active ones, in whole page indexes (vAttention's num_free_kvblocks).
+// active ones, the lookahead StepAsync mapped included (a step takes it
+// when the pool is short), in whole page indexes (vAttention's
+// num_free_kvblocks).
 func (c *Cache) FreeIndexes() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := len(c.pool) / c.layout.PagesPerIndex
-	for _, v := range c.victims(nil, surplusAhead) {
+	for _, v := range c.victims(nil, surplusTight) {
 		n += c.slots[v.slot].mapped - v.keep
 	}
 	return n
