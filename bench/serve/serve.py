@@ -217,6 +217,9 @@ class Store:
     def held_bytes(self):
         raise NotImplementedError
 
+    def mark(self):
+        """Start of the measured run."""
+
     def stats(self):
         return {}
 
@@ -228,16 +231,17 @@ class Contiguous(Store):
     """static and vattn: per-layer [slots, T, heads, dim] K/V (views of
     vattn's megacache where it is one), read through a length mask."""
 
-    def __init__(self, ks, vs, slots, T, dev, attn="flex"):
+    def __init__(self, ks, vs, slots, T, dev, attn="flex", kv_block=LEN_BLOCK):
         self.ks, self.vs, self.slots, self.T = ks, vs, slots, T
         self.attn = attn
+        self.kv_block = kv_block
         if attn == "fa":  # each layer's K/V as [slots*T, heads, dim] rows for the varlen kernel
             self.kflat = [flat(t) for t in ks]
             self.vflat = [flat(t) for t in vs]
         self.dev = dev
         self.dec = Decoder(slots, dev)
         self.lens = torch.zeros(slots, dtype=torch.int32, device=dev)
-        self.nblk = T // LEN_BLOCK
+        self.nblk = T // kv_block
         self.ar = torch.arange(self.nblk, dtype=torch.int32, device=dev)
         self.full_idx = self.ar.expand(slots, self.nblk).contiguous()
         lens = self.lens
@@ -267,10 +271,10 @@ class Contiguous(Store):
         self.dec.dec = ds
         self.lens.zero_()
         self.lens.index_copy_(0, ds, dl.to(torch.int32))
-        full = self.lens // LEN_BLOCK
-        part = (self.lens % LEN_BLOCK > 0).to(torch.int32)
+        full = self.lens // self.kv_block
+        part = (self.lens % self.kv_block > 0).to(torch.int32)
         kv_idx = (full[:, None] + self.ar[None, :]).clamp_(max=self.nblk - 1).to(torch.int32)
-        self.dec.bm = block_mask(part, kv_idx, full.to(torch.int32), self.full_idx, LEN_BLOCK, self.mask, self.T)
+        self.dec.bm = block_mask(part, kv_idx, full.to(torch.int32), self.full_idx, self.kv_block, self.mask, self.T)
 
     def write(self, l, k, v):
         # Scattered writes (a kernel, not cudaMemcpy: CUDA's copy functions
@@ -336,13 +340,23 @@ class Vattn(Contiguous):
                                        megacache=megacache, backend="auto", map_ahead=map_ahead, grow_margin=grow_margin)
         try:
             c.reserve_physical_pages(budget)
-            t = c.tensors(per_layer=True)
-            super().__init__(t[:layers], t[layers:], max_slots, max_ctx, dev, attn)
             lay = c.layout
             self.page = lay["page_size"]
             self.unit = lay["tokens_per_page"]
+            # FlexAttention loads whole KV blocks (the mask hides what is
+            # past a request's length): a block must not reach past the
+            # request's last mapped page, so it divides a page's tokens.
+            kv_block = LEN_BLOCK
+            while self.unit % kv_block:
+                kv_block //= 2
+            if attn == "flex" and kv_block < 16:
+                raise ValueError("%d tokens per page: FlexAttention's KV blocks (at least 16 tokens) would read "
+                                 "past a request's last page; take the flash kernel (-fa)" % self.unit)
+            t = c.tensors(per_layer=True)
+            super().__init__(t[:layers], t[layers:], max_slots, max_ctx, dev, attn, kv_block)
             self.units = c.stats()["reserved_pages"] // lay["pages_per_index"]
             self.fn = c.step if mode == "sync" else c.step_async
+            self.base = {}
         except Exception:
             c.cleanup()
             raise
@@ -362,15 +376,26 @@ class Vattn(Contiguous):
     def held_bytes(self):
         return self.cache.stats()["reserved_pages"] * self.page
 
-    def stats(self):
+    COUNTERS = ("fg_map_calls", "fg_map_pages", "fg_map_seconds", "bg_map_calls", "bg_map_pages", "bg_map_seconds",
+                "fg_unmap_calls", "reclaimed_pages", "background_errors", "inconsistencies")
+
+    def mark(self):
         self.cache.wait()
         s = self.cache.stats()
-        return {k: s[k] for k in ("reserved_pages", "fg_map_calls", "fg_map_pages", "fg_map_seconds", "bg_map_calls",
-                                  "bg_map_pages", "bg_map_seconds", "fg_unmap_calls", "reclaimed_pages",
-                                  "background_errors", "inconsistencies")}
+        self.base = {k: s[k] for k in self.COUNTERS}
+
+    def stats(self):
+        """The run's counters (the warm-up's taken off)."""
+        self.cache.wait()
+        s = self.cache.stats()
+        out = {k: s[k] - self.base.get(k, 0) for k in self.COUNTERS}
+        out["reserved_pages"] = s["reserved_pages"]
+        return out
 
     def close(self):
-        self.ks = self.vs = None
+        # Nothing may point into the address range once it is gone.
+        self.ks = self.vs = self.kflat = self.vflat = None
+        self.dec.bm = None
         self.cache.cleanup()
 
 
@@ -505,7 +530,13 @@ def serve(store, model, trace, arrivals, args, dev, live):
     running = []  # admission order: the youngest is last
     lens = [0] * store.slots
     gen = torch.Generator(device=dev)
-    rec, want = {}, set(range(args.record))
+    # Recorded: the first requests (fresh slots) and the last ones (slots,
+    # pages and blocks reused), their first outputs and every
+    # record_every-th (positions across page and block boundaries).
+    n = len(reqs)
+    rec, want = {}, set(range(min(args.record, n))) | set(range(max(0, n - args.record), n))
+    store.mark()
+    peak = 0
     st = dict(preemptions=0, steps=0, prefill_tokens=0, decode_tokens=0, mm=[], running=[], mem=[])
     live["st"] = st
     used_units = 0
@@ -553,11 +584,14 @@ def serve(store, model, trace, arrivals, args, dev, live):
         s = time.perf_counter()
         store.reserve(lens)
         st["mm"].append(time.perf_counter() - s)
+        peak = max(peak, store.used_bytes())
         # The step's tokens: prompts (random ids), then each decoder's last token.
         parts, pos, wsl, prefills, off = [], [], [], [], 0
         for r in new:
             gen.manual_seed(args.seed * 1000003 + r.rid)  # a request's prompt is the same in every layout
-            parts.append(torch.randint(0, VOCAB, (r.len,), device=dev, generator=gen))
+            parts.append(torch.randint(0, VOCAB, (r.p,), device=dev, generator=gen))
+            if r.len > r.p:  # recomputed after a preemption: the decode inputs it had, in order
+                parts.append(torch.tensor([decode_token(r.rid, j) for j in range(1, r.len - r.p + 1)], device=dev))
             pos.append(torch.arange(r.len, device=dev))
             wsl.append(torch.full((r.len,), r.slot, dtype=torch.long, device=dev))
             prefills.append((off, r.len))
@@ -579,7 +613,7 @@ def serve(store, model, trace, arrivals, args, dev, live):
         outs = new + decoders
         rows = {}
         for i, r in enumerate(outs):
-            if r.rid in want and r.g < args.record_tokens and not r.preempted:
+            if r.rid in want and (r.g < args.record_tokens or r.g % args.record_every == 0) and not r.preempted:
                 rows[(r.rid, r.g)] = last[i]
         record = None
         if rows:
@@ -627,7 +661,7 @@ def serve(store, model, trace, arrivals, args, dev, live):
                mm_critical_s=round(sum(mm), 4), mm_share=round(sum(mm) / wall, 4),
                mm_p50_us=round(1e6 * pct(mm, .5), 1), mm_p99_us=round(1e6 * pct(mm, .99), 1),
                mm_max_us=round(1e6 * max(mm), 1),
-               peak_used_bytes=max(m[1] for m in st["mem"]), held_bytes=max(m[2] for m in st["mem"]),
+               peak_used_bytes=max([peak] + [m[1] for m in st["mem"]]), held_bytes=max(m[2] for m in st["mem"]),
                mem=thin(st["mem"], 400))
     res.update(store.stats())
     return res, rec
@@ -744,7 +778,7 @@ def main():
     ap.add_argument("--synthetic", help="CSV from go run ./bench/e2e/gensynth (the project's generator)")
     ap.add_argument("--workloads", default="arxiv-offline,arxiv-poisson",
                     help="comma list of <arxiv|synthetic>-<offline|poisson>")
-    ap.add_argument("--rate", type=float, default=4.0, help="Poisson arrivals per second")
+    ap.add_argument("--rate", type=float, default=5.0, help="Poisson arrivals per second")
     ap.add_argument("--requests", type=int, default=120)
     ap.add_argument("--layers", type=int, default=8, help="Llama-3-8B layers (32 for the whole model)")
     ap.add_argument("--max-ctx", type=int, default=8192)
@@ -755,8 +789,10 @@ def main():
     ap.add_argument("--grow-margin", type=int, default=64, help="-ahead layouts: vattn grow_margin (tokens)")
     ap.add_argument("--configs", default="static,paged16,paged256,vattn2m-flex,static-fa,vattn2m-fa,"
                                           "vattn64k-fa,vattn64k-mega-fa-ahead")
-    ap.add_argument("--record", type=int, default=3, help="requests whose outputs are compared with static's")
-    ap.add_argument("--record-tokens", type=int, default=4)
+    ap.add_argument("--record", type=int, default=3,
+                    help="the first and the last this many requests' outputs are compared with static's")
+    ap.add_argument("--record-tokens", type=int, default=4, help="each recorded request's first outputs")
+    ap.add_argument("--record-every", type=int, default=61, help="and every this-many-th output after them")
     ap.add_argument("--tol", type=float, default=1e-2, help="bound on |output - static's| / max|static's|")
     ap.add_argument("--sample-every", type=int, default=8)
     ap.add_argument("--seed", type=int, default=1)
