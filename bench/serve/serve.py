@@ -43,9 +43,7 @@ attention outputs of a few requests against static's.
 
 import argparse
 import collections
-import csv
 import json
-import math
 import os
 import random
 import sys
@@ -59,66 +57,29 @@ import torch.nn.functional as F
 _here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(_here, "..", "..", "python"))
 
-HIDDEN, HEADS, KV_HEADS, HEAD_DIM, FFN, VOCAB = 4096, 32, 8, 128, 14336, 128256
+# The model and the trace reader are the end-to-end benchmark's.
+sys.path.insert(0, os.path.join(_here, "..", "e2e"))
+import e2e  # noqa: E402
+from e2e import HEADS, HEAD_DIM, HIDDEN, FFN, KV_HEADS, VOCAB, kv_bytes_per_token, load_trace, pct  # noqa: E402
+
 Q_BLOCK = 128  # FlexAttention's Q block size: one row for a decode query
 LEN_BLOCK = 256  # KV block size of the length-masked layouts (paged256's)
-
-
-def load_trace(path, n, seed, max_ctx):
-    """n (prompt, decode) pairs from a Sarathi-format CSV, seeded shuffle,
-    each fitting max_ctx."""
-    rows = list(csv.DictReader(open(path)))
-    rnd = random.Random(seed)
-    rnd.shuffle(rows)
-    out = []
-    for r in rows:
-        p, d = int(r["num_prefill_tokens"]), int(r["num_decode_tokens"])
-        if p > 0 and d > 0 and p + d <= max_ctx:
-            out.append((p, d))
-        if len(out) == n:
-            break
-    return out
-
-
-def kv_bytes_per_token(layers):
-    return KV_HEADS * HEAD_DIM * 2 * 2 * layers  # bf16, K and V, every layer
-
-
-def pct(xs, q):
-    if not xs:
-        return None
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(q * len(s)))]
 
 
 def cdiv(a, b):
     return -(-a // b)
 
 
-class Model:
-    """Llama-3-8B layer shapes, random weights, greedy decoding."""
+class Model(e2e.Model):
+    """e2e's model (Llama-3-8B layer shapes, random weights), its attention
+    batched: one decode call per layer per step."""
 
-    def __init__(self, layers, dev, seed):
-        g = torch.Generator(device=dev).manual_seed(seed)
-
-        def w(*shape):
-            return (torch.randn(*shape, device=dev, generator=g, dtype=torch.float32) / math.sqrt(shape[0])).to(torch.bfloat16)
-
-        self.layers = layers
-        self.embed = (torch.randn(VOCAB, HIDDEN, device=dev, generator=g) * 0.02).to(torch.bfloat16)
-        self.wqkv = [w(HIDDEN, (HEADS + 2 * KV_HEADS) * HEAD_DIM) for _ in range(layers)]
-        self.wo = [w(HEADS * HEAD_DIM, HIDDEN) for _ in range(layers)]
-        self.w13 = [w(HIDDEN, 2 * FFN) for _ in range(layers)]
-        self.w2 = [w(FFN, HIDDEN) for _ in range(layers)]
-        self.lm = w(HIDDEN, VOCAB)
-        inv = 1.0 / (500000.0 ** (torch.arange(0, HEAD_DIM, 2, device=dev).float() / HEAD_DIM))
-        f = torch.outer(torch.arange(32768, device=dev).float(), inv)
-        self.cos, self.sin = f.cos().to(torch.bfloat16), f.sin().to(torch.bfloat16)
-
-    def rope(self, x, pos):  # x [n, h, d], pos [n]
-        c, s = self.cos[pos][:, None, :], self.sin[pos][:, None, :]
-        x1, x2 = x[..., : HEAD_DIM // 2], x[..., HEAD_DIM // 2:]
-        return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1)
+    def __init__(self, layers, dev, seed, max_ctx):
+        super().__init__(layers, dev, seed)
+        if max_ctx > self.cos.shape[0]:  # rotary tables long enough for every position
+            inv = 1.0 / (500000.0 ** (torch.arange(0, HEAD_DIM, 2, device=dev).float() / HEAD_DIM))
+            f = torch.outer(torch.arange(max_ctx, device=dev).float(), inv)
+            self.cos, self.sin = f.cos().to(torch.bfloat16), f.sin().to(torch.bfloat16)
 
     def forward(self, b, store, record=None):
         """One engine step over batch b (prefill tokens first, then one
@@ -819,7 +780,7 @@ def main():
     sdpa = sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION])
     sdpa.__enter__()
     torch.manual_seed(args.seed)
-    model = Model(args.layers, dev, args.seed)
+    model = Model(args.layers, dev, args.seed, args.max_ctx)
     torch.cuda.synchronize()
     out = dict(device=torch.cuda.get_device_name(0), torch=torch.__version__, cuda=torch.version.cuda,
                layers=args.layers, max_ctx=args.max_ctx, max_slots=args.max_slots, requests=args.requests,
