@@ -48,10 +48,13 @@ func (e *Env) VerifyLoaded() error {
 		return fmt.Errorf("verify: open %s: %w", dev, err)
 	}
 	defer unix.Close(fd)
-	_, err = ioctl.GetInfo(fd, nil)
+	p, err := ioctl.GetInfo(fd)
 	var st ioctl.Status
-	if err == nil || errors.As(err, &st) {
+	if (err == nil || errors.As(err, &st)) && p.ABIVersion == ioctl.UVM_VATTN_ABI_VERSION {
 		return nil
+	}
+	if err == nil || errors.As(err, &st) {
+		return fmt.Errorf("verify: %s answers vattn ABI %d, this build speaks ABI %d", dev, p.ABIVersion, ioctl.UVM_VATTN_ABI_VERSION)
 	}
 	return fmt.Errorf("verify: %s does not answer UVM_VATTN_GET_INFO: %w", dev, err)
 }
