@@ -106,7 +106,45 @@ struct vattn_kwriter
     bool clearing;
     bool open;                       /* push begun, not ended */
     bool any;                        /* something written: the invalidate is due */
+    bool l2_peer;                    /* a cleared mapping wants the peer L2 invalidated */
+    bool l2_sys;                     /* ... the sysmem L2 */
 };
+
+/*
+ * Branch differences: from 580 an external range is a uvm_va_range_external_t
+ * around the uvm_va_range_t (its per-GPU trees and mapped_gpus live there), and a
+ * mapping may need an L2 invalidate when it goes (peer and sysmem mappings RM
+ * marks so).
+ */
+#if UVM_VATTN_BRANCH >= 580
+typedef uvm_va_range_external_t vattn_ext_range_t;
+
+static vattn_ext_range_t *ext_range(uvm_va_range_t *va_range)
+{
+    return uvm_va_range_to_external(va_range);
+}
+#else
+typedef uvm_va_range_t vattn_ext_range_t;
+
+static vattn_ext_range_t *ext_range(uvm_va_range_t *va_range)
+{
+    return va_range;
+}
+#endif
+
+static uvm_processor_mask_t *mapped_gpus(uvm_va_range_t *va_range)
+{
+#if UVM_VATTN_BRANCH >= 580
+    return &ext_range(va_range)->mapped_gpus;
+#else
+    return &va_range->external.mapped_gpus;
+#endif
+}
+
+static uvm_ext_gpu_range_tree_t *gpu_tree(uvm_va_range_t *va_range, uvm_gpu_t *gpu)
+{
+    return uvm_ext_gpu_range_tree(ext_range(va_range), gpu);
+}
 
 /* The type vattn_os_map_t names is uvm_ext_gpu_map_t for listed mappings; only
  * those made by vattn_os_map_prepare are vattn_kmaps. */
@@ -215,7 +253,7 @@ NV_STATUS vattn_os_range_find(vattn_os_va_space_t *va_space, uint64_t base, uint
 bool vattn_os_range_mapped(vattn_os_va_space_t *va_space, vattn_os_range_t *range, vattn_os_gpu_t *gpu,
                            uint64_t base, uint64_t length) __must_hold(va_space)
 {
-    uvm_ext_gpu_range_tree_t *tree = uvm_ext_gpu_range_tree(range, gpu);
+    uvm_ext_gpu_range_tree_t *tree = gpu_tree(range, gpu);
     bool mapped;
 
     uvm_assert_rwsem_locked(&va_space->lock);
@@ -323,9 +361,10 @@ static NvU32 vattn_mapping_page_size(uvm_page_tree_t *tree, uvm_gpu_t *gpu, stru
     return page_size;
 }
 
-/* Reads the PTE values of [offset, offset + length) of the memory from RM. */
+/* Reads the PTE values of [offset, offset + length) of the memory from RM, and
+ * whether RM wants the L2 invalidated when they go. */
 static NV_STATUS vattn_read_ptes(uvm_gpu_va_space_t *gpu_va_space, struct vattn_kmem *m, NvU64 offset,
-                                 NvU64 length, NvU32 page_size, NvU32 pte_size, NvU64 *ptes)
+                                 NvU64 length, NvU32 page_size, NvU32 pte_size, NvU64 *ptes, bool *l2)
 {
     NvU64 n = length / page_size, done = 0;
     UvmGpuExternalMappingInfo info;
@@ -344,6 +383,9 @@ static NV_STATUS vattn_read_ptes(uvm_gpu_va_space_t *gpu_va_space, struct vattn_
             return status;
         if (info.numWrittenPtes == 0 || info.numWrittenPtes > n - done)
             return NV_ERR_INVALID_STATE;
+#if UVM_VATTN_BRANCH >= 580
+        *l2 = *l2 || info.bNeedL2InvalidateAtUnmap;
+#endif
         done += info.numWrittenPtes;
     }
     return NV_OK;
@@ -358,6 +400,7 @@ NV_STATUS vattn_os_map_prepare(vattn_os_va_space_t *va_space, vattn_os_range_t *
     struct vattn_kmap *k;
     NvU32 page_size, pte_size;
     NV_STATUS status;
+    bool l2 = false;
 
     uvm_assert_rwsem_locked(&va_space->lock);
     if (!uvm_gpu_can_address(gpu, base, length))
@@ -384,7 +427,7 @@ NV_STATUS vattn_os_map_prepare(vattn_os_va_space_t *va_space, vattn_os_range_t *
     k->ext.is_sysmem = false;
     k->range = range;
 
-    status = vattn_read_ptes(gpu_va_space, m, offset, length, page_size, pte_size, k->ptes);
+    status = vattn_read_ptes(gpu_va_space, m, offset, length, page_size, pte_size, k->ptes, &l2);
     if (status == NV_OK)
         status = uvm_page_table_range_vec_init(tree, base, length, page_size, UVM_PMM_ALLOC_FLAGS_EVICT,
                                                &k->ext.pt_range_vec);
@@ -395,6 +438,11 @@ NV_STATUS vattn_os_map_prepare(vattn_os_va_space_t *va_space, vattn_os_range_t *
     }
     nv_kref_get(&m->handle->ref_count);
     k->ext.mem_handle = m->handle;
+#if UVM_VATTN_BRANCH >= 580
+    k->ext.need_l2_invalidate_at_unmap = l2;
+#else
+    (void)l2;
+#endif
     *out = (vattn_os_map_t *)k;
     return NV_OK;
 }
@@ -414,7 +462,7 @@ void vattn_os_map_discard(vattn_os_va_space_t *va_space, vattn_os_map_t *map) __
 void vattn_os_map_commit(vattn_os_va_space_t *va_space, vattn_os_map_t *map) __must_hold(va_space)
 {
     struct vattn_kmap *k = kmap_of(map);
-    uvm_ext_gpu_range_tree_t *tree = uvm_ext_gpu_range_tree(k->range, k->ext.gpu);
+    uvm_ext_gpu_range_tree_t *tree = gpu_tree(k->range, k->ext.gpu);
     NV_STATUS status;
 
     uvm_assert_rwsem_locked(&va_space->lock);
@@ -423,7 +471,7 @@ void vattn_os_map_commit(vattn_os_va_space_t *va_space, vattn_os_map_t *map) __m
     uvm_mutex_lock(&tree->lock);
     status = uvm_range_tree_add(&tree->tree, &k->ext.node);
     UVM_ASSERT(status == NV_OK);
-    uvm_processor_mask_set_atomic(&k->range->external.mapped_gpus, k->ext.gpu->id);
+    uvm_processor_mask_set_atomic(mapped_gpus(k->range), k->ext.gpu->id);
     uvm_mutex_unlock(&tree->lock);
 }
 
@@ -461,6 +509,9 @@ static NV_STATUS vattn_split_at(uvm_ext_gpu_range_tree_t *tree, NvU64 at)
 #if UVM_VATTN_BRANCH >= 550
     upper->is_egm = old->is_egm;
 #endif
+#if UVM_VATTN_BRANCH >= 580
+    upper->need_l2_invalidate_at_unmap = old->need_l2_invalidate_at_unmap;
+#endif
     status = uvm_tracker_init_from(&upper->tracker, &old->tracker);
     if (status != NV_OK) {
         uvm_kvfree(upper);
@@ -482,7 +533,7 @@ static NV_STATUS vattn_split_at(uvm_ext_gpu_range_tree_t *tree, NvU64 at)
 NV_STATUS vattn_os_unmap_split(vattn_os_va_space_t *va_space, vattn_os_range_t *range, vattn_os_gpu_t *gpu,
                                uint64_t base, uint64_t length) __must_hold(va_space)
 {
-    uvm_ext_gpu_range_tree_t *tree = uvm_ext_gpu_range_tree(range, gpu);
+    uvm_ext_gpu_range_tree_t *tree = gpu_tree(range, gpu);
     NV_STATUS status;
 
     uvm_assert_rwsem_locked_write(&va_space->lock);
@@ -498,7 +549,7 @@ uint32_t vattn_os_unmap_list(vattn_os_va_space_t *va_space, vattn_os_range_t *ra
                              uint64_t base, uint64_t length, vattn_os_map_t **maps, uint32_t cap)
     __must_hold(va_space)
 {
-    uvm_ext_gpu_range_tree_t *tree = uvm_ext_gpu_range_tree(range, gpu);
+    uvm_ext_gpu_range_tree_t *tree = gpu_tree(range, gpu);
     uvm_range_tree_node_t *node;
     uint32_t n = 0;
 
@@ -517,13 +568,13 @@ void vattn_os_unmap_destroy(vattn_os_va_space_t *va_space, vattn_os_map_t *map) 
 {
     uvm_ext_gpu_map_t *ext = ext_of(map);
     uvm_va_range_t *range = uvm_va_range_find(va_space, ext->node.start);
-    uvm_ext_gpu_range_tree_t *tree = uvm_ext_gpu_range_tree(range, ext->gpu);
+    uvm_ext_gpu_range_tree_t *tree = gpu_tree(range, ext->gpu);
 
     uvm_assert_rwsem_locked_write(&va_space->lock);
     uvm_mutex_lock(&tree->lock);
     uvm_range_tree_remove(&tree->tree, &ext->node);
     if (uvm_range_tree_empty(&tree->tree))
-        uvm_processor_mask_clear_atomic(&range->external.mapped_gpus, ext->gpu->id);
+        uvm_processor_mask_clear_atomic(mapped_gpus(range), ext->gpu->id);
     uvm_mutex_unlock(&tree->lock);
 
     /* PTEs cleared and invalidated by the writer (waited): the tables can go,
@@ -649,6 +700,15 @@ NV_STATUS vattn_os_writer_clear(vattn_os_writer_t *w, vattn_os_map_t *map)
                                                                  ext->gpu == ext->owning_gpu));
     else
         w->membar = uvm_membar_max(w->membar, UVM_MEMBAR_GPU);
+#if UVM_VATTN_BRANCH >= 580
+    /* As uvm_ext_gpu_map_destroy: EGM and peer share the peer invalidate. */
+    if (ext->need_l2_invalidate_at_unmap) {
+        if (ext->is_sysmem && !ext->is_egm)
+            w->l2_sys = true;
+        else
+            w->l2_peer = true;
+    }
+#endif
     return writer_put(w, ext, NULL);
 }
 
@@ -662,7 +722,16 @@ NV_STATUS vattn_os_writer_finish(vattn_os_writer_t *w)
     if (status != NV_OK)
         return status;
     writer_close(w, true);
-    return uvm_tracker_wait(&w->tracker);
+    status = uvm_tracker_wait(&w->tracker);
+#if UVM_VATTN_BRANCH >= 580
+    /* Once no PTE can reach the memory any more, nothing can dirty those
+     * lines again: invalidate the L2 the cleared mappings asked for, once. */
+    if (status == NV_OK && w->l2_peer)
+        status = uvm_mmu_l2_invalidate(w->gpu, UVM_APERTURE_PEER(0));
+    if (status == NV_OK && w->l2_sys)
+        status = uvm_mmu_l2_invalidate(w->gpu, UVM_APERTURE_SYS);
+#endif
+    return status;
 }
 
 void vattn_os_writer_end(vattn_os_writer_t *w)
