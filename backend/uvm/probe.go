@@ -194,7 +194,7 @@ func VASpaceFDs() ([]int, error) {
 
 // SetProcFDDir points ProbeProcess at another directory of open-file links and
 // returns a function restoring the old one. It exists for tests of packages
-// built on this one (with uvmfake standing in for the module); nothing else may
+// built on this one (with a fake module answering the ioctls); nothing else may
 // call it.
 func SetProcFDDir(dir string) (restore func()) {
 	old := procFDDir

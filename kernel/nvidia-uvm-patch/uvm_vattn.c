@@ -44,13 +44,17 @@
  *           waited (fails only in UVM's global fatal error state; undone by
  *           clearing what was written, and if even that fails, by keeping the
  *           page tables and memory references forever, as UVM does);
- *   commit  insert the records into UVM's trees (cannot fail).
+ *   commit  insert the records into UVM's trees (fails only when the process
+ *           raced a UVM_MAP_EXTERNAL_SPARSE of its own over the same
+ *           addresses, which takes the va_space lock for read only: the
+ *           records not committed are then cleared and discarded).
  * UNMAP_BATCH:
  *   check   as above;
  *   split   mappings crossing an entry's ends (fallible; a split changes no
  *           translation, so a failed batch leaves the mappings as they were);
  *   clear   every GPU's PTEs of the mappings inside, one invalidate, waited;
- *   free    the records, page tables and memory references (cannot fail).
+ *   free    the records and page tables (cannot fail); the memory references
+ *           after the unlock, since RM may not be called under the write lock.
  */
 
 #if defined(UVM_VATTN_USERSPACE)
@@ -282,18 +286,43 @@ static NV_STATUS writers_begin(vattn_os_va_space_t *va_space, vattn_os_gpu_t **g
 }
 
 /*
- * The writes of a prepared batch: maps[i * ngpu + g] is entry i on GPU g, wr[g]
- * writes GPU g, un[g] undoes it. On failure, clears what may have been written;
- * when that fails too (a dead channel), *lost says the records must be abandoned
- * rather than discarded. Ends every writer.
+ * Clears, with the undo writers, the PTEs of maps[i] for i in [from, to) (entry
+ * i / ngpu on GPU i % ngpu), on the GPUs below gpus_written. False when a clear
+ * failed (a dead channel): those records must then be abandoned, not discarded.
  */
-static NV_STATUS map_write(vattn_os_gpu_t **gpus, uint32_t ngpu, vattn_os_map_t **maps, uint32_t count,
-                           vattn_os_writer_t **wr, vattn_os_writer_t **un, bool *lost)
+static bool map_unwrite(vattn_os_map_t **maps, uint32_t ngpu, uint32_t from, uint32_t to, uint32_t gpus_written,
+                        vattn_os_writer_t **un)
 {
-    NV_STATUS status = NV_OK, undo;
+    NV_STATUS undo;
+    bool ok = true;
+    uint32_t g, i;
+
+    for (g = 0; g < gpus_written; g++) {
+        undo = NV_OK;
+        for (i = from; i < to && undo == NV_OK; i++) {
+            if (i % ngpu == g)
+                undo = vattn_os_writer_clear(un[g], maps[i]);
+        }
+        if (undo == NV_OK)
+            undo = vattn_os_writer_finish(un[g]);
+        if (undo != NV_OK)
+            ok = false;
+    }
+    return ok;
+}
+
+/*
+ * The writes of a prepared batch: maps[i * ngpu + g] is entry i on GPU g, wr[g]
+ * writes GPU g (and is ended here). On failure, clears what may have been
+ * written with the undo writers un[]; when that fails too (a dead channel), *lost
+ * says the records must be abandoned rather than discarded.
+ */
+static NV_STATUS map_write(uint32_t ngpu, vattn_os_map_t **maps, uint32_t count, vattn_os_writer_t **wr,
+                           vattn_os_writer_t **un, bool *lost)
+{
+    NV_STATUS status = NV_OK;
     uint32_t g, i, written = 0;
 
-    (void)gpus;
     *lost = false;
     for (g = 0; g < ngpu && status == NV_OK; g++) {
         for (i = 0; i < count && status == NV_OK; i++)
@@ -305,20 +334,8 @@ static NV_STATUS map_write(vattn_os_gpu_t **gpus, uint32_t ngpu, vattn_os_map_t 
     }
     for (g = 0; g < ngpu; g++)
         vattn_os_writer_end(wr[g]);
-
-    /* Undo: clear every GPU that may hold PTEs of this batch. */
-    for (g = 0; g < ngpu; g++) {
-        if (status != NV_OK && g < written) {
-            undo = NV_OK;
-            for (i = 0; i < count && undo == NV_OK; i++)
-                undo = vattn_os_writer_clear(un[g], maps[i * ngpu + g]);
-            if (undo == NV_OK)
-                undo = vattn_os_writer_finish(un[g]);
-            if (undo != NV_OK)
-                *lost = true;
-        }
-        vattn_os_writer_end(un[g]);
-    }
+    if (status != NV_OK)
+        *lost = !map_unwrite(maps, ngpu, 0, count * ngpu, written, un);
     return status;
 }
 
@@ -332,7 +349,7 @@ static NV_STATUS map_locked(vattn_os_va_space_t *va_space, const UVM_VATTN_MAP_B
     vattn_os_range_t **ranges = NULL;
     vattn_os_map_t **maps = NULL;
     struct vattn_mem_slot *mems = NULL, *slot;
-    uint32_t cap = 2 * count * ngpu, i, g, prepared = 0;
+    uint32_t cap = 2 * count * ngpu, i, g, prepared = 0, committed = 0;
     NV_STATUS status;
     bool lost = false;
 
@@ -397,15 +414,28 @@ static NV_STATUS map_locked(vattn_os_va_space_t *va_space, const UVM_VATTN_MAP_B
             vattn_os_writer_end(wr[g]);
         goto out;
     }
-    status = map_write(gpus, ngpu, maps, count, wr, un, &lost);
+    status = map_write(ngpu, maps, count, wr, un, &lost);
     if (status == NV_OK) {
-        for (i = 0; i < prepared; i++)
-            vattn_os_map_commit(va_space, maps[i]);
-        prepared = 0;
+        for (committed = 0; committed < prepared; committed++) {
+            status = vattn_os_map_commit(va_space, maps[committed]);
+            if (status != NV_OK)
+                break;
+        }
+        if (status != NV_OK) {
+            /* A UVM_MAP_EXTERNAL_SPARSE of this process took entry
+             * committed / ngpu's addresses meanwhile: the records not yet
+             * committed go again (clearing their PTEs also clears the sparse
+             * mapping's there: the process raced itself). The committed ones
+             * stay: this is the one case a batch is not all or nothing. */
+            *bad = committed / ngpu;
+            lost = !map_unwrite(maps, ngpu, committed, prepared, ngpu, un);
+        }
     }
+    for (g = 0; g < ngpu; g++)
+        vattn_os_writer_end(un[g]);
 
 out:
-    for (i = 0; i < prepared; i++) {
+    for (i = committed; i < prepared; i++) {
         if (lost)
             vattn_os_map_abandon(va_space, maps[i]);
         else
@@ -471,9 +501,11 @@ out:
 /* UNMAP_BATCH                                                                */
 /* ------------------------------------------------------------------------- */
 
+/* The unmap under the write lock. The memory references of the mappings it
+ * freed come back in *refs (*nref of them), to be dropped after the unlock. */
 static NV_STATUS unmap_locked(vattn_os_va_space_t *va_space, const UVM_VATTN_UNMAP_BATCH_PARAMS *p,
-                              const UVM_VATTN_UNMAP_ENTRY *e, uint8_t (*uuids)[16], uint32_t *bad)
-    __must_hold(va_space)
+                              const UVM_VATTN_UNMAP_ENTRY *e, uint8_t (*uuids)[16], uint32_t *bad,
+                              void ***refs, uint32_t *nref) __must_hold(va_space)
 {
     const uint32_t count = p->count, ngpu = p->gpuCount;
     vattn_os_gpu_t *gpus[UVM_VATTN_MAX_GPUS];
@@ -482,10 +514,13 @@ static NV_STATUS unmap_locked(vattn_os_va_space_t *va_space, const UVM_VATTN_UNM
     vattn_os_map_t **maps = NULL;
     bool writers = false;
     uint64_t total = 0;
+    uint32_t nrefs = 0;
     uint32_t i, g, n, got;
     NV_STATUS status;
 
     *bad = count;
+    *refs = NULL;
+    *nref = 0;
     status = gpus_find(va_space, uuids, ngpu, gpus);
     if (status != NV_OK)
         return status;
@@ -522,7 +557,8 @@ static NV_STATUS unmap_locked(vattn_os_va_space_t *va_space, const UVM_VATTN_UNM
         goto out;
     }
     maps = vattn_os_alloc(sizeof(*maps) * total);
-    if (!maps) {
+    *refs = vattn_os_alloc(sizeof(**refs) * total);
+    if (!maps || !*refs) {
         status = NV_ERR_NO_MEMORY;
         goto out;
     }
@@ -547,8 +583,12 @@ static NV_STATUS unmap_locked(vattn_os_va_space_t *va_space, const UVM_VATTN_UNM
             status = vattn_os_writer_finish(w[g]);
         if (status != NV_OK)
             goto out;
-        for (i = 0; i < n; i++)
-            vattn_os_unmap_destroy(va_space, maps[i]);
+        for (i = 0; i < n; i++) {
+            void *ref = vattn_os_unmap_destroy(va_space, maps[i]);
+
+            if (ref)
+                (*refs)[nrefs++] = ref;
+        }
     }
 
 out:
@@ -556,6 +596,7 @@ out:
         for (g = 0; g < ngpu; g++)
             vattn_os_writer_end(w[g]);
     }
+    *nref = nrefs;
     vattn_os_free(maps);
     vattn_os_free(ranges);
     return status;
@@ -600,9 +641,16 @@ static NV_STATUS cmd_unmap_batch(vattn_os_va_space_t *va_space, UVM_VATTN_UNMAP_
     if (status == NV_OK)
         status = check_disjoint(spans, p->count, &bad);
     if (status == NV_OK) {
+        void **refs;
+        uint32_t nref;
+
         vattn_os_lock_unmap(va_space);
-        status = unmap_locked(va_space, p, e, uuids, &bad);
+        status = unmap_locked(va_space, p, e, uuids, &bad, &refs, &nref);
         vattn_os_unlock_unmap(va_space);
+        /* RM may be called now: the freed mappings' memory references go. */
+        for (i = 0; i < nref; i++)
+            vattn_os_ref_put(refs[i]);
+        vattn_os_free(refs);
     }
     if (status != NV_OK)
         p->errorIndex = bad;

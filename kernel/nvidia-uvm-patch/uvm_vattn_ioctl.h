@@ -78,10 +78,13 @@
  *   and no UUID is listed twice (NV_ERR_INVALID_DEVICE / NV_ERR_INVALID_ARGUMENT).
  * - Batches are all or nothing: on any failure the batch changed nothing that
  *   a GPU can see, and errorIndex names the entry that failed, or count when
- *   the failure was not one entry's (a GPU push). The one exception is UVM's
+ *   the failure was not one entry's (a GPU push). Two exceptions: UVM's
  *   global fatal error state (a GPU channel error), where UVM itself stops:
  *   then the batch's page tables and memory references are kept, never freed,
- *   so that no stale PTE can name reused memory (docs/driver-abi.md).
+ *   so that no stale PTE can name reused memory; and a MAP_BATCH raced by the
+ *   calling process's own UVM_MAP_EXTERNAL_SPARSE over the same addresses
+ *   (which UVM runs under the va_space lock for read): the entries before
+ *   errorIndex stay mapped, NV_ERR_UVM_ADDRESS_IN_USE (docs/driver-abi.md).
  *
  * ---------------------------------------------------------------------------
  * Fences (what "done" means when the ioctl returns)

@@ -459,20 +459,23 @@ void vattn_os_map_discard(vattn_os_va_space_t *va_space, vattn_os_map_t *map) __
     uvm_kvfree(k);
 }
 
-void vattn_os_map_commit(vattn_os_va_space_t *va_space, vattn_os_map_t *map) __must_hold(va_space)
+NV_STATUS vattn_os_map_commit(vattn_os_va_space_t *va_space, vattn_os_map_t *map) __must_hold(va_space)
 {
     struct vattn_kmap *k = kmap_of(map);
     uvm_ext_gpu_range_tree_t *tree = gpu_tree(k->range, k->ext.gpu);
     NV_STATUS status;
 
     uvm_assert_rwsem_locked(&va_space->lock);
-    uvm_kvfree(k->ptes);
-    k->ptes = NULL;
     uvm_mutex_lock(&tree->lock);
     status = uvm_range_tree_add(&tree->tree, &k->ext.node);
-    UVM_ASSERT(status == NV_OK);
-    uvm_processor_mask_set_atomic(mapped_gpus(k->range), k->ext.gpu->id);
+    if (status == NV_OK)
+        uvm_processor_mask_set_atomic(mapped_gpus(k->range), k->ext.gpu->id);
     uvm_mutex_unlock(&tree->lock);
+    if (status != NV_OK)
+        return NV_ERR_UVM_ADDRESS_IN_USE;
+    uvm_kvfree(k->ptes);
+    k->ptes = NULL;
+    return NV_OK;
 }
 
 void vattn_os_map_abandon(vattn_os_va_space_t *va_space, vattn_os_map_t *map) __must_hold(va_space)
@@ -564,7 +567,7 @@ uint32_t vattn_os_unmap_list(vattn_os_va_space_t *va_space, vattn_os_range_t *ra
     return maps && n > cap ? cap : n;
 }
 
-void vattn_os_unmap_destroy(vattn_os_va_space_t *va_space, vattn_os_map_t *map) __must_hold(va_space)
+void *vattn_os_unmap_destroy(vattn_os_va_space_t *va_space, vattn_os_map_t *map) __must_hold(va_space)
 {
     uvm_ext_gpu_map_t *ext = ext_of(map);
     uvm_va_range_t *range = uvm_va_range_find(va_space, ext->node.start);
@@ -577,13 +580,33 @@ void vattn_os_unmap_destroy(vattn_os_va_space_t *va_space, vattn_os_map_t *map) 
         uvm_processor_mask_clear_atomic(mapped_gpus(range), ext->gpu->id);
     uvm_mutex_unlock(&tree->lock);
 
-    /* PTEs cleared and invalidated by the writer (waited): the tables can go,
-     * then the reference on the memory, as uvm_ext_gpu_map_destroy does. */
+    /* PTEs cleared and invalidated by the writer (waited): the tables can go.
+     * The memory reference is dropped after the unlock (vattn_os_ref_put), with
+     * the GPUs its release needs kept alive until then, as UVM defers its own
+     * (uvm_ext_gpu_map_destroy with a deferred-free list). */
     uvm_page_table_range_vec_deinit(&ext->pt_range_vec);
     uvm_tracker_deinit(&ext->tracker);
-    if (ext->mem_handle)
-        nv_kref_put(&ext->mem_handle->ref_count, vattn_release_handle);
+    if (!ext->mem_handle) {
+        uvm_kvfree(ext);
+        return NULL;
+    }
+    uvm_gpu_retain(ext->mem_handle->gpu);
+    if (ext->owning_gpu)
+        uvm_gpu_retain(ext->owning_gpu);
+    return ext;
+}
+
+void vattn_os_ref_put(void *ref)
+{
+    uvm_ext_gpu_map_t *ext = ref;
+    uvm_gpu_t *gpu = ext->mem_handle->gpu;
+    uvm_gpu_t *owning = ext->owning_gpu;
+
+    nv_kref_put(&ext->mem_handle->ref_count, vattn_release_handle);
     uvm_kvfree(ext);
+    if (owning)
+        uvm_gpu_release(owning);
+    uvm_gpu_release(gpu);
 }
 
 NV_STATUS vattn_os_writer_begin(vattn_os_va_space_t *va_space, vattn_os_gpu_t *gpu, bool clearing,

@@ -18,10 +18,13 @@
  * Locks, as sparse sees them (uvm_vattn.c's lock order): the va_space lock is
  * the context "va_space"; vattn_os_lock_map takes it the way stock
  * UVM_MAP_EXTERNAL_ALLOCATION does (read mode after the serialize-writers mutex,
- * so RM may be called), vattn_os_lock_unmap for write. Every call below marked
- * "locked" must be made between one of those and its unlock; none is made with
- * user memory access pending. Range-tree mutexes are taken and dropped inside
- * single calls, never held across two.
+ * so RM may be called), vattn_os_lock_unmap for write, as stock UVM_FREE does:
+ * then RM may NOT be called (UVM's rule: GPU fault servicing holds the lock for
+ * read and RM threads may wait on it), so an unmap's memory references are
+ * dropped after the unlock (vattn_os_ref_put). Every call below marked "locked"
+ * must be made between a lock and its unlock; none is made with user memory
+ * access pending. Range-tree mutexes are taken and dropped inside single calls,
+ * never held across two.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -86,10 +89,12 @@ NV_STATUS vattn_os_map_prepare(vattn_os_va_space_t *va_space, vattn_os_range_t *
                                vattn_os_mem_t *mem, uint64_t base, uint64_t length, uint64_t offset,
                                vattn_os_map_t **map) __must_hold(va_space);
 void vattn_os_map_discard(vattn_os_va_space_t *va_space, vattn_os_map_t *map) __must_hold(va_space);
-/* Inserts a prepared, written mapping into its range's tree for its GPU. Cannot
- * fail: MAP_BATCH checked under the same lock that nothing overlaps, and nothing
- * else can add a mapping while it holds the lock (it excludes stock map calls). */
-void vattn_os_map_commit(vattn_os_va_space_t *va_space, vattn_os_map_t *map) __must_hold(va_space);
+/* Inserts a prepared, written mapping into its range's tree for its GPU. MAP_BATCH
+ * checked under the same lock that nothing overlaps, and the lock excludes every
+ * stock call that adds mappings but one: UVM_MAP_EXTERNAL_SPARSE takes the
+ * va_space lock for read only. If the calling process raced one over the same
+ * addresses, NV_ERR_UVM_ADDRESS_IN_USE, and nothing was inserted. */
+NV_STATUS vattn_os_map_commit(vattn_os_va_space_t *va_space, vattn_os_map_t *map) __must_hold(va_space);
 /* Keeps a mapping whose PTEs may still be valid after a failed push (UVM's
  * global fatal error): its page tables and memory reference are never freed. */
 void vattn_os_map_abandon(vattn_os_va_space_t *va_space, vattn_os_map_t *map) __must_hold(va_space);
@@ -106,8 +111,12 @@ uint32_t vattn_os_unmap_list(vattn_os_va_space_t *va_space, vattn_os_range_t *ra
                              uint64_t base, uint64_t length, vattn_os_map_t **maps, uint32_t cap)
     __must_hold(va_space);
 /* Removes a mapping whose PTEs a writer cleared (invalidated, waited) from its
- * tree and frees it, dropping its page tables and memory reference. */
-void vattn_os_unmap_destroy(vattn_os_va_space_t *va_space, vattn_os_map_t *map) __must_hold(va_space);
+ * tree and drops its page tables. Its memory reference cannot be dropped under
+ * the write lock (that may call RM): the returned reference (NULL: none) goes to
+ * vattn_os_ref_put after the unlock, as UVM defers its own. */
+void *vattn_os_unmap_destroy(vattn_os_va_space_t *va_space, vattn_os_map_t *map) __must_hold(va_space);
+/* Unlocked. Drops what vattn_os_unmap_destroy returned. */
+void vattn_os_ref_put(void *ref);
 
 /*
  * A writer: one GPU's PTE writes for one batch. writer_begin allocates (no push);

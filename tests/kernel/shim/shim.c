@@ -19,6 +19,7 @@ struct shim_memory shim_mems[SHIM_MEMS];
 struct shim_map *shim_maps_live;
 long shim_maps_count, shim_dups_count, shim_kallocs_live;
 long shim_fail_any = -1;
+long shim_sparse_race = -1;
 long shim_fallible_calls;
 NV_STATUS shim_global_status;
 struct shim_trace shim_last_trace;
@@ -146,6 +147,9 @@ void vattn_os_unlock_unmap(vattn_os_va_space_t *vs)
 
 #define NEED_LOCK(vs)       ASSERT((vs)->lock_mode != 0 && (vs)->tree_lock == 0)
 #define NEED_WRITE(vs)      ASSERT((vs)->lock_mode == 2 && (vs)->tree_lock == 0)
+/* UVM's rule: RM is called only with the serialize-writers mutex and the
+ * va_space lock for read, or with no va_space lock; never in write mode. */
+#define NEED_RM_OK(vs)      ASSERT((vs)->lock_mode == 1 && (vs)->tree_lock == 0)
 
 static void tree_lock(vattn_os_va_space_t *vs)
 {
@@ -236,7 +240,7 @@ NV_STATUS vattn_os_mem_get(vattn_os_va_space_t *vs, vattn_os_gpu_t *gpu, int32_t
     int i;
 
     (void)fd;
-    NEED_LOCK(vs);      /* an RM call: the serialize-writers mutex is held in both modes */
+    NEED_RM_OK(vs);
     if (fire())
         return NV_ERR_NO_MEMORY;
     for (i = 0; i < SHIM_MEMS; i++) {
@@ -267,7 +271,7 @@ NV_STATUS vattn_os_mem_get(vattn_os_va_space_t *vs, vattn_os_gpu_t *gpu, int32_t
 
 void vattn_os_mem_put(vattn_os_va_space_t *vs, vattn_os_mem_t *d)
 {
-    NEED_LOCK(vs);
+    NEED_RM_OK(vs);     /* the last reference frees UVM's dup through RM */
     dup_put(d);
 }
 
@@ -326,6 +330,7 @@ NV_STATUS vattn_os_map_prepare(vattn_os_va_space_t *vs, vattn_os_range_t *range,
         return NV_ERR_INVALID_ADDRESS;          /* uvm_gpu_can_address */
     if (fire())                                  /* record, PTE buffer */
         return NV_ERR_NO_MEMORY;
+    NEED_RM_OK(vs);
     if (fire())                                  /* RM's PTE values */
         return NV_ERR_NO_MEMORY;
     if (fire())                                  /* page tables */
@@ -352,26 +357,52 @@ static void assert_unreachable(vattn_os_va_space_t *vs, struct shim_map *m)
 
 void vattn_os_map_discard(vattn_os_va_space_t *vs, vattn_os_map_t *m)
 {
-    NEED_LOCK(vs);
+    NEED_RM_OK(vs);
     ASSERT(m->prepared && !m->in_tree && !m->abandoned);
     assert_unreachable(vs, m);
     pt_get(vs, m->gpu, m->base, m->length, -1);
     map_unlink_free(m);
 }
 
-void vattn_os_map_commit(vattn_os_va_space_t *vs, vattn_os_map_t *m)
+/* UVM_MAP_EXTERNAL_SPARSE by another thread of the process, over m's first
+ * page: it runs under the va_space lock for read, so it can land between a
+ * batch's check and its commit. */
+static void sparse_race(vattn_os_va_space_t *vs, struct shim_map *m)
+{
+    struct shim_map *x = map_new(vs, m->range, m->gpu, m->base, SHIM_PAGE, 0, NULL);
+    uint64_t p = m->base / SHIM_PAGE;
+
+    x->pt = true;
+    x->in_tree = true;
+    x->raced = true;
+    pt_get(vs, m->gpu, m->base, SHIM_PAGE, 1);
+    vs->pte[m->gpu][p].valid = 1;
+    vs->pte[m->gpu][p].mem = -1;
+    vs->pte[m->gpu][p].offset = 0;
+    memcpy(vs->tlb[m->gpu], vs->pte[m->gpu], sizeof(vs->tlb[m->gpu]));
+}
+
+NV_STATUS vattn_os_map_commit(vattn_os_va_space_t *vs, vattn_os_map_t *m)
 {
     struct shim_map *o;
 
     NEED_LOCK(vs);
     ASSERT(m->prepared && !m->in_tree);
+    if (shim_sparse_race >= 0 && shim_sparse_race-- == 0)
+        sparse_race(vs, m);
     tree_lock(vs);
-    for (o = shim_maps_live; o; o = o->next)
-        ASSERT(!(o->vs == vs && o->in_tree && o->range == m->range && o->gpu == m->gpu &&
-                 overlaps(o->base, o->length, m->base, m->length)));
+    for (o = shim_maps_live; o; o = o->next) {
+        if (o->vs == vs && o->in_tree && o->range == m->range && o->gpu == m->gpu &&
+            overlaps(o->base, o->length, m->base, m->length)) {
+            ASSERT(o->raced);   /* nothing else can have added a mapping */
+            tree_unlock(vs);
+            return NV_ERR_UVM_ADDRESS_IN_USE;
+        }
+    }
     m->in_tree = true;
     m->prepared = false;
     tree_unlock(vs);
+    return NV_OK;
 }
 
 void vattn_os_map_abandon(vattn_os_va_space_t *vs, vattn_os_map_t *m)
@@ -440,7 +471,7 @@ uint32_t vattn_os_unmap_list(vattn_os_va_space_t *vs, vattn_os_range_t *range, v
     return maps && n > cap ? cap : n;
 }
 
-void vattn_os_unmap_destroy(vattn_os_va_space_t *vs, vattn_os_map_t *m)
+void *vattn_os_unmap_destroy(vattn_os_va_space_t *vs, vattn_os_map_t *m)
 {
     NEED_WRITE(vs);
     ASSERT(m->in_tree);
@@ -450,6 +481,20 @@ void vattn_os_unmap_destroy(vattn_os_va_space_t *vs, vattn_os_map_t *m)
     m->in_tree = false;
     tree_unlock(vs);
     pt_get(vs, m->gpu, m->base, m->length, -1);
+    m->pt = false;
+    if (!m->dup) {
+        map_unlink_free(m);
+        return NULL;
+    }
+    m->deferred = true;    /* the dup reference goes after the unlock */
+    return m;
+}
+
+void vattn_os_ref_put(void *ref)
+{
+    struct shim_map *m = ref;
+
+    ASSERT(m->deferred && m->vs->lock_mode == 0 && m->vs->tree_lock == 0);
     map_unlink_free(m);
 }
 
@@ -575,6 +620,7 @@ void shim_reset(void)
     memset(shim_mems, 0, sizeof(shim_mems));
     shim_maps_count = shim_dups_count = 0;
     shim_fail_any = -1;
+    shim_sparse_race = -1;
     shim_fallible_calls = 0;
     shim_global_status = NV_OK;
     shim_trace_count = 0;
@@ -772,13 +818,14 @@ int shim_check(vattn_os_va_space_t *vs, const char **why)
     memset(dups, 0, sizeof(dups));
     for (m = shim_maps_live; m; m = m->next) {
         CHECK(!m->prepared, "a prepared mapping outlived its batch");
+        CHECK(!m->deferred, "a freed mapping's memory reference was never dropped");
         if (m->vs != vs)
             continue;
         CHECK(m->in_tree || m->abandoned, "a mapping in no tree");
         CHECK(m->pt, "a mapping without page tables");
         for (p = m->base / SHIM_PAGE; p < (m->base + m->length) / SHIM_PAGE; p++) {
             refs[m->gpu][p]++;
-            if (m->in_tree) {
+            if (m->in_tree && !m->raced) {
                 struct shim_pte want = { 1, m->dup ? m->dup->mem : -1, m->offset + (p * SHIM_PAGE - m->base) };
                 /* After a dead channel a failed unmap may have cleared part of a
                  * mapping it keeps (UVM's teardown clears it again). */

@@ -91,6 +91,8 @@ typedef struct shim_map
     bool in_tree;
     bool abandoned;
     bool prepared;               /* made by vattn_os_map_prepare, PTE values read */
+    bool raced;                  /* a sparse mapping a batch's commit raced: its PTEs may be cleared */
+    bool deferred;               /* out of its tree, its dup reference waiting for vattn_os_ref_put */
     struct shim_map *next;       /* all maps alive */
 } vattn_os_map_t;
 
@@ -129,7 +131,7 @@ typedef struct shim_va_space
     long invalidates[SHIM_GPUS];
     long pushes[SHIM_GPUS];
     /* locks */
-    int lock_mode;               /* 0 none, 1 read (map: with serialize-writers), 2 write */
+    int lock_mode;               /* 0 none, 1 read with serialize-writers (RM calls allowed), 2 write (no RM call) */
     int tree_lock;               /* a range-tree mutex is held */
 } vattn_os_va_space_t;
 
@@ -140,6 +142,9 @@ extern long shim_maps_count, shim_dups_count, shim_kallocs_live;
 /* Fault injection: the next fallible call of a class fails when its countdown
  * reaches 0 (-1: never). shim_fail_any counts every fallible call. */
 extern long shim_fail_any;
+/* The commit that finds a UVM_MAP_EXTERNAL_SPARSE of the process raced in over
+ * its addresses (countdown over commits; -1 never). */
+extern long shim_sparse_race;
 extern long shim_fallible_calls;
 extern NV_STATUS shim_global_status;
 
