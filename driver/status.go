@@ -16,14 +16,13 @@ import (
 
 // Probe is what the loaded nvidia-uvm says about the vattn ABI.
 type Probe struct {
-	Probed     bool     `json:"probed"`
-	Patched    bool     `json:"patched"`
-	ABIVersion uint32   `json:"abi_version,omitempty"`
-	PageSizes  []string `json:"page_sizes,omitempty"` // "64KiB", ... ; 2MiB only on a stock module
-	Detail     string   `json:"detail,omitempty"`
+	Probed     bool   `json:"probed"`
+	Patched    bool   `json:"patched"`
+	ABIVersion uint32 `json:"abi_version,omitempty"`
+	Detail     string `json:"detail,omitempty"`
 }
 
-// ProbeUVM asks the nvidia-uvm device at path for the vattn ABI and page sizes. nil
+// ProbeUVM asks the nvidia-uvm device at path for the vattn ABI. nil
 // (the default) means status reports "not probed"; vattnctl sets it to backend/uvm's
 // probe.
 var ProbeUVM func(path string) (Probe, error)
@@ -48,10 +47,13 @@ func (e *Env) VerifyLoaded() error {
 		return fmt.Errorf("verify: open %s: %w", dev, err)
 	}
 	defer unix.Close(fd)
-	_, err = ioctl.GetInfo(fd, nil)
+	p, err := ioctl.GetInfo(fd)
 	var st ioctl.Status
-	if err == nil || errors.As(err, &st) {
+	if (err == nil || errors.As(err, &st)) && p.ABIVersion == ioctl.UVM_VATTN_ABI_VERSION {
 		return nil
+	}
+	if err == nil || errors.As(err, &st) {
+		return fmt.Errorf("verify: %s answers vattn ABI %d, this build speaks ABI %d", dev, p.ABIVersion, ioctl.UVM_VATTN_ABI_VERSION)
 	}
 	return fmt.Errorf("verify: %s does not answer UVM_VATTN_GET_INFO: %w", dev, err)
 }
@@ -72,19 +74,23 @@ type Status struct {
 		State   string      `json:"state"` // DKMS's word for Kernel, or "not installed"
 		Entries []DKMSEntry `json:"entries,omitempty"`
 	} `json:"dkms"`
-	ModprobeResolves    string            `json:"modprobe_resolves"` // the nvidia-uvm file modprobe loads for Kernel
-	Redirected          bool              `json:"redirected"`        // our modprobe.d redirect is in place
-	UVMLoaded           bool              `json:"uvm_loaded"`
-	LoadedSrcversion    string            `json:"loaded_srcversion,omitempty"`
-	InstalledSrcversion string            `json:"installed_srcversion,omitempty"` // of our nvidia-uvm-vattn.ko
-	LoadedIsVattn       bool              `json:"loaded_is_vattn"`
-	Probe               Probe             `json:"probe"`
-	SmallPages          string            `json:"small_pages"` // "available", "unavailable (...)"
-	SigEnforce          string            `json:"sig_enforce"` // "enforced", "not enforced", "unknown"
-	SecureBoot          string            `json:"secure_boot"`
-	Signer              string            `json:"signer,omitempty"`
-	Tools               map[string]string `json:"tools"`
-	Warnings            []string          `json:"warnings,omitempty"`
+	ModprobeResolves    string `json:"modprobe_resolves"` // the nvidia-uvm file modprobe loads for Kernel
+	Redirected          bool   `json:"redirected"`        // our modprobe.d redirect is in place
+	UVMLoaded           bool   `json:"uvm_loaded"`
+	LoadedSrcversion    string `json:"loaded_srcversion,omitempty"`
+	InstalledSrcversion string `json:"installed_srcversion,omitempty"` // of our nvidia-uvm-vattn.ko
+	LoadedIsVattn       bool   `json:"loaded_is_vattn"`
+	Probe               Probe  `json:"probe"`
+	SmallPages          string `json:"small_pages"` // "available, <path> path (...): sizes", "unavailable: ..."
+	// MapPath is the calls small pages are mapped with: "batched" (the vattn
+	// module, one call per batch), "stock" (NVIDIA's driver, one call per
+	// run), or "" when small pages are unavailable.
+	MapPath    string            `json:"map_path,omitempty"`
+	SigEnforce string            `json:"sig_enforce"` // "enforced", "not enforced", "unknown"
+	SecureBoot string            `json:"secure_boot"`
+	Signer     string            `json:"signer,omitempty"`
+	Tools      map[string]string `json:"tools"`
+	Warnings   []string          `json:"warnings,omitempty"`
 }
 
 // CollectStatus gathers the status for kernel kver ("" = running). It fails only when
@@ -167,27 +173,30 @@ func (e *Env) CollectStatus(ctx context.Context, kver string) (*Status, error) {
 		p.Probed = err == nil
 		s.Probe = p
 	}
+	version := s.DriverVersionSys
+	if s.Driver != nil && s.Driver.Version != "" {
+		version = s.Driver.Version
+	}
+	const sizes = "64KiB, 128KiB, 256KiB, 2MiB"
 	switch {
-	case s.Probe.Patched:
-		s.SmallPages = "available (" + strings.Join(s.Probe.PageSizes, ", ") + ")"
 	case !s.DriverLoaded:
 		s.SmallPages = "unavailable: the NVIDIA driver is not loaded"
 	case !s.UVMLoaded:
 		s.SmallPages = "unavailable: nvidia_uvm is not loaded"
-	case s.Probe.Probed || !s.LoadedIsVattn:
-		// NVIDIA's stock module: small pages through RM memory in UVM
-		// external ranges, where vattn knows the branch's ABI.
-		version := s.DriverVersionSys
-		if s.Driver != nil && s.Driver.Version != "" {
-			version = s.Driver.Version
-		}
+	case !s.Probe.Probed && s.LoadedIsVattn:
+		s.SmallPages = "unknown: the loaded nvidia_uvm is vattn-uvm, not probed"
+	default:
+		// Both paths map RM memory into UVM external ranges with the
+		// branch's stock commands; the vattn module batches the mapping.
 		if _, err := branch.Lookup(version); err != nil {
 			s.SmallPages = "unavailable: " + err.Error()
+		} else if s.Probe.Patched {
+			s.MapPath = "batched"
+			s.SmallPages = "available, batched path (the vattn module: one call per batch): " + sizes
 		} else {
-			s.SmallPages = "available (stock driver): 64KiB, 128KiB, 256KiB, 2MiB"
+			s.MapPath = "stock"
+			s.SmallPages = "available, stock path (stock driver: one call per run): " + sizes
 		}
-	default:
-		s.SmallPages = "unknown: the loaded nvidia_uvm is vattn-uvm, not probed"
 	}
 	s.SigEnforce = sigEnforce(e.ModuleAttr("module", "parameters/sig_enforce"))
 	s.SecureBoot = e.secureBoot(ctx)

@@ -30,7 +30,7 @@ func TestStatusOnStockEnforcingMachine(t *testing.T) {
 	if s.SigEnforce != "enforced" {
 		t.Errorf("sig_enforce = %q", s.SigEnforce)
 	}
-	if s.SmallPages != "available (stock driver): 64KiB, 128KiB, 256KiB, 2MiB" {
+	if s.SmallPages != "available, stock path (stock driver: one call per run): 64KiB, 128KiB, 256KiB, 2MiB" || s.MapPath != "stock" {
 		t.Errorf("small pages = %q", s.SmallPages)
 	}
 	if s.Package.State != "unknown (dkms not installed)" || s.Tools["dkms"] != NotInstalled || s.Tools["mokutil"] != NotInstalled {
@@ -49,13 +49,13 @@ func TestStatusUsesProbe(t *testing.T) {
 	old := ProbeUVM
 	defer func() { ProbeUVM = old }()
 	ProbeUVM = func(string) (Probe, error) {
-		return Probe{Patched: true, ABIVersion: 1, PageSizes: []string{"64KiB", "128KiB", "256KiB", "2MiB"}}, nil
+		return Probe{Patched: true, ABIVersion: 2}, nil
 	}
 	s, err := m.env.CollectStatus(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !s.Probe.Probed || s.SmallPages != "available (64KiB, 128KiB, 256KiB, 2MiB)" || s.SecureBoot != "SecureBoot enabled (efivars)" {
+	if !s.Probe.Probed || s.SmallPages != "available, batched path (the vattn module: one call per batch): 64KiB, 128KiB, 256KiB, 2MiB" || s.MapPath != "batched" || s.SecureBoot != "SecureBoot enabled (efivars)" {
 		t.Errorf("status = %+v", s)
 	}
 	ProbeUVM = func(string) (Probe, error) { return Probe{}, errors.New("no such ioctl") }

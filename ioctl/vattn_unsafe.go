@@ -62,85 +62,68 @@ func userPtr[T any](pin *runtime.Pinner, s []T) uint64 {
 	return uint64(uintptr(unsafe.Pointer(&s[0])))
 }
 
-// GetInfo issues UVM_VATTN_GET_INFO on fd, filling gpus (its length is the capacity).
-// The returned params say how many GPUs the va_space has (GPUCount, which may exceed
-// len(gpus)) and the pinned-memory figures.
-func GetInfo(fd int, gpus []UVM_VATTN_GPU_INFO) (UVM_VATTN_GET_INFO_PARAMS, error) {
+// GetInfo issues UVM_VATTN_GET_INFO on fd: the module's ABI version and limits.
+// The block passed is zero-padded to 64 bytes: a module of ABI version 1 copied
+// a 48-byte block in and out, and must neither read nor write past ours. It
+// answers ABIVersion 1 (with its rmStatus where ours reads 0): callers check
+// ABIVersion before anything else.
+func GetInfo(fd int) (UVM_VATTN_GET_INFO_PARAMS, error) {
 	const op = "uvm_vattn_get_info"
-	if len(gpus) > UVM_VATTN_MAX_GPUS {
-		gpus = gpus[:UVM_VATTN_MAX_GPUS]
+	var buf struct {
+		p   UVM_VATTN_GET_INFO_PARAMS
+		pad [48]byte
 	}
-	var pin runtime.Pinner
-	p := UVM_VATTN_GET_INFO_PARAMS{GPUInfo: userPtr(&pin, gpus), GPUCapacity: uint32(len(gpus))}
-	err := issue(op, fd, UVM_VATTN_GET_INFO, unsafe.Pointer(&p), &p.RMStatus)
-	pin.Unpin()
-	return p, err
+	err := issue(op, fd, UVM_VATTN_GET_INFO, unsafe.Pointer(&buf), &buf.p.RMStatus)
+	return buf.p, err
 }
 
-// Alloc issues UVM_VATTN_ALLOC: len(handles) pages of pageSize bytes on the GPU with
-// this UUID; the new handles are written into handles. All or nothing.
-func Alloc(fd int, gpuUUID [16]byte, pageSize uint64, handles []uint64) (UVM_VATTN_ALLOC_PARAMS, error) {
-	const op = "uvm_vattn_alloc"
-	n, err := batchLen(op, len(handles))
-	if err != nil {
-		return UVM_VATTN_ALLOC_PARAMS{}, err
+func gpuLen(op string, gpus [][16]byte) (uint32, error) {
+	if len(gpus) == 0 || len(gpus) > UVM_VATTN_MAX_GPUS {
+		return 0, fmt.Errorf("%s: %d GPUs, want 1..%d: %w", op, len(gpus), UVM_VATTN_MAX_GPUS, ErrTooManyGPUs)
 	}
-	var pin runtime.Pinner
-	p := UVM_VATTN_ALLOC_PARAMS{GPUUUID: gpuUUID, PageSize: pageSize, Handles: userPtr(&pin, handles), Count: n}
-	err = issue(op, fd, UVM_VATTN_ALLOC, unsafe.Pointer(&p), &p.RMStatus)
-	pin.Unpin()
-	return p, err
+	return uint32(len(gpus)), nil
 }
 
-// Map issues UVM_VATTN_MAP for entries. On error, Done entries were mapped and
-// ErrorIndex names the first one that was not.
-func Map(fd int, entries []UVM_VATTN_MAP_ENTRY) (UVM_VATTN_MAP_PARAMS, error) {
-	const op = "uvm_vattn_map"
+// MapBatch issues UVM_VATTN_MAP_BATCH: every entry, on every GPU of gpus, from
+// the RM memory of client hClient (whose control file is rmCtrlFd). All or
+// nothing: on error nothing is mapped and ErrorIndex names the failed entry (or
+// len(entries) when the failure was no one entry's).
+func MapBatch(fd int, entries []UVM_VATTN_MAP_ENTRY, gpus [][16]byte, rmCtrlFd int32, hClient uint32) (UVM_VATTN_MAP_BATCH_PARAMS, error) {
+	const op = "uvm_vattn_map_batch"
 	n, err := batchLen(op, len(entries))
 	if err != nil {
-		return UVM_VATTN_MAP_PARAMS{}, err
+		return UVM_VATTN_MAP_BATCH_PARAMS{}, err
 	}
-	var pin runtime.Pinner
-	p := UVM_VATTN_MAP_PARAMS{Entries: userPtr(&pin, entries), Count: n}
-	err = issue(op, fd, UVM_VATTN_MAP, unsafe.Pointer(&p), &p.RMStatus)
-	pin.Unpin()
-	return p, err
-}
-
-// Unmap issues UVM_VATTN_UNMAP for the pages this file mapped at addresses. The
-// caller must have waited for GPU work that uses them (see the header's fences).
-func Unmap(fd int, addresses []uint64) (UVM_VATTN_UNMAP_PARAMS, error) {
-	const op = "uvm_vattn_unmap"
-	n, err := batchLen(op, len(addresses))
+	ng, err := gpuLen(op, gpus)
 	if err != nil {
-		return UVM_VATTN_UNMAP_PARAMS{}, err
+		return UVM_VATTN_MAP_BATCH_PARAMS{}, err
 	}
 	var pin runtime.Pinner
-	p := UVM_VATTN_UNMAP_PARAMS{Addresses: userPtr(&pin, addresses), Count: n}
-	err = issue(op, fd, UVM_VATTN_UNMAP, unsafe.Pointer(&p), &p.RMStatus)
+	p := UVM_VATTN_MAP_BATCH_PARAMS{
+		Entries: userPtr(&pin, entries), GpuUuids: userPtr(&pin, gpus), Count: n, GpuCount: ng,
+		RmCtrlFd: rmCtrlFd, HClient: hClient,
+	}
+	err = issue(op, fd, UVM_VATTN_MAP_BATCH, unsafe.Pointer(&p), &p.RMStatus)
 	pin.Unpin()
 	return p, err
 }
 
-// Free issues UVM_VATTN_FREE for unmapped pages.
-func Free(fd int, handles []uint64) (UVM_VATTN_FREE_PARAMS, error) {
-	const op = "uvm_vattn_free"
-	n, err := batchLen(op, len(handles))
+// UnmapBatch issues UVM_VATTN_UNMAP_BATCH: every mapping of gpus inside the
+// entries goes (mappings crossing an entry's ends are split). The caller must
+// have waited for GPU work that uses them (see the header's fences).
+func UnmapBatch(fd int, entries []UVM_VATTN_UNMAP_ENTRY, gpus [][16]byte) (UVM_VATTN_UNMAP_BATCH_PARAMS, error) {
+	const op = "uvm_vattn_unmap_batch"
+	n, err := batchLen(op, len(entries))
 	if err != nil {
-		return UVM_VATTN_FREE_PARAMS{}, err
+		return UVM_VATTN_UNMAP_BATCH_PARAMS{}, err
+	}
+	ng, err := gpuLen(op, gpus)
+	if err != nil {
+		return UVM_VATTN_UNMAP_BATCH_PARAMS{}, err
 	}
 	var pin runtime.Pinner
-	p := UVM_VATTN_FREE_PARAMS{Handles: userPtr(&pin, handles), Count: n}
-	err = issue(op, fd, UVM_VATTN_FREE, unsafe.Pointer(&p), &p.RMStatus)
+	p := UVM_VATTN_UNMAP_BATCH_PARAMS{Entries: userPtr(&pin, entries), GpuUuids: userPtr(&pin, gpus), Count: n, GpuCount: ng}
+	err = issue(op, fd, UVM_VATTN_UNMAP_BATCH, unsafe.Pointer(&p), &p.RMStatus)
 	pin.Unpin()
-	return p, err
-}
-
-// ReleaseRange issues UVM_VATTN_RELEASE_RANGE: unmap every page of this file inside
-// [base, base+length), and free them too when flags has UVM_VATTN_RELEASE_FREE.
-func ReleaseRange(fd int, base, length uint64, flags uint32) (UVM_VATTN_RELEASE_RANGE_PARAMS, error) {
-	const op = "uvm_vattn_release_range"
-	p := UVM_VATTN_RELEASE_RANGE_PARAMS{Base: base, Length: length, Flags: flags}
-	err := issue(op, fd, UVM_VATTN_RELEASE_RANGE, unsafe.Pointer(&p), &p.RMStatus)
 	return p, err
 }

@@ -146,7 +146,7 @@ func TestCUDASourceMissingLibrary(t *testing.T) {
 	if !errors.Is(err, ErrNoSource) || !strings.Contains(err.Error(), "cuda: not attached") {
 		t.Fatalf("err = %v", err)
 	}
-	_, err = Open(Options{Sources: []Source{SourceCUDA}, LibPath: "/nonexistent/libcuda.so.1", Ops: []string{"UVM_VATTN_MAP"}})
+	_, err = Open(Options{Sources: []Source{SourceCUDA}, LibPath: "/nonexistent/libcuda.so.1", Ops: []string{"UVM_VATTN_MAP_BATCH"}})
 	if !errors.Is(err, ErrNoSource) || !strings.Contains(err.Error(), "selected operations include none") {
 		t.Fatalf("err = %v", err)
 	}

@@ -60,7 +60,7 @@ func TestHistAddQuantileSub(t *testing.T) {
 }
 
 func TestSnapshotSubAndSort(t *testing.T) {
-	a := Hist{Source: SourceIoctl, Op: "UVM_VATTN_MAP", Count: 2}
+	a := Hist{Source: SourceIoctl, Op: "UVM_VATTN_MAP_BATCH", Count: 2}
 	b := Hist{Source: SourceCUDA, Op: "cuMemMap", Count: 5}
 	c := Hist{Source: SourceCUDA, Op: "cuMemCreate", Count: 1}
 	prev := Snapshot{Hists: []Hist{a, b}, Dropped: 1}
@@ -78,7 +78,7 @@ func TestSnapshotSubAndSort(t *testing.T) {
 	if h, ok := d.Find(SourceCUDA, "cuMemMap"); !ok || h.Count != 3 {
 		t.Errorf("cuMemMap delta = %+v", h)
 	}
-	if _, ok := d.Find(SourceIoctl, "UVM_VATTN_MAP"); ok {
+	if _, ok := d.Find(SourceIoctl, "UVM_VATTN_MAP_BATCH"); ok {
 		t.Error("an op without new calls is in the delta")
 	}
 }
@@ -141,7 +141,7 @@ func TestParseDevice(t *testing.T) {
 }
 
 func TestIoctlName(t *testing.T) {
-	if IoctlName(0x56410003) != "UVM_VATTN_MAP" || IoctlName(0x56410006) != "UVM_VATTN_RELEASE_RANGE" || IoctlName(0x56410007) != "ioctl_1447100423" || IoctlName(37) != "ioctl_37" || IoctlName(0x30000001) != "ioctl_805306369" {
+	if IoctlName(0x56410007) != "UVM_VATTN_MAP_BATCH" || IoctlName(0x56410008) != "UVM_VATTN_UNMAP_BATCH" || IoctlName(0x56410003) != "ioctl_1447100419" || IoctlName(37) != "ioctl_37" || IoctlName(0x30000001) != "ioctl_805306369" {
 		t.Error("IoctlName")
 	}
 }

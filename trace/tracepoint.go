@@ -11,11 +11,11 @@ import (
 // VattnEvents are the patched nvidia-uvm module's tracepoints, one per
 // batched ioctl, emitted when the command finishes (the tracepoint contract
 // in kernel/nvidia-uvm-patch/uvm_vattn_ioctl.h).
-var VattnEvents = []string{"vattn:vattn_alloc", "vattn:vattn_map", "vattn:vattn_unmap", "vattn:vattn_free"}
+var VattnEvents = []string{"vattn:vattn_map", "vattn:vattn_unmap"}
 
 // VattnEvent is one decoded vattn:* record.
 type VattnEvent struct {
-	Op        string // alloc, map, unmap or free
+	Op        string // map or unmap
 	GPU       string // "GPU-…" UUID; "" when the batch named no valid GPU
 	PageSize  uint64
 	Count     uint32

@@ -122,7 +122,7 @@ func TestDecodeVattnAndAggregate(t *testing.T) {
 	}
 
 	// A record whose format lacks a field is an error, not a zero.
-	bare := &Format{System: "vattn", Event: "vattn_free", ID: 1, Fields: f.Fields[:5]}
+	bare := &Format{System: "vattn", Event: "vattn_unmap", ID: 1, Fields: f.Fields[:5]}
 	if _, err := DecodeVattn(Record{Format: bare, Data: make([]byte, 56)}); !errors.Is(err, ErrField) {
 		t.Errorf("missing field: err = %v", err)
 	}
@@ -203,7 +203,7 @@ func TestRecorderOnKernelTracepoint(t *testing.T) {
 func TestTracepointSourceNotPresent(t *testing.T) {
 	needRoot(t)
 	_, err := Open(Options{Sources: []Source{SourceTracepoint}})
-	if !errors.Is(err, ErrNoSource) || !strings.Contains(err.Error(), "tracepoint: not attached: tracepoints vattn:vattn_alloc") || !strings.Contains(err.Error(), "not present") {
+	if !errors.Is(err, ErrNoSource) || !strings.Contains(err.Error(), "tracepoint: not attached: tracepoints vattn:vattn_map") || !strings.Contains(err.Error(), "not present") {
 		t.Fatalf("err = %v", err)
 	}
 	_, err = Open(Options{Sources: []Source{SourceTracepoint}, Events: []string{"no-colon"}})

@@ -2,7 +2,7 @@ package trace
 
 import "fmt"
 
-// The patched module's ioctl commands, named as in
+// The vattn module's ioctl commands (ABI version 2; 0x02..0x06 were ABI 1's, retired), named as in
 // kernel/nvidia-uvm-patch/uvm_vattn_ioctl.h, which is their source of truth
 // (the ioctl package mirrors it for Go; once both are on one branch this
 // table should take its numbers from there). Stock UVM commands are shown by
@@ -11,11 +11,8 @@ const uvmVattnIoctlBase = 0x56410000
 
 var vattnIoctlNames = map[uint32]string{
 	uvmVattnIoctlBase + 0x01: "UVM_VATTN_GET_INFO",
-	uvmVattnIoctlBase + 0x02: "UVM_VATTN_ALLOC",
-	uvmVattnIoctlBase + 0x03: "UVM_VATTN_MAP",
-	uvmVattnIoctlBase + 0x04: "UVM_VATTN_UNMAP",
-	uvmVattnIoctlBase + 0x05: "UVM_VATTN_FREE",
-	uvmVattnIoctlBase + 0x06: "UVM_VATTN_RELEASE_RANGE",
+	uvmVattnIoctlBase + 0x07: "UVM_VATTN_MAP_BATCH",
+	uvmVattnIoctlBase + 0x08: "UVM_VATTN_UNMAP_BATCH",
 }
 
 // IoctlName names an ioctl command on the UVM device: the patched module's

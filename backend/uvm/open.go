@@ -7,11 +7,18 @@ import (
 	"github.com/vattn/vattn/cuda"
 )
 
-// Paths through nvidia-uvm, for Options.Mode.
+// Paths through nvidia-uvm, for Options.Mode. Both map RM memory into UVM
+// external ranges; they differ in the calls that do it.
 const (
-	ModeAuto    = ""        // the patched module where it is loaded, else the stock driver
-	ModeStock   = "stock"   // NVIDIA's driver as shipped: RM memory in UVM external ranges
-	ModePatched = "patched" // the vattn module's batched commands
+	ModeAuto    = ""        // the vattn module's batched commands where it is loaded, else the stock driver
+	ModeStock   = "stock"   // NVIDIA's driver as shipped: one call per run of pages
+	ModePatched = "patched" // the vattn module's batched commands; ErrNotPatched without it
+)
+
+// What Pages.Path answers.
+const (
+	PathStock   = "stock"   // one UVM_MAP_EXTERNAL_ALLOCATION / UVM_UNMAP_EXTERNAL per run
+	PathBatched = "batched" // one UVM_VATTN_MAP_BATCH / UVM_VATTN_UNMAP_BATCH per batch
 )
 
 // Pages is a backend of this package, on either path, with what the admin
@@ -20,6 +27,9 @@ type Pages interface {
 	backend.Backend
 	// Mode is ModeStock or ModePatched.
 	Mode() string
+	// Path is PathStock or PathBatched; PathDetail says why, in one line.
+	Path() string
+	PathDetail() string
 	// Device is the GPU.
 	Device() cuda.DeviceInfo
 	// Fill writes a per-page pattern over a mapped range with a GPU kernel.
@@ -30,26 +40,14 @@ type Pages interface {
 	Held() (regions, pages, mapped int)
 }
 
-var (
-	_ Pages = (*Backend)(nil)
-	_ Pages = (*Stock)(nil)
-)
+var _ Pages = (*Stock)(nil)
 
-// Open returns a backend on the path opts.Mode asks for. In ModeAuto it asks
-// the UVM device first (no CUDA context needed) and takes the patched module
-// only where its commands answer.
+// Open returns a backend on the path opts.Mode asks for. The backend probes
+// the module once, on CUDA's own UVM file, when it opens: in ModeAuto it
+// takes the batched commands where they answer, else the stock calls.
 func Open(opts Options) (Pages, error) {
 	switch opts.Mode {
-	case ModeStock:
-		return NewStock(opts)
-	case ModePatched:
-		return New(opts)
-	case ModeAuto:
-		if opts.StockDriver == nil {
-			if p, err := ProbeDevice(""); err == nil && p.Patched() {
-				return New(opts)
-			}
-		}
+	case ModeStock, ModePatched, ModeAuto:
 		return NewStock(opts)
 	}
 	return nil, fmt.Errorf("uvm: mode %q: want %q, %q or auto: %w", opts.Mode, ModeStock, ModePatched, backend.ErrBadArgument)

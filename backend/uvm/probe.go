@@ -10,9 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vattn/vattn/backend"
-	"github.com/vattn/vattn/cuda"
 	"github.com/vattn/vattn/ioctl"
-	"github.com/vattn/vattn/pagesize"
 )
 
 // DevicePath is the UVM character device.
@@ -34,50 +32,20 @@ type ProbeResult struct {
 	Errno  string `json:"errno,omitempty"`  // stock/not-uvm: "ENOSYS", "EINVAL", "ENOTTY"
 	Detail string `json:"detail,omitempty"` // one line for people
 
-	ABIVersion       uint32    `json:"abi_version,omitempty"`
-	MaxBatch         uint32    `json:"max_batch,omitempty"`
-	PinnedLimitBytes uint64    `json:"pinned_limit_bytes,omitempty"`
-	PinnedBytes      uint64    `json:"pinned_bytes,omitempty"`
-	GPUs             []GPUInfo `json:"gpus,omitempty"` // GPUs registered in the va_space asked
+	ABIVersion uint32 `json:"abi_version,omitempty"`
+	MaxBatch   uint32 `json:"max_batch,omitempty"`
+	MaxGPUs    uint32 `json:"max_gpus,omitempty"`
 }
 
-// GPUInfo is one GPU of a patched probe.
-type GPUInfo struct {
-	UUID        string          `json:"uuid"`
-	PageSizes   []pagesize.Size `json:"page_sizes"`
-	PinnedBytes uint64          `json:"pinned_bytes"`
-	uuid        [16]byte
-}
-
-// Patched reports whether the vattn commands answered.
+// Patched reports whether the vattn module's batched commands answered, in
+// the ABI this build speaks.
 func (r ProbeResult) Patched() bool { return r.State == StatePatched }
-
-// gpu returns the GPU with this UUID.
-func (r ProbeResult) gpu(u [16]byte) (GPUInfo, bool) {
-	for _, g := range r.GPUs {
-		if g.uuid == u {
-			return g, true
-		}
-	}
-	return GPUInfo{}, false
-}
-
-func pageSizes(mask uint64) []pagesize.Size {
-	var out []pagesize.Size
-	for _, s := range []pagesize.Size{pagesize.Size64K, pagesize.Size128K, pagesize.Size256K, pagesize.Size2M} {
-		if mask&s.Bytes() != 0 {
-			out = append(out, s)
-		}
-	}
-	return out
-}
 
 // askInfo issues GET_INFO on fd and classifies the answer. A file that is not a
 // va_space file yet gives NV_ERR_ILLEGAL_ACTION, returned as an error for the
 // caller to act on.
 func askInfo(fd int, r *ProbeResult) error {
-	gpus := make([]ioctl.UVM_VATTN_GPU_INFO, ioctl.UVM_VATTN_MAX_GPUS)
-	p, err := ioctl.GetInfo(fd, gpus)
+	p, err := ioctl.GetInfo(fd)
 	var errno unix.Errno
 	switch {
 	case err == nil:
@@ -88,22 +56,20 @@ func askInfo(fd int, r *ProbeResult) error {
 			return nil
 		}
 		r.State = StateStock
-		r.Detail = fmt.Sprintf("stock nvidia-uvm: the vattn commands are unknown to it (%s); small pages go through the stock path, and the patched module ('vattnctl install-driver') would batch their calls", r.Errno)
+		r.Detail = fmt.Sprintf("stock nvidia-uvm: the vattn commands are unknown to it (%s); small pages go through the stock path, one call per run; the vattn module ('vattnctl install-driver') would batch them", r.Errno)
 		return nil
 	default:
 		return err
 	}
-	r.State = StatePatched
-	r.ABIVersion, r.MaxBatch = p.ABIVersion, p.MaxBatch
-	r.PinnedLimitBytes, r.PinnedBytes = p.PinnedLimitBytes, p.PinnedBytes
-	n := min(int(p.GPUCount), len(gpus))
-	for _, g := range gpus[:n] {
-		r.GPUs = append(r.GPUs, GPUInfo{UUID: cuda.FormatUUID(cuda.UUID(g.GPUUUID)), PageSizes: pageSizes(g.PageSizes), PinnedBytes: g.PinnedBytes, uuid: g.GPUUUID})
-	}
-	r.Detail = fmt.Sprintf("vattn ABI %d, batches of up to %d, pinned limit %d MiB", p.ABIVersion, p.MaxBatch, p.PinnedLimitBytes>>20)
+	r.ABIVersion = p.ABIVersion
 	if p.ABIVersion != ioctl.UVM_VATTN_ABI_VERSION {
-		r.Detail += fmt.Sprintf(" (this vattn speaks ABI %d)", ioctl.UVM_VATTN_ABI_VERSION)
+		r.State = StateStock
+		r.Detail = fmt.Sprintf("a vattn module of ABI %d, this build speaks ABI %d: its commands are not used; small pages go through the stock path", p.ABIVersion, ioctl.UVM_VATTN_ABI_VERSION)
+		return nil
 	}
+	r.State = StatePatched
+	r.MaxBatch, r.MaxGPUs = p.MaxBatch, p.MaxGpus
+	r.Detail = fmt.Sprintf("vattn ABI %d: batched map and unmap into UVM external ranges, up to %d entries and %d GPUs a call", p.ABIVersion, p.MaxBatch, p.MaxGpus)
 	return nil
 }
 
@@ -228,7 +194,7 @@ func VASpaceFDs() ([]int, error) {
 
 // SetProcFDDir points ProbeProcess at another directory of open-file links and
 // returns a function restoring the old one. It exists for tests of packages
-// built on this one (with uvmfake standing in for the module); nothing else may
+// built on this one (with a fake module answering the ioctls); nothing else may
 // call it.
 func SetProcFDDir(dir string) (restore func()) {
 	old := procFDDir

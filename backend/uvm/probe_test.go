@@ -8,14 +8,74 @@ import (
 	"strings"
 	"testing"
 
+	"sync"
+	"unsafe"
+
 	"golang.org/x/sys/unix"
 
-	"github.com/vattn/vattn/backend/uvm/uvmfake"
 	"github.com/vattn/vattn/ioctl"
-	"github.com/vattn/vattn/pagesize"
 )
 
-var testUUID = [16]byte{0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
+// testModule answers what the probes ask of nvidia-uvm: UVM_INITIALIZE,
+// UVM_PAGEABLE_MEM_ACCESS (refused on a file that is not a va_space file) and
+// the vattn module's GET_INFO, or, with Errno set, what a stock module answers
+// for unknown commands.
+type testModule struct {
+	mu      sync.Mutex
+	vaFDs   map[int]bool
+	inits   int
+	Errno   unix.Errno
+	ABI     uint32
+	failGet unix.Errno // the next GET_INFO fails with this errno
+}
+
+func newTestModule(vaFD int) *testModule {
+	m := &testModule{vaFDs: map[int]bool{}, ABI: ioctl.UVM_VATTN_ABI_VERSION}
+	if vaFD >= 0 {
+		m.vaFDs[vaFD] = true
+	}
+	return m
+}
+
+func (m *testModule) Inits() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.inits
+}
+
+func (m *testModule) Install() (restore func()) { return ioctl.SetRawIoctl(m.ioctl) }
+
+func (m *testModule) ioctl(fd int, cmd uint32, arg unsafe.Pointer) unix.Errno {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch cmd {
+	case ioctl.UVM_INITIALIZE:
+		m.inits++
+		m.vaFDs[fd] = true
+		return 0
+	case ioctl.UVM_PAGEABLE_MEM_ACCESS:
+		if !m.vaFDs[fd] {
+			(*ioctl.UVM_PAGEABLE_MEM_ACCESS_PARAMS)(arg).RMStatus = ioctl.NV_ERR_ILLEGAL_ACTION
+		}
+		return 0
+	}
+	if m.Errno != 0 {
+		return m.Errno
+	}
+	if cmd != ioctl.UVM_VATTN_GET_INFO {
+		return unix.EINVAL
+	}
+	if e := m.failGet; e != 0 {
+		m.failGet = 0
+		return e
+	}
+	p := (*ioctl.UVM_VATTN_GET_INFO_PARAMS)(arg)
+	p.ABIVersion, p.MaxBatch, p.MaxGpus = m.ABI, 16, ioctl.UVM_VATTN_MAX_GPUS
+	if !m.vaFDs[fd] {
+		p.RMStatus = ioctl.NV_ERR_ILLEGAL_ACTION
+	}
+	return 0
+}
 
 func TestProbeDeviceMissing(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "nvidia-uvm")
@@ -60,7 +120,7 @@ func openFDs(t *testing.T) int {
 
 func TestProbeDeviceStock(t *testing.T) {
 	for _, errno := range []unix.Errno{unix.ENOSYS, unix.EINVAL} {
-		f := uvmfake.New(-1, testUUID, 16)
+		f := newTestModule(-1)
 		f.Errno = errno
 		restore := f.Install()
 		r, err := ProbeDevice(os.DevNull)
@@ -75,24 +135,34 @@ func TestProbeDeviceStock(t *testing.T) {
 }
 
 func TestProbeDevicePatched(t *testing.T) {
-	f := uvmfake.New(-1, testUUID, 16) // no file is a va_space file until initialized
+	f := newTestModule(-1) // no file is a va_space file until initialized
 	defer f.Install()()
 	r, err := ProbeDevice(os.DevNull)
 	if err != nil || !r.Patched() {
 		t.Fatalf("patched: %+v %v", r, err)
 	}
-	if f.Inits() != 1 || r.ABIVersion != ioctl.UVM_VATTN_ABI_VERSION || r.MaxBatch != 16 || len(r.GPUs) != 1 {
+	if f.Inits() != 1 || r.ABIVersion != ioctl.UVM_VATTN_ABI_VERSION || r.MaxBatch != 16 || r.MaxGPUs != ioctl.UVM_VATTN_MAX_GPUS ||
+		!strings.Contains(r.Detail, "batched") {
 		t.Fatalf("patched: inits %d, %+v", f.Inits(), r)
 	}
-	if g := r.GPUs[0]; g.UUID != "GPU-deadbeef-0102-0304-0506-0708090a0b0c" || len(g.PageSizes) != 4 || g.PageSizes[0] != pagesize.Size64K {
-		t.Errorf("gpu %+v", g)
+}
+
+// A module of the retired ABI 1 answers GET_INFO with version 1: the probe
+// reads it as not usable, and the stock path serves.
+func TestProbeDeviceOtherABI(t *testing.T) {
+	f := newTestModule(-1)
+	f.ABI = 1
+	defer f.Install()()
+	r, err := ProbeDevice(os.DevNull)
+	if err != nil || r.Patched() || r.State != StateStock || r.ABIVersion != 1 || !strings.Contains(r.Detail, "ABI 1") {
+		t.Fatalf("ABI 1: %+v %v", r, err)
 	}
 }
 
 func TestProbeDeviceFailures(t *testing.T) {
-	f := uvmfake.New(-1, testUUID, 16)
+	f := newTestModule(-1)
 	defer f.Install()()
-	f.FailNext(ioctl.UVM_VATTN_GET_INFO, 1, 0, unix.EAGAIN, 0)
+	f.failGet = unix.EAGAIN
 	if _, err := ProbeDevice(os.DevNull); !errors.Is(err, unix.EAGAIN) {
 		t.Errorf("EAGAIN: %v", err)
 	}
@@ -125,7 +195,7 @@ func fdDir(t *testing.T, links map[int]string) {
 func TestProbeProcessPicksVASpaceFile(t *testing.T) {
 	// CUDA holds an mm file (5) and the va_space file (6); 7 is something else.
 	fdDir(t, map[int]string{5: DevicePath, 6: DevicePath, 7: os.DevNull})
-	f := uvmfake.New(6, testUUID, 16)
+	f := newTestModule(6)
 	defer f.Install()()
 	r, err := ProbeProcess()
 	if err != nil || !r.Patched() || r.FD != 6 {
@@ -145,7 +215,7 @@ func TestProbeProcessNoFile(t *testing.T) {
 		t.Fatalf("%+v %v", r, err)
 	}
 	fdDir(t, map[int]string{5: DevicePath})
-	f := uvmfake.New(99, testUUID, 16) // fd 5 is not a va_space file
+	f := newTestModule(99) // fd 5 is not a va_space file
 	defer f.Install()()
 	if _, err := ProbeProcess(); !errors.Is(err, ioctl.NV_ERR_ILLEGAL_ACTION) {
 		t.Errorf("no va_space file: %v", err)

@@ -184,3 +184,58 @@ func uvmHint(err error) string {
 	}
 	return ""
 }
+
+// rmBatchDriver is the BatchDriver of the vattn module: the stock path's RM
+// client and UVM file, plus the batched commands on that file.
+type rmBatchDriver struct {
+	*rmDriver
+	maxBatch int
+}
+
+var _ BatchDriver = (*rmBatchDriver)(nil)
+
+// batchDriver returns d with the batched commands when the module on d's UVM
+// file answers GET_INFO with the ABI this package speaks; ok is false on the
+// stock module (or another ABI), with why.
+func batchDriver(d StockDriver) (_ BatchDriver, why string) {
+	rd, ok := d.(*rmDriver)
+	if !ok {
+		return nil, "not the real driver"
+	}
+	info, err := ioctl.GetInfo(rd.uvmFD)
+	switch {
+	case err != nil:
+		return nil, err.Error()
+	case info.ABIVersion != ioctl.UVM_VATTN_ABI_VERSION:
+		return nil, fmt.Sprintf("the vattn module speaks ABI %d, this build ABI %d", info.ABIVersion, ioctl.UVM_VATTN_ABI_VERSION)
+	}
+	return &rmBatchDriver{rmDriver: rd, maxBatch: int(min(info.MaxBatch, ioctl.UVM_VATTN_MAX_BATCH))}, ""
+}
+
+func (d *rmBatchDriver) MaxBatch() int { return d.maxBatch }
+
+func (d *rmBatchDriver) MapBatch(entries []ioctl.UVM_VATTN_MAP_ENTRY) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.client == nil {
+		return errStockClosed
+	}
+	p, err := ioctl.MapBatch(d.uvmFD, entries, [][16]byte{d.uuid}, int32(d.client.ControlFD()), d.client.Handle())
+	if err != nil {
+		return fmt.Errorf("vattn driver: map batch of %d (entry %d): %w%s", len(entries), p.ErrorIndex, err, uvmHint(err))
+	}
+	return nil
+}
+
+func (d *rmBatchDriver) UnmapBatch(entries []ioctl.UVM_VATTN_UNMAP_ENTRY) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.client == nil {
+		return errStockClosed
+	}
+	p, err := ioctl.UnmapBatch(d.uvmFD, entries, [][16]byte{d.uuid})
+	if err != nil {
+		return fmt.Errorf("vattn driver: unmap batch of %d (entry %d): %w%s", len(entries), p.ErrorIndex, err, uvmHint(err))
+	}
+	return nil
+}

@@ -76,7 +76,9 @@ type Stock struct {
 	dev        cuda.DeviceInfo
 	uuid       [16]byte
 	drv        StockDriver
-	size       uint64 // page bytes
+	batch      BatchDriver // drv with the vattn module's batched commands; nil on the stock path
+	batchWhy   string      // why there is no batch driver, for status lines
+	size       uint64      // page bytes
 	rmPage     uint64
 	chunkBytes uint64
 	regions    []stockRegion // sorted by Addr
@@ -142,6 +144,9 @@ func NewStock(opts Options) (_ *Stock, err error) {
 	if err := b.openDriver(opts.StockDriver); err != nil {
 		return nil, fmt.Errorf("uvm: GPU %d: %w", dev.Index, err)
 	}
+	if err := b.pickPath(opts.Mode); err != nil {
+		return nil, errors.Join(fmt.Errorf("uvm: GPU %d: %w", dev.Index, err), b.drv.Close())
+	}
 	b.stream = opts.Stream
 	b.fence = cudavmm.NewEventFence(b.ctx, opts.Stream)
 	// CUDA's copy functions refuse the pages (CUDA did not map them), so
@@ -191,6 +196,25 @@ func (b *Stock) openDriver(drv StockDriver) error {
 	return fmt.Errorf("no va_space file of this process maps pages for this GPU: %w", errors.Join(tried...))
 }
 
+// pickPath decides, once, which calls Map and Unmap make: the vattn module's
+// batched commands where mode allows them and the module answers, else one
+// stock call per run. ModePatched without the module is ErrNotPatched.
+func (b *Stock) pickPath(mode string) error {
+	if mode == ModeStock {
+		b.batchWhy = "stock path asked for"
+		return nil
+	}
+	if bd, ok := b.drv.(BatchDriver); ok {
+		b.batch = bd
+	} else {
+		b.batch, b.batchWhy = batchDriver(b.drv)
+	}
+	if b.batch == nil && mode == ModePatched {
+		return fmt.Errorf("%w (%s)", ErrNotPatched, b.batchWhy)
+	}
+	return nil
+}
+
 // checkPath maps one page through drv and unmaps it again, in an external
 // range of its own: the path works end to end before the backend is handed
 // out, and a va_space file without the GPU is told apart. It leaves nothing.
@@ -233,8 +257,31 @@ func (b *Stock) checkPath(drv StockDriver) (err error) {
 // Name implements backend.Backend.
 func (b *Stock) Name() string { return "uvm" }
 
-// Mode says which path of nvidia-uvm the backend drives: "stock".
-func (b *Stock) Mode() string { return ModeStock }
+// Mode says which path of nvidia-uvm the backend drives: ModePatched when the
+// vattn module's batched commands issue the mappings, else ModeStock.
+func (b *Stock) Mode() string {
+	if b.batch != nil {
+		return ModePatched
+	}
+	return ModeStock
+}
+
+// Path names the calls Map and Unmap make, for status lines: "batched" (the
+// vattn module, one call per batch) or "stock" (one call per run).
+func (b *Stock) Path() string {
+	if b.batch != nil {
+		return PathBatched
+	}
+	return PathStock
+}
+
+// PathDetail says why the path is what it is.
+func (b *Stock) PathDetail() string {
+	if b.batch != nil {
+		return fmt.Sprintf("vattn module: batches of up to %d runs in one call", b.batch.MaxBatch())
+	}
+	return "stock driver: one call per run (" + b.batchWhy + ")"
+}
 
 // PageSize implements backend.Backend.
 func (b *Stock) PageSize() pagesize.Size { return pagesize.Size(b.size) }
@@ -547,6 +594,9 @@ func (b *Stock) Map(maps []backend.Mapping) error {
 		addrs[m.Addr], pages[m.Page] = true, true
 	}
 	runs := b.mapRuns(maps)
+	if b.batch != nil {
+		return b.mapBatched(runs, len(maps))
+	}
 	for k, r := range runs {
 		if err := b.mapRun(r); err != nil {
 			err = stockErr(fmt.Sprintf("map %d pages (%d runs): run %d of %d pages at %#x", len(maps), len(runs), k, r.pages, r.addr), err)
@@ -560,6 +610,77 @@ func (b *Stock) Map(maps []backend.Mapping) error {
 			}
 			return err
 		}
+	}
+	return nil
+}
+
+// mapBatched maps runs with the batched command, MaxBatch runs a call. A
+// failed call mapped nothing; the calls before it are unmapped again.
+func (b *Stock) mapBatched(runs []run, pages int) error {
+	max := b.batch.MaxBatch()
+	for k := 0; k < len(runs); k += max {
+		part := runs[k:min(k+max, len(runs))]
+		if err := b.mapBatch(part); err != nil {
+			err = stockErr(fmt.Sprintf("map %d pages (%d runs): batch of runs %d..%d", pages, len(runs), k, k+len(part)-1), err)
+			// Nothing has run on these pages yet, so no fence is needed.
+			for j := 0; j < k; j += max {
+				done := runs[j:min(j+max, k)]
+				if uerr := b.unmapBatch(addrRuns(done)); uerr != nil {
+					err = fmt.Errorf("%w (undoing the batch also failed: %v)", err, uerr)
+				}
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// mapBatch issues one batched map call for runs and books them when it
+// succeeds.
+func (b *Stock) mapBatch(runs []run) error {
+	entries := make([]ioctl.UVM_VATTN_MAP_ENTRY, len(runs))
+	pages := 0
+	for i, r := range runs {
+		entries[i] = ioctl.UVM_VATTN_MAP_ENTRY{Base: r.addr, Length: uint64(r.pages) * b.size,
+			Offset: uint64(r.slot) * b.size, HMemory: b.chunks[r.chunk].handle}
+		pages += r.pages
+	}
+	b.calls.MapCalls++
+	if err := b.batch.MapBatch(entries); err != nil {
+		return err
+	}
+	b.calls.MapPages += uint64(pages)
+	for _, r := range runs {
+		b.book(r)
+	}
+	return nil
+}
+
+// addrRuns keeps the addresses and lengths of runs.
+func addrRuns(runs []run) []run {
+	out := make([]run, len(runs))
+	for i, r := range runs {
+		out[i] = run{addr: r.addr, pages: r.pages}
+	}
+	return out
+}
+
+// unmapBatch issues one batched unmap call for runs of addresses and forgets
+// them when it succeeds.
+func (b *Stock) unmapBatch(runs []run) error {
+	entries := make([]ioctl.UVM_VATTN_UNMAP_ENTRY, len(runs))
+	pages := 0
+	for i, r := range runs {
+		entries[i] = ioctl.UVM_VATTN_UNMAP_ENTRY{Base: r.addr, Length: uint64(r.pages) * b.size}
+		pages += r.pages
+	}
+	b.calls.UnmapCalls++
+	if err := b.batch.UnmapBatch(entries); err != nil {
+		return err
+	}
+	b.calls.UnmapPages += uint64(pages)
+	for _, r := range runs {
+		b.unbook(r.addr, r.pages)
 	}
 	return nil
 }
@@ -657,6 +778,17 @@ func (b *Stock) Unmap(addrs []uint64, fence backend.Epoch) error {
 		}
 		runs = append(runs, run{addr: a, pages: 1})
 	}
+	if b.batch != nil {
+		max := b.batch.MaxBatch()
+		for k := 0; k < len(runs); k += max {
+			part := runs[k:min(k+max, len(runs))]
+			if err := b.unmapBatch(part); err != nil {
+				err = stockErr(fmt.Sprintf("unmap %d pages (%d runs): batch of runs %d..%d", len(addrs), len(runs), k, k+len(part)-1), err)
+				return b.undoUnmap(sorted, held, part[0].addr, err)
+			}
+		}
+		return nil
+	}
 	for k, r := range runs {
 		if err := b.unmapRun(r.addr, r.pages); err != nil {
 			err = stockErr(fmt.Sprintf("unmap %d pages (%d runs): run %d of %d pages at %#x", len(addrs), len(runs), k, r.pages, r.addr), err)
@@ -680,7 +812,14 @@ func (b *Stock) undoUnmap(sorted []uint64, held []backend.PageID, stop uint64, e
 		}
 		back = append(back, backend.Mapping{Addr: a, Page: held[i]})
 	}
-	for _, r := range b.mapRuns(back) {
+	runs := b.mapRuns(back)
+	if b.batch != nil {
+		if merr := b.mapBatched(runs, len(back)); merr != nil {
+			return fmt.Errorf("%w (mapping back %d pages the batch had unmapped also failed: %v; they are unmapped)", err, len(back), merr)
+		}
+		return err
+	}
+	for _, r := range runs {
 		if merr := b.mapRun(r); merr != nil {
 			return fmt.Errorf("%w (mapping back %d pages the batch had unmapped also failed at %#x: %v; they are unmapped)", err, len(back), r.addr, merr)
 		}

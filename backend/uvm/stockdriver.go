@@ -1,5 +1,7 @@
 package uvm
 
+import "github.com/vattn/vattn/ioctl"
+
 // StockDriver is what the stock-driver path needs from NVIDIA's resource
 // manager (RM) and from nvidia-uvm's stock commands: video memory in large
 // allocations, external ranges over reserved virtual addresses, and
@@ -45,4 +47,20 @@ type StockDriver interface {
 type StockTarget struct {
 	UVMFD int      // CUDA's va_space file on /dev/nvidia-uvm (ProbeProcess finds it)
 	UUID  [16]byte // the GPU, as CUDA and UVM name it
+}
+
+// BatchDriver is a StockDriver on the vattn module: it also maps and unmaps
+// many runs in one call (UVM_VATTN_MAP_BATCH and UVM_VATTN_UNMAP_BATCH), into
+// the same external ranges from the same RM memory, each call all or nothing.
+// The mappings it makes are UVM's own records, so StockDriver's Unmap and
+// FreeRange undo them too.
+type BatchDriver interface {
+	StockDriver
+	// MaxBatch is the most entries one call takes.
+	MaxBatch() int
+	// MapBatch maps every entry (HMemory is an allocation of AllocVidmem)
+	// or none.
+	MapBatch(entries []ioctl.UVM_VATTN_MAP_ENTRY) error
+	// UnmapBatch removes every mapping inside the entries, or none.
+	UnmapBatch(entries []ioctl.UVM_VATTN_UNMAP_ENTRY) error
 }

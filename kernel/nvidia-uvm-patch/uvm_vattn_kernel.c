@@ -1,33 +1,30 @@
 /*
  * uvm_vattn_kernel.c - the kernel side of uvm_vattn_os.h: the only file of vattn that
- * touches UVM internals. Kept small so it can be reviewed line by line; all logic and
- * every argument check live in uvm_vattn.c.
+ * touches UVM internals. Kept small so it can be reviewed line by line; every
+ * argument check and the phases of a batch live in uvm_vattn.c.
  *
  * SPDX-License-Identifier: MIT
  *
- * What it does (see docs/driver-abi.md): GPU lookup, managed-range checks, locking,
- * chunk allocation with a waited CE memset (zeroing), chunk free, GPU
- * retain/release, tracepoints, the PTE writes, and the three hooks of the fence.
+ * Mappings are UVM's own external-mapping records (uvm_ext_gpu_map_t), filled the
+ * way stock UVM_MAP_EXTERNAL_ALLOCATION fills them for local or peer video memory
+ * with default attributes: a reference on a dup of the caller's RM memory
+ * (uvm_ext_gpu_mem_handle, shared by every mapping of the batch that names the
+ * same memory on the same GPU, as split mappings share theirs), the owning GPU,
+ * and a page-table range vector holding the PTEs. Once committed to the range's
+ * per-GPU tree they are indistinguishable from stock ones, so UVM's teardown
+ * (uvm_ext_gpu_map_destroy from range destroy, GPU VA space removal, process
+ * exit) and stock UVM_UNMAP_EXTERNAL handle them.
  *
- * Isolation from UVM's own paths: our chunks come from uvm_pmm_gpu_alloc_user() and
- * stay TEMP_PINNED for their whole life (they are never unpinned into a va_block),
- * so the eviction path never selects them and no va_block's gpu_state points at
- * them; UVM's migration, fault and teardown paths therefore never see or free them.
- * They are freed only by vattn (FREE, RELEASE_RANGE, or the release hook that runs
- * before uvm_va_space_destroy() tears anything down).
+ * What differs from the stock path is only how PTEs are written: a writer per
+ * GPU puts the PTE writes of every mapping of the batch into as few pushes as
+ * UVM_MAX_PUSH_SIZE allows (uvm_pte_batch), collects their ranges in one
+ * uvm_tlb_batch, and ends the last push with that one invalidate.
  *
- * PTEs: each mapped page has its own page-table range vector on the GPU VA space's
- * page tree (as UVM maps external allocations): 64 KiB PTEs (one per 64 KiB of the
- * page, each naming its own chunk, so a 128/256 KiB page needs no contiguity) or
- * one 2 MiB PTE; RW + atomics, vidmem aperture, cached (on Hopper the PCF UVM
- * itself uses for local vidmem). The range vector holds references on the page
- * tables it uses; unmapping clears the PTEs, invalidates and waits, then drops
- * them. UVM never writes these PTEs: uvm_vattn.c owns the range (no va_block can
- * exist in it), see "Ownership" there.
- *
- * Built only as part of nvidia-uvm.ko; none of this has run on a GPU (the GPU
- * machine we can reach enforces module signatures). It is compiled, sparse-checked,
- * and its logic is tested in userspace against tests/kernel/shim.
+ * The docs/driver-abi.md section "The batched module" lists the UVM internals used
+ * here, per branch, with the safety argument. None of this has run on a GPU (the
+ * GPU machine we can reach enforces module signatures): it is compiled and
+ * sparse-checked for 535.261.03 and 550.163.01, and uvm_vattn.c's phases are
+ * tested in userspace against tests/kernel/shim.
  */
 
 #include "uvm_common.h"
@@ -36,11 +33,16 @@
 #include "uvm_gpu.h"
 #include "uvm_hal.h"
 #include "uvm_kvmalloc.h"
-#include "uvm_pmm_gpu.h"
+#include "uvm_map_external.h"
+#include "uvm_mmu.h"
+#include "uvm_pte_batch.h"
 #include "uvm_push.h"
+#include "uvm_range_tree.h"
+#include "uvm_tlb_batch.h"
 #include "uvm_tracker.h"
 #include "uvm_va_range.h"
 #include "uvm_va_space.h"
+#include "nv_uvm_interface.h"
 
 #include "uvm_vattn_kernel.h"
 #include "uvm_vattn_ioctl.h"
@@ -54,69 +56,106 @@
 #error "UVM_VATTN_BRANCH must be set by the Kbuild hunk of the patch series"
 #endif
 
-static unsigned long uvm_vattn_max_pinned_mb;
-module_param(uvm_vattn_max_pinned_mb, ulong, 0644);
-MODULE_PARM_DESC(uvm_vattn_max_pinned_mb,
-                 "vattn: most MiB of GPU memory one process may hold through the vattn ioctls (0: no limit)");
-
 /* The header restates NVIDIA's status numbers for user space; keep them honest. */
 static_assert(UVM_VATTN_NV_OK == NV_OK, "NV_OK");
 static_assert(UVM_VATTN_NV_ERR_ILLEGAL_ACTION == NV_ERR_ILLEGAL_ACTION, "NV_ERR_ILLEGAL_ACTION");
-static_assert(UVM_VATTN_NV_ERR_IN_USE == NV_ERR_IN_USE, "NV_ERR_IN_USE");
-static_assert(UVM_VATTN_NV_ERR_INSUFFICIENT_RESOURCES == NV_ERR_INSUFFICIENT_RESOURCES, "NV_ERR_INSUFFICIENT_RESOURCES");
 static_assert(UVM_VATTN_NV_ERR_INVALID_ADDRESS == NV_ERR_INVALID_ADDRESS, "NV_ERR_INVALID_ADDRESS");
 static_assert(UVM_VATTN_NV_ERR_INVALID_ARGUMENT == NV_ERR_INVALID_ARGUMENT, "NV_ERR_INVALID_ARGUMENT");
 static_assert(UVM_VATTN_NV_ERR_INVALID_DEVICE == NV_ERR_INVALID_DEVICE, "NV_ERR_INVALID_DEVICE");
 static_assert(UVM_VATTN_NV_ERR_INVALID_LIMIT == NV_ERR_INVALID_LIMIT, "NV_ERR_INVALID_LIMIT");
 static_assert(UVM_VATTN_NV_ERR_INVALID_OFFSET == NV_ERR_INVALID_OFFSET, "NV_ERR_INVALID_OFFSET");
-static_assert(UVM_VATTN_NV_ERR_INVALID_STATE == NV_ERR_INVALID_STATE, "NV_ERR_INVALID_STATE");
 static_assert(UVM_VATTN_NV_ERR_NO_MEMORY == NV_ERR_NO_MEMORY, "NV_ERR_NO_MEMORY");
 static_assert(UVM_VATTN_NV_ERR_NOT_SUPPORTED == NV_ERR_NOT_SUPPORTED, "NV_ERR_NOT_SUPPORTED");
-static_assert(UVM_VATTN_NV_ERR_OBJECT_NOT_FOUND == NV_ERR_OBJECT_NOT_FOUND, "NV_ERR_OBJECT_NOT_FOUND");
 static_assert(UVM_VATTN_NV_ERR_UVM_ADDRESS_IN_USE == NV_ERR_UVM_ADDRESS_IN_USE, "NV_ERR_UVM_ADDRESS_IN_USE");
 static_assert(sizeof(NvProcessorUuid) == 16, "NvProcessorUuid");
 
-static const NvProcessorUuid *vattn_gpu_uuid(uvm_gpu_t *gpu)
+/* PTEs one pte_batch call writes at most: bounds the push space one step asks for. */
+#define VATTN_PTES_PER_STEP     4096u
+/* Push space kept free for the methods around the PTE data and the invalidate. */
+#define VATTN_PUSH_SLACK        1024u
+
+/* A dup of RM memory on one GPU for one batch (uvm_vattn.c shares it per handle). */
+struct vattn_kmem
 {
-#if UVM_VATTN_BRANCH >= 550
-    return &gpu->uuid;
+    uvm_ext_gpu_mem_handle *handle;  /* UVM's refcounted dup; each mapping holds a reference */
+    uvm_gpu_t *owning_gpu;
+    NvU64 page_size;                 /* RM's page size of the memory */
+};
+
+/*
+ * A mapping made by MAP_BATCH: UVM's record first (UVM frees it with uvm_kvfree of
+ * its address, which is ours), then what only the batch needs: the range and the
+ * PTE values read from RM, freed at commit.
+ */
+struct vattn_kmap
+{
+    uvm_ext_gpu_map_t ext;
+    uvm_va_range_t *range;
+    NvU64 *ptes;
+};
+
+struct vattn_kwriter
+{
+    uvm_gpu_t *gpu;
+    uvm_page_tree_t *tree;
+    uvm_tracker_t tracker;           /* the writer's last push, and what it must wait for */
+    uvm_push_t push;
+    uvm_pte_batch_t pte_batch;
+    uvm_tlb_batch_t tlb_batch;
+    uvm_membar_t membar;             /* for the invalidate: NONE when mapping (upgrade) */
+    bool clearing;
+    bool open;                       /* push begun, not ended */
+    bool any;                        /* something written: the invalidate is due */
+    bool l2_peer;                    /* a cleared mapping wants the peer L2 invalidated */
+    bool l2_sys;                     /* ... the sysmem L2 */
+};
+
+/*
+ * Branch differences: from 580 an external range is a uvm_va_range_external_t
+ * around the uvm_va_range_t (its per-GPU trees and mapped_gpus live there), and a
+ * mapping may need an L2 invalidate when it goes (peer and sysmem mappings RM
+ * marks so).
+ */
+#if UVM_VATTN_BRANCH >= 580
+typedef uvm_va_range_external_t vattn_ext_range_t;
+
+static vattn_ext_range_t *ext_range(uvm_va_range_t *va_range)
+{
+    return uvm_va_range_to_external(va_range);
+}
 #else
-    return &gpu->parent->uuid;
+typedef uvm_va_range_t vattn_ext_range_t;
+
+static vattn_ext_range_t *ext_range(uvm_va_range_t *va_range)
+{
+    return va_range;
+}
+#endif
+
+static uvm_processor_mask_t *mapped_gpus(uvm_va_range_t *va_range)
+{
+#if UVM_VATTN_BRANCH >= 580
+    return &ext_range(va_range)->mapped_gpus;
+#else
+    return &va_range->external.mapped_gpus;
 #endif
 }
 
-/*
- * One vattn page: a single UVM chunk of the page's size when UVM's allocator has that
- * size, else a run of 64K chunks (128K = 2, 256K = 4). vattn never widens UVM's
- * chunk-size mask, which would change managed memory for every process. The GPU maps
- * 64K big pages either way, so a run needs no physical contiguity.
- */
-#define VATTN_KCHUNK_MAX 4
-
-struct vattn_kchunk
+static uvm_ext_gpu_range_tree_t *gpu_tree(uvm_va_range_t *va_range, uvm_gpu_t *gpu)
 {
-    uint32_t n;
-    uint32_t pad;
-    uint64_t piece;                          /* bytes per chunk in c[] */
-    uvm_gpu_chunk_t *c[VATTN_KCHUNK_MAX];
-    /* While mapped: the page-table range vector holding our PTEs (and references
-     * on the page tables under them) on the GPU VA space's page tree. */
-    uvm_page_table_range_vec_t *range_vec;
-};
-
-static uvm_chunk_sizes_mask_t vattn_user_chunk_sizes(uvm_gpu_t *gpu)
-{
-    return gpu->pmm.chunk_sizes[UVM_PMM_GPU_MEMORY_TYPE_USER];
+    return uvm_ext_gpu_range_tree(ext_range(va_range), gpu);
 }
 
-/* Sizes ALLOC can serve on this GPU (see struct vattn_kchunk). */
-static uint64_t vattn_gpu_page_sizes(uvm_gpu_t *gpu)
+/* The type vattn_os_map_t names is uvm_ext_gpu_map_t for listed mappings; only
+ * those made by vattn_os_map_prepare are vattn_kmaps. */
+static struct vattn_kmap *kmap_of(vattn_os_map_t *map)
 {
-    uint64_t sizes = (uint64_t)vattn_user_chunk_sizes(gpu) & UVM_VATTN_PAGE_SIZES_ALL;
+    return (struct vattn_kmap *)map;
+}
 
-    if (sizes & UVM_VATTN_PAGE_SIZE_64K)
-        sizes |= UVM_VATTN_PAGE_SIZE_128K | UVM_VATTN_PAGE_SIZE_256K;
-    return sizes;
+static uvm_ext_gpu_map_t *ext_of(vattn_os_map_t *map)
+{
+    return &kmap_of(map)->ext;
 }
 
 void *vattn_os_alloc(size_t bytes)
@@ -145,421 +184,598 @@ uint64_t vattn_os_now_ns(void)
     return ktime_get_ns();
 }
 
-uint32_t vattn_os_next_tag(void)
-{
-    static atomic_t tag = ATOMIC_INIT(0);
-
-    return (uint32_t)atomic_inc_return(&tag);
-}
-
 NV_STATUS vattn_os_global_status(void)
 {
     return uvm_global_get_status();
 }
 
-uint64_t vattn_os_pinned_limit(void)
+void vattn_os_lock_map(vattn_os_va_space_t *va_space) __acquires(va_space)
 {
-    unsigned long mb = READ_ONCE(uvm_vattn_max_pinned_mb);
-
-    if ((uint64_t)mb > (UINT64_MAX >> 20))
-        return UINT64_MAX;
-    return (uint64_t)mb << 20;
+    uvm_va_space_down_read_rm(va_space);
+    __acquire(va_space);
 }
 
-/*
- * Per-process charging. A process is its mm, grabbed (mmgrab: the mm_struct stays
- * allocated, so its address is never reused as a key) while any of its files holds
- * a vattn state. A short global list under a spinlock: there is one entry per process
- * using vattn, and it is only walked when a file first uses vattn.
- */
-struct vattn_owner
+void vattn_os_unlock_map(vattn_os_va_space_t *va_space) __releases(va_space)
 {
-    struct list_head node;
-    struct mm_struct *mm;
-    uint64_t charged;
-    unsigned int refs;
-};
-
-static LIST_HEAD(vattn_owners);
-static DEFINE_SPINLOCK(vattn_owners_lock);
-
-/* Plain mmgrab/mmdrop: UVM's wrappers are no-ops in builds without MMU notifiers. */
-static void vattn_mmgrab(struct mm_struct *mm)
-{
-#if defined(NV_MMGRAB_PRESENT)
-    mmgrab(mm);
-#else
-    atomic_inc(&mm->mm_count);
-#endif
+    __release(va_space);
+    uvm_va_space_up_read_rm(va_space);
 }
 
-vattn_os_owner_t *vattn_os_owner_get(void)
-{
-    struct mm_struct *mm = current->mm;
-    struct vattn_owner *o, *fresh;
-
-    if (!mm)
-        return NULL;
-    fresh = uvm_kvmalloc(sizeof(*fresh));
-    if (!fresh)
-        return NULL;
-
-    spin_lock(&vattn_owners_lock);
-    list_for_each_entry(o, &vattn_owners, node) {
-        if (o->mm == mm) {
-            o->refs++;
-            spin_unlock(&vattn_owners_lock);
-            uvm_kvfree(fresh);
-            return o;
-        }
-    }
-    fresh->mm = mm;
-    fresh->charged = 0;
-    fresh->refs = 1;
-    vattn_mmgrab(mm);
-    list_add(&fresh->node, &vattn_owners);
-    spin_unlock(&vattn_owners_lock);
-    return fresh;
-}
-
-void vattn_os_owner_put(vattn_os_owner_t *o)
-{
-    bool last;
-
-    spin_lock(&vattn_owners_lock);
-    last = --o->refs == 0;
-    if (last)
-        list_del(&o->node);
-    spin_unlock(&vattn_owners_lock);
-    if (last) {
-        mmdrop(o->mm);
-        uvm_kvfree(o);
-    }
-}
-
-bool vattn_os_owner_charge(vattn_os_owner_t *o, uint64_t bytes, uint64_t limit)
-{
-    bool ok;
-
-    spin_lock(&vattn_owners_lock);
-    ok = !limit || (o->charged <= limit && bytes <= limit - o->charged);
-    if (ok)
-        o->charged += bytes;
-    spin_unlock(&vattn_owners_lock);
-    return ok;
-}
-
-void vattn_os_owner_uncharge(vattn_os_owner_t *o, uint64_t bytes)
-{
-    spin_lock(&vattn_owners_lock);
-    o->charged -= bytes;
-    spin_unlock(&vattn_owners_lock);
-}
-
-struct uvm_vattn_state **vattn_os_state_slot(vattn_os_va_space_t *va_space)
-{
-    return &va_space->vattn;
-}
-
-void vattn_os_mutex_init(vattn_os_mutex_t *m)
-{
-    mutex_init(m);
-}
-
-void vattn_os_mutex_lock(vattn_os_mutex_t *m)
-{
-    mutex_lock(m);
-}
-
-void vattn_os_mutex_unlock(vattn_os_mutex_t *m)
-{
-    mutex_unlock(m);
-}
-
-void vattn_os_va_space_lock(vattn_os_va_space_t *va_space)
-{
-    uvm_va_space_down_read(va_space);
-}
-
-void vattn_os_va_space_unlock(vattn_os_va_space_t *va_space)
-{
-    uvm_va_space_up_read(va_space);
-}
-
-void vattn_os_va_space_lock_write(vattn_os_va_space_t *va_space)
+void vattn_os_lock_unmap(vattn_os_va_space_t *va_space) __acquires(va_space)
 {
     uvm_va_space_down_write(va_space);
+    __acquire(va_space);
 }
 
-void vattn_os_va_space_unlock_write(vattn_os_va_space_t *va_space)
+void vattn_os_unlock_unmap(vattn_os_va_space_t *va_space) __releases(va_space)
 {
+    __release(va_space);
     uvm_va_space_up_write(va_space);
 }
 
 NV_STATUS vattn_os_gpu_find(vattn_os_va_space_t *va_space, const uint8_t uuid[16],
-                            vattn_os_gpu_t **gpu_out, uint64_t *page_sizes)
+                            vattn_os_gpu_t **gpu_out) __must_hold(va_space)
 {
+    uvm_gpu_va_space_t *gpu_va_space;
     uvm_gpu_t *gpu;
 
     uvm_assert_rwsem_locked(&va_space->lock);
     gpu = uvm_va_space_get_gpu_by_uuid_with_gpu_va_space(va_space, (const NvProcessorUuid *)uuid);
     if (!gpu)
         return NV_ERR_INVALID_DEVICE;
-    *gpu_out = gpu;
-    *page_sizes = vattn_gpu_page_sizes(gpu);
-    return NV_OK;
-}
-
-uint32_t vattn_os_gpu_list(vattn_os_va_space_t *va_space, UVM_VATTN_GPU_INFO *info, uint32_t capacity)
-{
-    uvm_gpu_t *gpu;
-    uint32_t n = 0;
-
-    uvm_assert_rwsem_locked(&va_space->lock);
-    for_each_va_space_gpu(gpu, va_space) {
-        if (!uvm_gpu_va_space_get(va_space, gpu))
-            continue;
-        if (n < capacity) {
-            memcpy(info[n].gpuUuid, vattn_gpu_uuid(gpu)->uuid, 16);
-            info[n].pageSizes = vattn_gpu_page_sizes(gpu);
-        }
-        n++;
-    }
-    return n;
-}
-
-void vattn_os_gpu_retain(vattn_os_gpu_t *gpu)
-{
-    /* The va_space's registration holds a reference while we hold its lock. */
-    uvm_gpu_retain(gpu);
-}
-
-void vattn_os_gpu_release(vattn_os_gpu_t *gpu)
-{
-    uvm_gpu_release(gpu);
-}
-
-NV_STATUS vattn_os_range_check(vattn_os_va_space_t *va_space, uint64_t address, uint64_t size,
-                               uint64_t *range_start, uint64_t *range_end)
-{
-    uvm_va_range_t *va_range;
-    uint64_t last = address + size - 1;
-
-    uvm_assert_rwsem_locked(&va_space->lock);
-    va_range = uvm_va_space_iter_first(va_space, address, last);
-    if (!va_range || va_range->type != UVM_VA_RANGE_TYPE_MANAGED ||
-        address < va_range->node.start || last > va_range->node.end)
-        return NV_ERR_INVALID_ADDRESS;
-    *range_start = va_range->node.start;
-    *range_end = va_range->node.end;
-    return NV_OK;
-}
-
-NV_STATUS vattn_os_range_claim(vattn_os_va_space_t *va_space, uint64_t address)
-{
-    uvm_va_range_t *va_range;
-    size_t i, n;
-
-    uvm_assert_rwsem_locked_write(&va_space->lock);
-    va_range = uvm_va_range_find(va_space, address);
-    if (!va_range || va_range->type != UVM_VA_RANGE_TYPE_MANAGED)
-        return NV_ERR_INVALID_ADDRESS;
-    /* Blocks are only created (never destroyed) while the range lives, under the
-     * lock in read mode; with it held for write none can appear meanwhile. */
-#if UVM_VATTN_BRANCH >= 580
-    n = uvm_va_range_num_blocks(uvm_va_range_to_managed(va_range));
-    for (i = 0; i < n; i++) {
-        if (uvm_va_range_block(uvm_va_range_to_managed(va_range), i))
-            return NV_ERR_INVALID_STATE;
-    }
-#else
-    n = uvm_va_range_num_blocks(va_range);
-    for (i = 0; i < n; i++) {
-        if (uvm_va_range_block(va_range, i))
-            return NV_ERR_INVALID_STATE;
-    }
-#endif
-    return NV_OK;
-}
-
-NV_STATUS vattn_os_chunk_alloc(vattn_os_gpu_t *gpu, uint64_t size, vattn_os_chunk_t **out)
-{
-    uvm_tracker_t tracker = UVM_TRACKER_INIT();
-    struct vattn_kchunk *k;
-    uvm_chunk_size_t piece;
-    uvm_push_t push;
-    NV_STATUS status, wait_status;
-    uint32_t i;
-
-    /* uvm_vattn.c passed a size from vattn_gpu_page_sizes(); recheck, it is cheap. */
-    if (!(vattn_gpu_page_sizes(gpu) & size))
-        return NV_ERR_NOT_SUPPORTED;
-    piece = (vattn_user_chunk_sizes(gpu) & size) ? (uvm_chunk_size_t)size : UVM_CHUNK_SIZE_64K;
-
-    k = uvm_kvmalloc(sizeof(*k));
-    if (!k)
-        return NV_ERR_NO_MEMORY;
-    memset(k, 0, sizeof(*k));
-    k->n = (uint32_t)(size / piece);
-    k->piece = piece;
-
-    /* All pieces or none (the allocator clears the array on failure). */
-    status = uvm_pmm_gpu_alloc_user(&gpu->pmm, k->n, piece, UVM_PMM_ALLOC_FLAGS_EVICT, k->c, &tracker);
-    if (status != NV_OK) {
-        uvm_tracker_deinit(&tracker);
-        uvm_kvfree(k);
-        return status;
-    }
-
-    /* Zero before anyone can map it: the previous user may have been another process.
-     * One push after the allocator's pending work, waited, as UVM zeroes new chunks. */
-    status = uvm_push_begin_acquire(gpu->channel_manager, UVM_CHANNEL_TYPE_GPU_INTERNAL, &tracker, &push,
-                                    "vattn: zero %u x %u KiB", k->n, (unsigned)(piece >> 10));
-    if (status == NV_OK) {
-        for (i = 0; i < k->n; i++) {
-            uvm_gpu_address_t dst = uvm_gpu_address_copy(gpu, uvm_gpu_phys_address(UVM_APERTURE_VID,
-                                                                                  k->c[i]->address));
-
-            gpu->parent->ce_hal->memset_8(&push, dst, 0, piece);
-        }
-        status = uvm_push_end_and_wait(&push);
-    }
-    wait_status = uvm_tracker_wait_deinit(&tracker);
-    if (status == NV_OK)
-        status = wait_status;
-    if (status != NV_OK) {
-        for (i = 0; i < k->n; i++)
-            uvm_pmm_gpu_free(&gpu->pmm, k->c[i], NULL);
-        uvm_kvfree(k);
-        return status;
-    }
-    *out = k;
-    return NV_OK;
-}
-
-void vattn_os_chunk_free(vattn_os_gpu_t *gpu, vattn_os_chunk_t *k)
-{
-    uint32_t i;
-
-    /* Unmapped (range_vec is NULL: uvm_vattn.c frees only unmapped pages) and
-     * never written by a push we did not wait for: no tracker. */
-    for (i = 0; i < k->n; i++)
-        uvm_pmm_gpu_free(&gpu->pmm, k->c[i], NULL);
-    uvm_kvfree(k);
-}
-
-void vattn_os_chunk_abandon(vattn_os_gpu_t *gpu, vattn_os_chunk_t *k)
-{
-    /* The chunks stay TEMP_PINNED in UVM's allocator, owned by no one: never
-     * handed out again. Only our record goes. */
-    uvm_kvfree(k);
-}
-
-/* The GPU VA space of gpu in this va_space, if it is still there and active. */
-static uvm_gpu_va_space_t *vattn_gpu_va_space(uvm_va_space_t *va_space, uvm_gpu_t *gpu)
-{
-    uvm_gpu_va_space_t *gpu_va_space = uvm_gpu_va_space_get(va_space, gpu);
-
-    if (!gpu_va_space || gpu_va_space->gpu != gpu ||
-        uvm_gpu_va_space_state(gpu_va_space) != UVM_GPU_VA_SPACE_STATE_ACTIVE)
-        return NULL;
-    return gpu_va_space;
-}
-
-/* Downgrading PTEs that named local vidmem: the membar UVM uses for the same. */
-static uvm_membar_t vattn_unmap_membar(uvm_gpu_t *gpu)
-{
-    return uvm_hal_downgrade_membar_type(gpu, true);
-}
-
-/* One PTE per PTE-sized step of the page: offset is from the page's start. */
-static NvU64 vattn_pte_maker(uvm_page_table_range_vec_t *range_vec, NvU64 offset, void *caller_data)
-{
-    const struct vattn_kchunk *k = caller_data;
-    NvU64 phys = k->c[offset / k->piece]->address + offset % k->piece;
-
-    return range_vec->tree->hal->make_pte(UVM_APERTURE_VID, phys, UVM_PROT_READ_WRITE_ATOMIC,
-                                          UVM_MMU_PTE_FLAGS_CACHED);
-}
-
-NV_STATUS vattn_os_map(vattn_os_va_space_t *va_space, vattn_os_gpu_t *gpu, uint64_t address,
-                       uint64_t size, vattn_os_chunk_t *k)
-{
-    uvm_gpu_va_space_t *gpu_va_space;
-    uvm_page_tree_t *tree;
-    uvm_page_table_range_vec_t *range_vec;
-    uint64_t pte_size = size == UVM_VATTN_PAGE_SIZE_2M ? UVM_PAGE_SIZE_2M : UVM_PAGE_SIZE_64K;
-    NV_STATUS status;
-
-    uvm_assert_rwsem_locked(&va_space->lock);
-    gpu_va_space = vattn_gpu_va_space(va_space, gpu);
+    gpu_va_space = uvm_gpu_va_space_get(va_space, gpu);
     if (!gpu_va_space)
         return NV_ERR_INVALID_DEVICE;
-    tree = &gpu_va_space->page_tables;
-
-    /* uvm_vattn.c maps only unmapped pages of this GPU at checked addresses;
-     * recheck what the PTE layout relies on, it is cheap. */
-    if (k->range_vec || (uint64_t)k->n * k->piece != size || k->piece < pte_size)
-        return NV_ERR_INVALID_STATE;
-    /* A 64 KiB PTE needs 64 KiB big pages (Pascal and later; not a 128 KiB big
-     * page size), and the page must lie inside the GPU's VA. */
-    if (!(tree->hal->page_sizes() & pte_size) ||
-        (pte_size == UVM_PAGE_SIZE_64K && tree->big_page_size != UVM_PAGE_SIZE_64K))
+#if UVM_VATTN_BRANCH >= 550
+    /* Where the copy engine cannot write video memory by physical address
+     * (Confidential Computing), UVM writes page tables another way; the writer
+     * only knows the physical one. */
+    if (!gpu->parent->ce_phys_vidmem_write_supported)
         return NV_ERR_NOT_SUPPORTED;
-    if (!uvm_gpu_can_address(gpu, address, size))
-        return NV_ERR_INVALID_ADDRESS;
-
-    status = uvm_page_table_range_vec_create(tree, address, size, pte_size, UVM_PMM_ALLOC_FLAGS_EVICT, &range_vec);
-    if (status != NV_OK)
-        return status;
-
-    /* Valid PTEs over invalid ones need no membar before the invalidate; the
-     * function waits for its pushes (and the TLB invalidate) before returning. */
-    status = uvm_page_table_range_vec_write_ptes(range_vec, UVM_MEMBAR_NONE, vattn_pte_maker, k);
-    if (status != NV_OK) {
-        /* Some PTEs may have been written: clear them before the tables can be
-         * freed and reused. */
-        (void)uvm_page_table_range_vec_clear_ptes(range_vec, vattn_unmap_membar(gpu));
-        uvm_page_table_range_vec_destroy(range_vec);
-        return status;
-    }
-    k->range_vec = range_vec;
+#endif
+    *gpu_out = gpu;
     return NV_OK;
 }
 
-NV_STATUS vattn_os_unmap(vattn_os_va_space_t *va_space, vattn_os_gpu_t *gpu, uint64_t address,
-                         uint64_t size, vattn_os_chunk_t *k, bool force)
+NV_STATUS vattn_os_range_find(vattn_os_va_space_t *va_space, uint64_t base, uint64_t length,
+                              vattn_os_range_t **range) __must_hold(va_space)
 {
-    NV_STATUS status;
+    uvm_va_range_t *va_range;
 
     uvm_assert_rwsem_locked(&va_space->lock);
-    if (!k->range_vec)
-        return NV_ERR_INVALID_STATE;
+    va_range = uvm_va_range_find(va_space, base);
+    if (!va_range || va_range->type != UVM_VA_RANGE_TYPE_EXTERNAL || base + length - 1 > va_range->node.end)
+        return NV_ERR_INVALID_ADDRESS;
+    *range = va_range;
+    return NV_OK;
+}
 
-    /* Clears, invalidates with the membar for local vidmem, and waits. */
-    status = uvm_page_table_range_vec_clear_ptes(k->range_vec, vattn_unmap_membar(gpu));
-    if (status != NV_OK && !force)
-        return status;
-    uvm_page_table_range_vec_destroy(k->range_vec);
-    k->range_vec = NULL;
+bool vattn_os_range_mapped(vattn_os_va_space_t *va_space, vattn_os_range_t *range, vattn_os_gpu_t *gpu,
+                           uint64_t base, uint64_t length) __must_hold(va_space)
+{
+    uvm_ext_gpu_range_tree_t *tree = gpu_tree(range, gpu);
+    bool mapped;
+
+    uvm_assert_rwsem_locked(&va_space->lock);
+    uvm_mutex_lock(&tree->lock);
+    mapped = uvm_range_tree_iter_first(&tree->tree, base, base + length - 1) != NULL;
+    uvm_mutex_unlock(&tree->lock);
+    return mapped;
+}
+
+/* The release of a dup, as UVM releases the ones it makes. */
+static void vattn_release_handle(struct nv_kref *ref)
+{
+    uvm_ext_gpu_mem_handle *handle = container_of(ref, uvm_ext_gpu_mem_handle, ref_count);
+
+    if (handle->rm_handle)
+        (void)uvm_rm_locked_call(nvUvmInterfaceFreeDupedHandle(uvm_gpu_device_handle(handle->gpu),
+                                                               handle->rm_handle));
+    uvm_kvfree(handle);
+}
+
+NV_STATUS vattn_os_mem_get(vattn_os_va_space_t *va_space, vattn_os_gpu_t *gpu, int32_t rm_ctrl_fd,
+                           uint32_t h_client, uint32_t h_memory, vattn_os_mem_t **out,
+                           uint64_t *size) __must_hold(va_space)
+{
+    struct vattn_kmem *m;
+    UvmGpuMemoryInfo info;
+    uvm_gpu_t *owning;
+    NV_STATUS status;
+
+    /* rm_ctrl_fd: taken for parity with UVM_MAP_EXTERNAL_ALLOCATION, which does
+     * not use it on these branches either (RM checks the client in the dup). */
+    (void)rm_ctrl_fd;
+    uvm_assert_mutex_locked(&va_space->serialize_writers_lock);
+    m = uvm_kvmalloc_zero(sizeof(*m));
+    if (!m)
+        return NV_ERR_NO_MEMORY;
+    m->handle = uvm_kvmalloc_zero(sizeof(*m->handle));
+    if (!m->handle) {
+        uvm_kvfree(m);
+        return NV_ERR_NO_MEMORY;
+    }
+    m->handle->gpu = gpu;
+    nv_kref_init(&m->handle->ref_count);
+    memset(&info, 0, sizeof(info));
+
+    /* RM checks that the client and handle are the caller's, takes a reference
+     * on the memory, and says what it is. */
+    status = uvm_rm_locked_call(nvUvmInterfaceDupMemory(uvm_gpu_device_handle(gpu), h_client, h_memory,
+                                                        &m->handle->rm_handle, &info));
+    if (status != NV_OK)
+        goto fail;
+
+    /* Video memory of a GPU registered here only: sysmem, EGM and fabric memory
+     * need barriers and lifetimes the batched path does not handle. */
+    if (info.sysmem || !info.deviceDescendant) {
+        status = NV_ERR_NOT_SUPPORTED;
+        goto fail;
+    }
+    owning = uvm_va_space_get_gpu_by_uuid(va_space, &info.uuid);
+    if (!owning) {
+        status = NV_ERR_INVALID_DEVICE;
+        goto fail;
+    }
+    if (owning != gpu && !uvm_va_space_peer_enabled(va_space, gpu, owning)) {
+        status = NV_ERR_INVALID_DEVICE;
+        goto fail;
+    }
+    if (!info.pageSize || !IS_ALIGNED(info.size, info.pageSize)) {
+        status = NV_ERR_NOT_SUPPORTED;
+        goto fail;
+    }
+    m->owning_gpu = owning;
+    m->page_size = info.pageSize;
+    *size = info.size;
+    *out = m;
+    return NV_OK;
+
+fail:
+    nv_kref_put(&m->handle->ref_count, vattn_release_handle);
+    uvm_kvfree(m);
     return status;
 }
 
-void vattn_os_trace(enum vattn_trace_kind kind, const uint8_t uuid[16], uint64_t page_size,
-                    uint32_t count, uint32_t done, NV_STATUS status, uint64_t duration_ns)
+void vattn_os_mem_put(vattn_os_va_space_t *va_space, vattn_os_mem_t *m) __must_hold(va_space)
+{
+    uvm_assert_mutex_locked(&va_space->serialize_writers_lock);
+    nv_kref_put(&m->handle->ref_count, vattn_release_handle);
+    uvm_kvfree(m);
+}
+
+/* The page size UVM's stock path would map with: the biggest the GPU has up to
+ * the smallest alignment of memory page, address, length and offset. */
+static NvU32 vattn_mapping_page_size(uvm_page_tree_t *tree, uvm_gpu_t *gpu, struct vattn_kmem *m,
+                                     NvU64 base, NvU64 length, NvU64 offset)
+{
+    NvU64 bits = m->page_size | base | length | offset;
+    NvU64 smallest = bits & ~(bits - 1);
+    NvU32 page_size;
+
+    page_size = uvm_mmu_biggest_page_size_up_to(tree, (NvU32)min_t(NvU64, smallest, 1ull << 31));
+#if UVM_VATTN_BRANCH >= 550
+    if (m->owning_gpu == gpu && page_size > gpu->mem_info.max_vidmem_page_size)
+        page_size = (NvU32)gpu->mem_info.max_vidmem_page_size;
+#endif
+    return page_size;
+}
+
+/* Reads the PTE values of [offset, offset + length) of the memory from RM, and
+ * whether RM wants the L2 invalidated when they go. */
+static NV_STATUS vattn_read_ptes(uvm_gpu_va_space_t *gpu_va_space, struct vattn_kmem *m, NvU64 offset,
+                                 NvU64 length, NvU32 page_size, NvU32 pte_size, NvU64 *ptes, bool *l2)
+{
+    NvU64 n = length / page_size, done = 0;
+    UvmGpuExternalMappingInfo info;
+    NV_STATUS status;
+
+    while (done < n) {
+        memset(&info, 0, sizeof(info)); /* default mapping, caching, format and compression */
+        info.mappingPageSize = page_size;
+        info.pteBuffer = (NvU64 *)((char *)ptes + done * pte_size);
+        info.pteBufferSize = (n - done) * pte_size;
+        status = uvm_rm_locked_call(nvUvmInterfaceGetExternalAllocPtes(gpu_va_space->duped_gpu_va_space,
+                                                                       m->handle->rm_handle,
+                                                                       offset + done * page_size,
+                                                                       (n - done) * page_size, &info));
+        if (status != NV_OK)
+            return status;
+        if (info.numWrittenPtes == 0 || info.numWrittenPtes > n - done)
+            return NV_ERR_INVALID_STATE;
+#if UVM_VATTN_BRANCH >= 580
+        *l2 = *l2 || info.bNeedL2InvalidateAtUnmap;
+#endif
+        done += info.numWrittenPtes;
+    }
+    return NV_OK;
+}
+
+NV_STATUS vattn_os_map_prepare(vattn_os_va_space_t *va_space, vattn_os_range_t *range, vattn_os_gpu_t *gpu,
+                               vattn_os_mem_t *m, uint64_t base, uint64_t length, uint64_t offset,
+                               vattn_os_map_t **out) __must_hold(va_space)
+{
+    uvm_gpu_va_space_t *gpu_va_space = uvm_gpu_va_space_get(va_space, gpu);
+    uvm_page_tree_t *tree = &gpu_va_space->page_tables;
+    struct vattn_kmap *k;
+    NvU32 page_size, pte_size;
+    NV_STATUS status;
+    bool l2 = false;
+
+    uvm_assert_rwsem_locked(&va_space->lock);
+    if (!uvm_gpu_can_address(gpu, base, length))
+        return NV_ERR_INVALID_ADDRESS;
+    page_size = vattn_mapping_page_size(tree, gpu, m, base, length, offset);
+    if (!page_size)
+        return NV_ERR_INVALID_ADDRESS;
+    pte_size = uvm_mmu_pte_size(tree, page_size);
+
+    k = uvm_kvmalloc_zero(sizeof(*k));
+    if (!k)
+        return NV_ERR_NO_MEMORY;
+    k->ptes = uvm_kvmalloc((length / page_size) * pte_size);
+    if (!k->ptes) {
+        uvm_kvfree(k);
+        return NV_ERR_NO_MEMORY;
+    }
+    RB_CLEAR_NODE(&k->ext.node.rb_node);
+    k->ext.node.start = base;
+    k->ext.node.end = base + length - 1;
+    uvm_tracker_init(&k->ext.tracker);
+    k->ext.gpu = gpu;
+    k->ext.owning_gpu = m->owning_gpu;
+    k->ext.is_sysmem = false;
+    k->range = range;
+
+    status = vattn_read_ptes(gpu_va_space, m, offset, length, page_size, pte_size, k->ptes, &l2);
+    if (status == NV_OK)
+        status = uvm_page_table_range_vec_init(tree, base, length, page_size, UVM_PMM_ALLOC_FLAGS_EVICT,
+                                               &k->ext.pt_range_vec);
+    if (status != NV_OK) {
+        uvm_kvfree(k->ptes);
+        uvm_kvfree(k);
+        return status;
+    }
+    nv_kref_get(&m->handle->ref_count);
+    k->ext.mem_handle = m->handle;
+#if UVM_VATTN_BRANCH >= 580
+    k->ext.need_l2_invalidate_at_unmap = l2;
+#else
+    (void)l2;
+#endif
+    *out = (vattn_os_map_t *)k;
+    return NV_OK;
+}
+
+void vattn_os_map_discard(vattn_os_va_space_t *va_space, vattn_os_map_t *map) __must_hold(va_space)
+{
+    struct vattn_kmap *k = kmap_of(map);
+
+    uvm_assert_mutex_locked(&va_space->serialize_writers_lock);
+    uvm_page_table_range_vec_deinit(&k->ext.pt_range_vec);
+    nv_kref_put(&k->ext.mem_handle->ref_count, vattn_release_handle);
+    uvm_tracker_deinit(&k->ext.tracker);
+    uvm_kvfree(k->ptes);
+    uvm_kvfree(k);
+}
+
+NV_STATUS vattn_os_map_commit(vattn_os_va_space_t *va_space, vattn_os_map_t *map) __must_hold(va_space)
+{
+    struct vattn_kmap *k = kmap_of(map);
+    uvm_ext_gpu_range_tree_t *tree = gpu_tree(k->range, k->ext.gpu);
+    NV_STATUS status;
+
+    uvm_assert_rwsem_locked(&va_space->lock);
+    uvm_mutex_lock(&tree->lock);
+    status = uvm_range_tree_add(&tree->tree, &k->ext.node);
+    if (status == NV_OK)
+        uvm_processor_mask_set_atomic(mapped_gpus(k->range), k->ext.gpu->id);
+    uvm_mutex_unlock(&tree->lock);
+    if (status != NV_OK)
+        return NV_ERR_UVM_ADDRESS_IN_USE;
+    uvm_kvfree(k->ptes);
+    k->ptes = NULL;
+    return NV_OK;
+}
+
+void vattn_os_map_abandon(vattn_os_va_space_t *va_space, vattn_os_map_t *map) __must_hold(va_space)
+{
+    struct vattn_kmap *k = kmap_of(map);
+
+    /* Page tables and the memory reference stay held forever: a PTE that could
+     * not be cleared must never name freed page tables or reused memory. */
+    uvm_assert_rwsem_locked(&va_space->lock);
+    uvm_kvfree(k->ptes);
+    k->ptes = NULL;
+}
+
+/* Splits the mapping of tree that crosses at (start < at <= end) into two. */
+static NV_STATUS vattn_split_at(uvm_ext_gpu_range_tree_t *tree, NvU64 at)
+{
+    uvm_range_tree_node_t *node = uvm_range_tree_find(&tree->tree, at);
+    uvm_ext_gpu_map_t *old, *upper;
+    NV_STATUS status;
+
+    if (!node || node->start == at)
+        return NV_OK;
+    old = uvm_ext_gpu_map_container(node);
+    if (!IS_ALIGNED(at, old->pt_range_vec.page_size))
+        return NV_ERR_INVALID_ADDRESS;
+    upper = uvm_kvmalloc_zero(sizeof(*upper));
+    if (!upper)
+        return NV_ERR_NO_MEMORY;
+    RB_CLEAR_NODE(&upper->node.rb_node);
+    upper->mem_handle = old->mem_handle;
+    upper->gpu = old->gpu;
+    upper->owning_gpu = old->owning_gpu;
+    upper->is_sysmem = old->is_sysmem;
+#if UVM_VATTN_BRANCH >= 550
+    upper->is_egm = old->is_egm;
+#endif
+#if UVM_VATTN_BRANCH >= 580
+    upper->need_l2_invalidate_at_unmap = old->need_l2_invalidate_at_unmap;
+#endif
+    status = uvm_tracker_init_from(&upper->tracker, &old->tracker);
+    if (status != NV_OK) {
+        uvm_kvfree(upper);
+        return status;
+    }
+    status = uvm_page_table_range_vec_split_upper(&old->pt_range_vec, at - 1, &upper->pt_range_vec);
+    if (status != NV_OK) {
+        uvm_tracker_deinit(&upper->tracker);
+        uvm_kvfree(upper);
+        return status;
+    }
+    upper->node.start = at;
+    if (upper->mem_handle)
+        nv_kref_get(&upper->mem_handle->ref_count);
+    uvm_range_tree_split(&tree->tree, &old->node, &upper->node);
+    return NV_OK;
+}
+
+NV_STATUS vattn_os_unmap_split(vattn_os_va_space_t *va_space, vattn_os_range_t *range, vattn_os_gpu_t *gpu,
+                               uint64_t base, uint64_t length) __must_hold(va_space)
+{
+    uvm_ext_gpu_range_tree_t *tree = gpu_tree(range, gpu);
+    NV_STATUS status;
+
+    uvm_assert_rwsem_locked_write(&va_space->lock);
+    uvm_mutex_lock(&tree->lock);
+    status = vattn_split_at(tree, base);
+    if (status == NV_OK && base + length - 1 < range->node.end)
+        status = vattn_split_at(tree, base + length);
+    uvm_mutex_unlock(&tree->lock);
+    return status;
+}
+
+uint32_t vattn_os_unmap_list(vattn_os_va_space_t *va_space, vattn_os_range_t *range, vattn_os_gpu_t *gpu,
+                             uint64_t base, uint64_t length, vattn_os_map_t **maps, uint32_t cap)
+    __must_hold(va_space)
+{
+    uvm_ext_gpu_range_tree_t *tree = gpu_tree(range, gpu);
+    uvm_range_tree_node_t *node;
+    uint32_t n = 0;
+
+    uvm_assert_rwsem_locked_write(&va_space->lock);
+    uvm_mutex_lock(&tree->lock);
+    uvm_range_tree_for_each_in(node, &tree->tree, base, base + length - 1) {
+        if (maps && n < cap)
+            maps[n] = (vattn_os_map_t *)uvm_ext_gpu_map_container(node);
+        n++;
+    }
+    uvm_mutex_unlock(&tree->lock);
+    return maps && n > cap ? cap : n;
+}
+
+void *vattn_os_unmap_destroy(vattn_os_va_space_t *va_space, vattn_os_map_t *map) __must_hold(va_space)
+{
+    uvm_ext_gpu_map_t *ext = ext_of(map);
+    uvm_va_range_t *range = uvm_va_range_find(va_space, ext->node.start);
+    uvm_ext_gpu_range_tree_t *tree = gpu_tree(range, ext->gpu);
+
+    uvm_assert_rwsem_locked_write(&va_space->lock);
+    uvm_mutex_lock(&tree->lock);
+    uvm_range_tree_remove(&tree->tree, &ext->node);
+    if (uvm_range_tree_empty(&tree->tree))
+        uvm_processor_mask_clear_atomic(mapped_gpus(range), ext->gpu->id);
+    uvm_mutex_unlock(&tree->lock);
+
+    /* PTEs cleared and invalidated by the writer (waited): the tables can go.
+     * The memory reference is dropped after the unlock (vattn_os_ref_put), with
+     * the GPUs its release needs kept alive until then, as UVM defers its own
+     * (uvm_ext_gpu_map_destroy with a deferred-free list). */
+    uvm_page_table_range_vec_deinit(&ext->pt_range_vec);
+    uvm_tracker_deinit(&ext->tracker);
+    if (!ext->mem_handle) {
+        uvm_kvfree(ext);
+        return NULL;
+    }
+    uvm_gpu_retain(ext->mem_handle->gpu);
+    if (ext->owning_gpu)
+        uvm_gpu_retain(ext->owning_gpu);
+    return ext;
+}
+
+void vattn_os_ref_put(void *ref)
+{
+    uvm_ext_gpu_map_t *ext = ref;
+    uvm_gpu_t *gpu = ext->mem_handle->gpu;
+    uvm_gpu_t *owning = ext->owning_gpu;
+
+    nv_kref_put(&ext->mem_handle->ref_count, vattn_release_handle);
+    uvm_kvfree(ext);
+    if (owning)
+        uvm_gpu_release(owning);
+    uvm_gpu_release(gpu);
+}
+
+NV_STATUS vattn_os_writer_begin(vattn_os_va_space_t *va_space, vattn_os_gpu_t *gpu, bool clearing,
+                                vattn_os_writer_t **out) __must_hold(va_space)
+{
+    uvm_gpu_va_space_t *gpu_va_space = uvm_gpu_va_space_get(va_space, gpu);
+    struct vattn_kwriter *w;
+
+    uvm_assert_rwsem_locked(&va_space->lock);
+    w = uvm_kvmalloc_zero(sizeof(*w));
+    if (!w)
+        return NV_ERR_NO_MEMORY;
+    w->gpu = gpu;
+    w->tree = &gpu_va_space->page_tables;
+    w->clearing = clearing;
+    w->membar = UVM_MEMBAR_NONE;
+    uvm_tracker_init(&w->tracker);
+    uvm_tlb_batch_begin(w->tree, &w->tlb_batch);
+    *out = w;
+    return NV_OK;
+}
+
+/* Ends the current push; the last one carries the batch's invalidate. */
+static void writer_close(struct vattn_kwriter *w, bool last)
+{
+    uvm_pte_batch_end(&w->pte_batch);
+    if (last)
+        uvm_tlb_batch_end(&w->tlb_batch, &w->push, w->membar);
+    else
+        /* The pte batch's own membar orders these writes before the later
+         * invalidate; no membar is needed at the end of this push. */
+        uvm_push_set_flag(&w->push, UVM_PUSH_FLAG_NEXT_MEMBAR_NONE);
+    uvm_push_end(&w->push);
+    uvm_tracker_overwrite_with_push(&w->tracker, &w->push);
+    w->open = false;
+}
+
+/* Makes room for bytes of PTE data in the current push, or begins the next. */
+static NV_STATUS writer_room(struct vattn_kwriter *w, NvU32 bytes)
+{
+    NV_STATUS status;
+
+    if (w->open && !uvm_push_has_space(&w->push, bytes + VATTN_PUSH_SLACK))
+        writer_close(w, false);
+    if (w->open)
+        return NV_OK;
+    status = uvm_push_begin_acquire(w->gpu->channel_manager, UVM_CHANNEL_TYPE_MEMOPS, &w->tracker, &w->push,
+                                    "vattn: %s PTEs", w->clearing ? "clear" : "write");
+    if (status != NV_OK)
+        return status;
+    uvm_pte_batch_begin(&w->push, &w->pte_batch);
+    w->open = true;
+    return NV_OK;
+}
+
+/* Writes (ptes != NULL) or clears every PTE of ext, then queues its invalidate. */
+static NV_STATUS writer_put(struct vattn_kwriter *w, uvm_ext_gpu_map_t *ext, const NvU64 *ptes)
+{
+    uvm_page_table_range_vec_t *vec = &ext->pt_range_vec;
+    NvU32 pte_size = uvm_mmu_pte_size(w->tree, vec->page_size);
+    const char *src = (const char *)ptes;
+    NV_STATUS status;
+    size_t r;
+
+    for (r = 0; r < vec->range_count; r++) {
+        uvm_page_table_range_t *range = &vec->ranges[r];
+        uvm_gpu_phys_address_t addr = uvm_page_table_range_entry_address(w->tree, range, 0);
+        NvU32 left = range->entry_count;
+
+        while (left) {
+            NvU32 n = min(left, VATTN_PTES_PER_STEP);
+
+            status = writer_room(w, ptes ? n * pte_size : 64);
+            if (status != NV_OK)
+                return status;
+            if (ptes) {
+                uvm_pte_batch_write_ptes(&w->pte_batch, addr, (NvU64 *)src, pte_size, n);
+                src += (size_t)n * pte_size;
+            }
+            else {
+                uvm_pte_batch_clear_ptes(&w->pte_batch, addr, 0, pte_size, n);
+            }
+            addr.address += (NvU64)n * pte_size;
+            left -= n;
+        }
+    }
+    uvm_tlb_batch_invalidate(&w->tlb_batch, ext->node.start, uvm_range_tree_node_size(&ext->node),
+                             vec->page_size, w->membar);
+    w->any = true;
+    return NV_OK;
+}
+
+NV_STATUS vattn_os_writer_map(vattn_os_writer_t *w, vattn_os_map_t *map)
+{
+    return writer_put(w, ext_of(map), kmap_of(map)->ptes);
+}
+
+NV_STATUS vattn_os_writer_clear(vattn_os_writer_t *w, vattn_os_map_t *map)
+{
+    uvm_ext_gpu_map_t *ext = ext_of(map);
+    NV_STATUS status;
+
+    if (!ext->pt_range_vec.ranges)
+        return NV_OK;
+    /* Work still in flight on this mapping (its map's pushes) goes first. */
+    status = uvm_tracker_wait(&ext->tracker);
+    if (status != NV_OK)
+        return status;
+    /* A downgrade: order earlier accesses before the invalidate, as UVM does for
+     * this kind of memory (sparse mappings, with no memory, need the GPU's). */
+    if (ext->mem_handle)
+        w->membar = uvm_membar_max(w->membar,
+                                   uvm_hal_downgrade_membar_type(w->gpu, !ext->is_sysmem &&
+                                                                 ext->gpu == ext->owning_gpu));
+    else
+        w->membar = uvm_membar_max(w->membar, UVM_MEMBAR_GPU);
+#if UVM_VATTN_BRANCH >= 580
+    /* As uvm_ext_gpu_map_destroy: EGM and peer share the peer invalidate. */
+    if (ext->need_l2_invalidate_at_unmap) {
+        if (ext->is_sysmem && !ext->is_egm)
+            w->l2_sys = true;
+        else
+            w->l2_peer = true;
+    }
+#endif
+    return writer_put(w, ext, NULL);
+}
+
+NV_STATUS vattn_os_writer_finish(vattn_os_writer_t *w)
+{
+    NV_STATUS status;
+
+    if (!w->any)
+        return NV_OK;
+    status = writer_room(w, 0);
+    if (status != NV_OK)
+        return status;
+    writer_close(w, true);
+    status = uvm_tracker_wait(&w->tracker);
+#if UVM_VATTN_BRANCH >= 580
+    /* Once no PTE can reach the memory any more, nothing can dirty those
+     * lines again: invalidate the L2 the cleared mappings asked for, once. */
+    if (status == NV_OK && w->l2_peer)
+        status = uvm_mmu_l2_invalidate(w->gpu, UVM_APERTURE_PEER(0));
+    if (status == NV_OK && w->l2_sys)
+        status = uvm_mmu_l2_invalidate(w->gpu, UVM_APERTURE_SYS);
+#endif
+    return status;
+}
+
+void vattn_os_writer_end(vattn_os_writer_t *w)
+{
+    /* An open push only exists if finish was never reached; end it (no
+     * invalidate: the caller undoes or abandons) so the channel is released. */
+    if (w->open)
+        writer_close(w, false);
+    (void)uvm_tracker_wait_deinit(&w->tracker);
+    uvm_kvfree(w);
+}
+
+void vattn_os_trace(enum vattn_trace_kind kind, const uint8_t uuid[16], uint32_t count, uint32_t done,
+                    NV_STATUS status, uint64_t duration_ns)
 {
     switch (kind) {
-        case VATTN_TRACE_ALLOC:
-            trace_vattn_alloc(uuid, page_size, count, done, status, duration_ns);
-            break;
         case VATTN_TRACE_MAP:
-            trace_vattn_map(uuid, page_size, count, done, status, duration_ns);
+            trace_vattn_map(uuid, UVM_VATTN_PAGE_SIZE, count, done, status, duration_ns);
             break;
         case VATTN_TRACE_UNMAP:
-            trace_vattn_unmap(uuid, page_size, count, done, status, duration_ns);
-            break;
-        case VATTN_TRACE_FREE:
-            trace_vattn_free(uuid, page_size, count, done, status, duration_ns);
+            trace_vattn_unmap(uuid, UVM_VATTN_PAGE_SIZE, count, done, status, duration_ns);
             break;
     }
 }
@@ -567,28 +783,4 @@ void vattn_os_trace(enum vattn_trace_kind kind, const uint8_t uuid[16], uint64_t
 long uvm_vattn_ioctl(struct file *filp, unsigned int cmd, unsigned long arg)
 {
     return uvm_vattn_dispatch(uvm_fd_va_space(filp), cmd, (uint64_t)arg);
-}
-
-/* The fence's hooks (uvm_vattn_hooks.h): translate UVM's objects for uvm_vattn.c. */
-
-bool uvm_vattn_block_create_denied(struct uvm_va_space_struct *va_space, __u64 start, __u64 end)
-{
-    uvm_assert_rwsem_locked(&va_space->lock);
-    return uvm_vattn_owned(va_space, start, end);
-}
-
-void uvm_vattn_va_range_destroy(struct uvm_va_range_struct *va_range)
-{
-    /* Only a managed range that is in the tree: a range that never got there (a
-     * failed split's new half) covers addresses still owned by its original. */
-    if (va_range->type != UVM_VA_RANGE_TYPE_MANAGED || RB_EMPTY_NODE(&va_range->node.rb_node))
-        return;
-    uvm_assert_rwsem_locked_write(&va_range->va_space->lock);
-    uvm_vattn_range_destroyed(va_range->va_space, va_range->node.start, va_range->node.end);
-}
-
-void uvm_vattn_gpu_va_space_remove(struct uvm_gpu_va_space_struct *gpu_va_space)
-{
-    uvm_assert_rwsem_locked_write(&gpu_va_space->va_space->lock);
-    uvm_vattn_gpu_va_space_removed(gpu_va_space->va_space, gpu_va_space->gpu);
 }

@@ -13,8 +13,6 @@
 #include <linux/string.h>
 #include <linux/limits.h>
 #include <linux/compiler.h>
-#include <linux/atomic.h>
-#include <linux/mutex.h>
 
 #include "nvstatus.h"
 
@@ -27,11 +25,9 @@
 
 typedef struct uvm_va_space_struct vattn_os_va_space_t;
 typedef struct uvm_gpu_struct vattn_os_gpu_t;
-typedef struct vattn_kchunk vattn_os_chunk_t;   /* uvm_vattn_kernel.c */
-typedef struct mutex vattn_os_mutex_t;
-typedef struct vattn_owner vattn_os_owner_t;      /* uvm_vattn_kernel.c */
-
-#define UVM_VATTN_READ_ONCE(x)          READ_ONCE(x)
-#define UVM_VATTN_CMPXCHG(slot, val)    (cmpxchg((slot), NULL, (val)) == NULL)
+typedef struct uvm_va_range_struct vattn_os_range_t;
+typedef struct vattn_kmem vattn_os_mem_t;       /* uvm_vattn_kernel.c */
+typedef struct vattn_kmap vattn_os_map_t;       /* uvm_vattn_kernel.c */
+typedef struct vattn_kwriter vattn_os_writer_t; /* uvm_vattn_kernel.c */
 
 #endif /* _UVM_VATTN_KERNEL_H */

@@ -1,7 +1,7 @@
 /*
  * uvm_vattn_trace.h - the tracepoints of the contract in uvm_vattn_ioctl.h:
- * vattn:vattn_alloc, vattn:vattn_map, vattn:vattn_unmap, vattn:vattn_free, one event
- * per batched command, all with the same fields in the same order.
+ * vattn:vattn_map and vattn:vattn_unmap, one event per batched command, both with the
+ * same fields in the same order.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -45,10 +45,8 @@ DECLARE_EVENT_CLASS(vattn_batch,
         TP_PROTO(const u8 *gpu_uuid, u64 page_size, u32 count, u32 done, u32 status, u64 duration_ns), \
         TP_ARGS(gpu_uuid, page_size, count, done, status, duration_ns))
 
-VATTN_DEFINE_BATCH_EVENT(vattn_alloc);
 VATTN_DEFINE_BATCH_EVENT(vattn_map);
 VATTN_DEFINE_BATCH_EVENT(vattn_unmap);
-VATTN_DEFINE_BATCH_EVENT(vattn_free);
 
 #endif /* _UVM_VATTN_TRACE_H */
 

@@ -11,39 +11,36 @@ import (
 
 var patchRoot = filepath.Join("..", "..", "kernel", "nvidia-uvm-patch")
 
-// hookFiles are the only NVIDIA files the vattn hooks may touch: routing, the state
-// pointer, the release hook, the fence (uvm_va_range.c's block creation and range
-// destroy, uvm_va_space.c's GPU VA space removal) and the build entries. Anything else
-// (uvm_mmu.c's chunk sizes, uvm_va_block.c's fast path, the fault handlers) would
-// change behaviour for processes that never use vattn.
-var hookFiles = []string{
-	"nvidia-uvm/uvm.c", "nvidia-uvm/uvm_va_space.h", "nvidia-uvm/uvm_va_space.c",
-	"nvidia-uvm/uvm_va_range.c", "nvidia-uvm/nvidia-uvm-sources.Kbuild", "nvidia-uvm/nvidia-uvm.Kbuild",
-}
+// hookFiles are the only NVIDIA files the vattn patch may touch: the ioctl routing
+// and the build entries. The batched commands write UVM's own external-mapping
+// records, which UVM's own teardown covers, so no hook in block creation, range
+// destroy, GPU VA space removal or va_space teardown exists (issue 15); anything
+// else (uvm_mmu.c's chunk sizes, uvm_va_block.c's fast path, the fault handlers)
+// would change behaviour for processes that never use vattn.
+var hookFiles = []string{"nvidia-uvm/uvm.c", "nvidia-uvm/nvidia-uvm-sources.Kbuild", "nvidia-uvm/nvidia-uvm.Kbuild"}
 
-// fenceCalls are the added lines without which MAP's PTE writes would be unsound
-// (DRIVER-NOTES §1.11): every hook patch must add each exactly once.
-var fenceCalls = []string{
-	"+        if (uvm_vattn_block_create_denied(",
-	"+    uvm_vattn_va_range_destroy(va_range);",
-	"+    uvm_vattn_gpu_va_space_remove(gpu_va_space);",
-	"+    uvm_vattn_va_space_destroy(va_space);",
-}
+// routing is the one call the patch adds to NVIDIA's code: every hook patch
+// adds it exactly once, and none adds a call to a retired hook.
+var (
+	routing      = "+        return uvm_vattn_ioctl(filp, cmd, arg);"
+	retiredHooks = []string{"uvm_vattn_block_create_denied", "uvm_vattn_va_range_destroy",
+		"uvm_vattn_gpu_va_space_remove", "uvm_vattn_va_space_destroy"}
+)
 
-// seriesDirs lists every branch's series and port folder: 535.261.03, 550.163.01
-// and the 580.142 port at least.
+// seriesDirs lists every branch's series and port folder: 535.261.03 and
+// 550.163.01 at least.
 func seriesDirs(t *testing.T) []string {
 	t.Helper()
 	dirs, _ := filepath.Glob(filepath.Join(patchRoot, "series", "*"))
 	ports, _ := filepath.Glob(filepath.Join(patchRoot, "ports", "*"))
 	dirs = append(dirs, ports...)
-	if len(dirs) < 3 {
-		t.Fatalf("expected series for 535.261.03, 550.163.01 and the 580.142 port, found %v", dirs)
+	if len(dirs) < 2 {
+		t.Fatalf("expected series for 535.261.03 and 550.163.01, found %v", dirs)
 	}
 	return dirs
 }
 
-func TestSeriesCarryTheFence(t *testing.T) {
+func TestSeriesRouteOnly(t *testing.T) {
 	for _, dir := range seriesDirs(t) {
 		hooks, _ := filepath.Glob(filepath.Join(dir, "0001-*.patch"))
 		if len(hooks) != 1 {
@@ -53,16 +50,19 @@ func TestSeriesCarryTheFence(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, call := range fenceCalls {
-			n := 0
-			for _, line := range strings.Split(string(b), "\n") {
-				if strings.HasPrefix(line, call) {
-					n++
+		n := 0
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, routing) {
+				n++
+			}
+			for _, h := range retiredHooks {
+				if strings.HasPrefix(line, "+") && strings.Contains(line, h) {
+					t.Errorf("%s: adds a call to the retired hook %s", hooks[0], h)
 				}
 			}
-			if n != 1 {
-				t.Errorf("%s: %q added %d times, want once", hooks[0], call, n)
-			}
+		}
+		if n != 1 {
+			t.Errorf("%s: %q added %d times, want once", hooks[0], routing, n)
 		}
 	}
 }

@@ -326,3 +326,104 @@ func (d *Driver) release() {
 		}
 	}
 }
+
+// Ops of the batched module's commands (Batched).
+const (
+	OpMapBatch   = "map-batch"
+	OpUnmapBatch = "unmap-batch"
+)
+
+// Batched is the fake with the vattn module's batched commands on top: the
+// same driver, plus MapBatch and UnmapBatch, each one call that applies every
+// entry or none (what UVM_VATTN_MAP_BATCH and UVM_VATTN_UNMAP_BATCH promise).
+// Max is MaxBatch's answer (ioctl.UVM_VATTN_MAX_BATCH when 0).
+type Batched struct {
+	*Driver
+	Max int
+}
+
+// MaxBatch implements uvm.BatchDriver.
+func (b Batched) MaxBatch() int {
+	if b.Max > 0 {
+		return b.Max
+	}
+	return ioctl.UVM_VATTN_MAX_BATCH
+}
+
+// MapBatch maps every run, all or nothing: entries are checked as Map checks
+// them, against the state before the call and against each other.
+func (b Batched) MapBatch(runs []ioctl.UVM_VATTN_MAP_ENTRY) error {
+	d := b.Driver
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.enter(OpMapBatch); err != nil {
+		return err
+	}
+	// In the module's order: arguments, then ranges and what is mapped, then
+	// memory.
+	for i, r := range runs {
+		if r.Reserved != 0 {
+			return fmt.Errorf("stockfake map batch entry %d: %w", i, ioctl.NV_ERR_INVALID_ARGUMENT)
+		}
+		if r.Length == 0 || r.Base%unit != 0 || r.Length%unit != 0 || r.Base+r.Length < r.Base {
+			return fmt.Errorf("stockfake map batch entry %d %#x+%#x: %w", i, r.Base, r.Length, ioctl.NV_ERR_INVALID_ADDRESS)
+		}
+		if r.Offset%unit != 0 {
+			return fmt.Errorf("stockfake map batch entry %d: %w", i, ioctl.NV_ERR_INVALID_OFFSET)
+		}
+	}
+	seen := map[uint64]bool{}
+	for i, r := range runs {
+		for u := r.Base; u < r.Base+r.Length; u += unit {
+			if seen[u] {
+				return fmt.Errorf("stockfake map batch entry %d overlaps another at %#x: %w", i, u, ioctl.NV_ERR_INVALID_ARGUMENT)
+			}
+			seen[u] = true
+		}
+	}
+	for i, r := range runs {
+		if d.rangeOf(r.Base, r.Length) < 0 {
+			return fmt.Errorf("stockfake map batch entry %d %#x+%#x: %w", i, r.Base, r.Length, ioctl.NV_ERR_INVALID_ADDRESS)
+		}
+		for u := r.Base; u < r.Base+r.Length; u += unit {
+			if _, busy := d.mapped[u]; busy {
+				return fmt.Errorf("stockfake map batch entry %d over mapped %#x: %w", i, u, ioctl.NV_ERR_UVM_ADDRESS_IN_USE)
+			}
+		}
+	}
+	for i, r := range runs {
+		a, ok := d.allocs[r.HMemory]
+		if !ok || a.freed {
+			return fmt.Errorf("stockfake map batch entry %d handle %#x: %w", i, r.HMemory, ioctl.NV_ERR_INVALID_OBJECT_HANDLE)
+		}
+		if r.Offset+r.Length > a.bytes || r.Offset+r.Length < r.Offset {
+			return fmt.Errorf("stockfake map batch entry %d: %w", i, ioctl.NV_ERR_INVALID_OFFSET)
+		}
+	}
+	for _, r := range runs {
+		for u := uint64(0); u < r.Length; u += unit {
+			d.mapped[r.Base+u] = target{r.HMemory, r.Offset + u}
+		}
+		d.allocs[r.HMemory].maps += int(r.Length / unit)
+	}
+	return nil
+}
+
+// UnmapBatch unmaps whatever lies in each entry, all or nothing.
+func (b Batched) UnmapBatch(entries []ioctl.UVM_VATTN_UNMAP_ENTRY) error {
+	d := b.Driver
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.enter(OpUnmapBatch); err != nil {
+		return err
+	}
+	for i, e := range entries {
+		if e.Length == 0 || e.Base%unit != 0 || e.Length%unit != 0 || d.rangeOf(e.Base, e.Length) < 0 {
+			return fmt.Errorf("stockfake unmap batch entry %d %#x+%#x: %w", i, e.Base, e.Length, ioctl.NV_ERR_INVALID_ADDRESS)
+		}
+	}
+	for _, e := range entries {
+		d.unmapRange(e.Base, e.Length)
+	}
+	return nil
+}

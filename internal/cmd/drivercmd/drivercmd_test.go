@@ -62,7 +62,7 @@ func TestStatusExitCodes(t *testing.T) {
 	if code != cli.ExitOK {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
-	for _, want := range []string{"580.159.04 (open kernel module", "small pages:           available (stock driver)", "module signatures:     enforced", "dkms:                  not installed"} {
+	for _, want := range []string{"580.159.04 (open kernel module", "small pages:           available, stock path", "module signatures:     enforced", "dkms:                  not installed"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

@@ -23,14 +23,5 @@ func ProbeUVM(path string) (driver.Probe, error) {
 		}
 		return p, nil
 	}
-	seen := map[string]bool{}
-	for _, g := range r.GPUs {
-		for _, s := range g.PageSizes {
-			if !seen[s.String()] {
-				seen[s.String()] = true
-				p.PageSizes = append(p.PageSizes, s.String())
-			}
-		}
-	}
 	return p, nil
 }

@@ -40,11 +40,8 @@ func openUVM(o Options) (*Opened, error) {
 		Check:   check,
 		Held:    b.Held,
 	}
-	switch b := b.(type) {
-	case *uvm.Backend:
-		op.Driver = fmt.Sprintf("CUDA %s (%s), patched nvidia-uvm, vattn ABI %d", lib.DriverVersionString(), lib.Path, b.Probe().ABIVersion)
-	case *uvm.Stock:
-		op.Driver = fmt.Sprintf("CUDA %s (%s), stock nvidia-uvm %s", lib.DriverVersionString(), lib.Path, b.Driver().Branch())
+	if b, ok := b.(*uvm.Stock); ok {
+		op.Driver = fmt.Sprintf("CUDA %s (%s), nvidia-uvm %s, %s path (%s)", lib.DriverVersionString(), lib.Path, b.Driver().Branch(), b.Path(), b.PathDetail())
 		op.Calls = func() (uint64, uint64) { c := b.Calls(); return c.MapCalls, c.UnmapCalls }
 	}
 	return op, nil

@@ -2,6 +2,7 @@ package mapcmd
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -13,9 +14,19 @@ import (
 // A page size below 2 MiB picks the uvm backend by itself; on the stock
 // driver its pages come in runs, one driver call per run.
 func TestMapSmallPagesStock(t *testing.T) {
+	for _, batched := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batched=%v", batched), func(t *testing.T) { mapSmallPages(t, batched) })
+	}
+}
+
+func mapSmallPages(t *testing.T, batched bool) {
 	f := withFake(t)
 	fd := stockfake.New()
 	stockDriver = fd
+	path := "stock path"
+	if batched {
+		stockDriver, path = stockfake.Batched{Driver: fd}, "batched path"
+	}
 	defer func() { stockDriver = nil }()
 	code, out, errOut := run(t, "--page-size", "64k", "--pages", "96", "--batch", "32", "-o", "json")
 	if code != 0 {
@@ -25,7 +36,7 @@ func TestMapSmallPagesStock(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	if rep.Backend != "uvm" || !strings.Contains(rep.Driver, "stock nvidia-uvm") || rep.Leftover != "nothing" {
+	if rep.Backend != "uvm" || !strings.Contains(rep.Driver, path) || rep.Leftover != "nothing" {
 		t.Errorf("report %+v", rep)
 	}
 	// Three batches of 32 consecutive pages from one chunk: one call each.

@@ -15,7 +15,8 @@ import (
 // Report is the whole run.
 type Report struct {
 	Device string          `json:"device,omitempty"`
-	Mode   string          `json:"mode,omitempty"` // the path checked: "stock" or "patched"
+	Mode   string          `json:"mode,omitempty"` // the backend's mode: "stock" or "patched"
+	Path   string          `json:"path,omitempty"` // the calls that mapped: "stock" (one per run) or "batched" (the vattn module)
 	Probe  uvm.ProbeResult `json:"probe"`
 	Steps  []Step          `json:"steps"`
 	Result string          `json:"result"` // "pass", "fail", "not-supported", "no-device"
@@ -75,38 +76,13 @@ func Run(device string) (*Report, error) {
 		rep.add("load libcuda", err, "")
 		return rep.end("fail", cli.ExitLibraryMissing, fmt.Errorf("selftest: %w", err))
 	}
-	if p.State == uvm.StateStock {
-		rep.Mode = uvm.ModeStock
-		if err := stock(rep, lib, device); err != nil {
-			return rep.end("not-supported", cli.ExitNotSupported, fmt.Errorf("selftest: small pages are not available here: %w", err))
-		}
-		return rep.result()
+	mode := uvm.ModeStock
+	if p.State == uvm.StatePatched {
+		mode = uvm.ModePatched
 	}
-	rep.Mode = uvm.ModePatched
-	first, err := uvm.New(uvm.Options{Device: device, Lib: lib})
-	if !rep.add("open uvm backend in a CUDA process", err, "") {
-		code := cli.ExitFailure
-		if errors.Is(err, backend.ErrUnavailable) {
-			code = cli.ExitNotSupported
-		}
-		return rep.end("fail", code, fmt.Errorf("selftest: %w", err))
+	if err := smallPages(rep, lib, device, mode); err != nil {
+		return rep.end("not-supported", cli.ExitNotSupported, fmt.Errorf("selftest: small pages are not available here: %w", err))
 	}
-	d := first.Device()
-	rep.Device = fmt.Sprintf("GPU %d: %s (%s)", d.Index, d.Name, d.UUID)
-	var sizes []pagesize.Size
-	for _, g := range first.Probe().GPUs {
-		if g.UUID == d.UUID {
-			sizes = g.PageSizes
-		}
-	}
-	hostile(rep, first)
-	rep.add("close the first backend", first.Close(), "")
-	for _, ps := range sizes {
-		pageSize(rep, ps, func() (uvm.Pages, error) {
-			return uvm.New(uvm.Options{Device: device, PageSize: ps, Lib: lib})
-		})
-	}
-	closeWithLivePages(rep, lib, device)
 	return rep.result()
 }
 
@@ -121,17 +97,18 @@ func (r *Report) result() (*Report, error) {
 	return r.end("pass", cli.ExitOK, nil)
 }
 
-// stock checks the stock small-page path: every page size through the same
-// steps as the patched module, the driver's refusals of bad arguments, and
-// that closing with pages mapped gives the device its memory back. It
-// returns an error only when the path cannot run at all here (a GPU before
-// Pascal, a driver branch vattn has no tables for): not supported.
-func stock(rep *Report, lib *cuda.Lib, device string) error {
+// smallPages checks the small-page path mode asks for (the stock driver's
+// calls, or the vattn module's batched ones): every page size through the
+// same steps, the driver's refusals of bad arguments, and that closing with
+// pages mapped gives the device its memory back. It returns an error only
+// when the path cannot run at all here (a GPU before Pascal, a driver branch
+// vattn has no tables for): not supported.
+func smallPages(rep *Report, lib *cuda.Lib, device, mode string) error {
 	open := func(ps pagesize.Size) (*uvm.Stock, error) {
-		return uvm.NewStock(uvm.Options{Device: device, PageSize: ps, Lib: lib, StockDriver: newStockDriver()})
+		return uvm.NewStock(uvm.Options{Device: device, PageSize: ps, Lib: lib, Mode: mode, StockDriver: newStockDriver()})
 	}
 	first, err := open(pagesize.Size64K)
-	if !rep.add("open the stock small-page path in a CUDA process", err, "") {
+	if !rep.add("open the small-page path in a CUDA process", err, "") {
 		if errors.Is(err, backend.ErrUnavailable) {
 			return err
 		}
@@ -139,7 +116,12 @@ func stock(rep *Report, lib *cuda.Lib, device string) error {
 	}
 	d := first.Device()
 	rep.Device = fmt.Sprintf("GPU %d: %s (%s), driver %s", d.Index, d.Name, d.UUID, first.Driver().Branch())
+	rep.Mode, rep.Path = first.Mode(), first.Path()
+	rep.add("path: "+first.Path(), nil, first.PathDetail())
 	stockRefusals(rep, first)
+	if bd, ok := first.Driver().(uvm.BatchDriver); ok && first.Path() == uvm.PathBatched {
+		batchRefusals(rep, first, bd)
+	}
 	rep.add("close the first backend", first.Close(), "")
 	for _, ps := range pagesize.All() {
 		pageSize(rep, ps, func() (uvm.Pages, error) { return open(ps) })
@@ -303,56 +285,21 @@ func pageSize(rep *Report, ps pagesize.Size, open func() (uvm.Pages, error)) {
 	rep.add(name("release the range"), b.Release(r), "")
 }
 
-// closeWithLivePages closes a backend with pages mapped and unmapped and checks
-// the module's pinned-bytes counter for CUDA's file is back where it was.
-func closeWithLivePages(rep *Report, lib *cuda.Lib, device string) {
-	const name = "close with live pages releases them"
-	b, err := uvm.New(uvm.Options{Device: device, Lib: lib})
-	if err != nil {
-		rep.add(name, err, "")
-		return
-	}
-	before := b.Probe().PinnedBytes
+// batchRefusals sends the vattn module batches it must refuse, each with its
+// status, checks that a refused batch changed nothing, and that the backend
+// still maps afterwards.
+func batchRefusals(rep *Report, b *uvm.Stock, bd uvm.BatchDriver) {
 	sz := b.PageSize().Bytes()
 	r, err := b.Reserve(4 * sz)
-	var ids []backend.PageID
-	if err == nil {
-		ids, err = b.AllocPages(4)
-	}
-	if err == nil {
-		err = b.Map([]backend.Mapping{{Addr: r.Addr, Page: ids[0]}, {Addr: r.Addr + sz, Page: ids[1]}})
-	}
-	var during uint64
-	if err == nil {
-		var p uvm.ProbeResult
-		if p, err = uvm.ProbeProcess(); err == nil {
-			during = p.PinnedBytes
-			if during < before+4*sz {
-				err = fmt.Errorf("module counts %d pinned bytes with 4 pages held, want at least %d", during, before+4*sz)
-			}
-		}
-	}
-	err = errors.Join(err, b.Close())
-	if err == nil {
-		var p uvm.ProbeResult
-		if p, err = uvm.ProbeProcess(); err == nil && p.State == uvm.StatePatched && p.PinnedBytes != before {
-			err = fmt.Errorf("module still counts %d pinned bytes after close, %d before", p.PinnedBytes, before)
-		}
-	}
-	rep.add(name, err, fmt.Sprintf("pinned bytes %d → %d → back", before, during))
-}
-
-// hostile sends arguments the module must refuse, each with its status.
-func hostile(rep *Report, b *uvm.Backend) {
-	fd, gpu := b.FD(), b.UUID()
-	sz := b.PageSize().Bytes()
-	r, err := b.Reserve(4 * sz)
-	if !rep.add("hostile: set up a range", err, "") {
+	if !rep.add("batch refusals: set up an external range", err, "") {
 		return
 	}
-	hs := make([]uint64, 2)
-	_, err = ioctl.Alloc(fd, gpu, sz, hs)
-	if !rep.add("hostile: allocate 2 pages directly", err, "") {
+	ids, err := b.AllocPages(2)
+	if !rep.add("batch refusals: allocate 2 pages", err, "") {
+		return
+	}
+	err = b.Map([]backend.Mapping{{Addr: r.Addr, Page: ids[0]}})
+	if !rep.add("batch refusals: map a page", err, "") {
 		return
 	}
 	expect := func(what string, want ioctl.Status, err error) {
@@ -367,37 +314,26 @@ func hostile(rep *Report, b *uvm.Backend) {
 		default:
 			err = nil
 		}
-		rep.add("hostile: "+what, err, "refused with "+want.Name())
+		rep.add("batch refusals: "+what, err, "refused with "+want.Name())
 	}
-	one := []uint64{0}
-	_, err = ioctl.Alloc(fd, gpu, 12345, one)
-	expect("allocate pages of 12345 bytes", ioctl.NV_ERR_INVALID_ARGUMENT, err)
-	_, err = ioctl.Alloc(fd, [16]byte{0xff, 0xee}, sz, one)
-	expect("allocate on an unregistered GPU", ioctl.NV_ERR_INVALID_DEVICE, err)
-	_, err = ioctl.Free(fd, []uint64{0})
-	expect("free handle 0", ioctl.NV_ERR_OBJECT_NOT_FOUND, err)
-	_, err = ioctl.Free(fd, []uint64{hs[0] ^ 0x5a5a5a5a00000000})
-	expect("free a made-up handle", ioctl.NV_ERR_OBJECT_NOT_FOUND, err)
-	_, err = ioctl.Map(fd, []ioctl.UVM_VATTN_MAP_ENTRY{{Address: r.Addr + 4096, Handle: hs[0]}})
-	expect("map at a misaligned address", ioctl.NV_ERR_INVALID_OFFSET, err)
-	_, err = ioctl.Map(fd, []ioctl.UVM_VATTN_MAP_ENTRY{{Address: 0x10 * sz, Handle: hs[0]}})
-	expect("map outside any managed range", ioctl.NV_ERR_INVALID_ADDRESS, err)
-	_, err = ioctl.Map(fd, []ioctl.UVM_VATTN_MAP_ENTRY{{Address: r.Addr, Handle: hs[0]}, {Address: r.Addr, Handle: hs[1]}})
-	expect("map two pages at one address in a batch", ioctl.NV_ERR_UVM_ADDRESS_IN_USE, err)
-	_, err = ioctl.Map(fd, []ioctl.UVM_VATTN_MAP_ENTRY{{Address: r.Addr, Handle: hs[0]}})
-	if rep.add("hostile: map a page properly", err, "") {
-		_, err = ioctl.Map(fd, []ioctl.UVM_VATTN_MAP_ENTRY{{Address: r.Addr + sz, Handle: hs[0]}})
-		expect("map a mapped page a second time", ioctl.NV_ERR_UVM_ADDRESS_IN_USE, err)
-		_, err = ioctl.Free(fd, hs[:1])
-		expect("free a mapped page", ioctl.NV_ERR_IN_USE, err)
-		_, err = ioctl.Unmap(fd, []uint64{r.Addr})
-		rep.add("hostile: unmap it", err, "")
+	// Every entry below is refused before its memory handle is looked at
+	// (the module checks arguments, ranges and mappings first).
+	const h = 0
+	e := func(base, length uint64) ioctl.UVM_VATTN_MAP_ENTRY {
+		return ioctl.UVM_VATTN_MAP_ENTRY{Base: base, Length: length, HMemory: h}
 	}
-	_, err = ioctl.Unmap(fd, []uint64{r.Addr + 2*sz})
-	expect("unmap an address with nothing mapped", ioctl.NV_ERR_OBJECT_NOT_FOUND, err)
-	_, err = ioctl.Free(fd, hs)
-	rep.add("hostile: free the pages", err, "")
-	_, err = ioctl.Free(fd, hs[:1])
-	expect("free a page twice", ioctl.NV_ERR_OBJECT_NOT_FOUND, err)
-	rep.add("hostile: release the range", b.Release(r), "")
+	expect("map at a misaligned address", ioctl.NV_ERR_INVALID_ADDRESS, bd.MapBatch([]ioctl.UVM_VATTN_MAP_ENTRY{e(r.Addr+sz+4096, sz)}))
+	expect("map outside any external range", ioctl.NV_ERR_INVALID_ADDRESS, bd.MapBatch([]ioctl.UVM_VATTN_MAP_ENTRY{e(0x1000_0000, sz)}))
+	expect("map over a mapped page (the whole batch refused)", ioctl.NV_ERR_UVM_ADDRESS_IN_USE,
+		bd.MapBatch([]ioctl.UVM_VATTN_MAP_ENTRY{e(r.Addr+2*sz, sz), e(r.Addr, sz)}))
+	expect("map with a reserved field set", ioctl.NV_ERR_INVALID_ARGUMENT,
+		bd.MapBatch([]ioctl.UVM_VATTN_MAP_ENTRY{{Base: r.Addr + sz, Length: sz, HMemory: h, Reserved: 1}}))
+	expect("unmap outside any external range", ioctl.NV_ERR_INVALID_ADDRESS,
+		bd.UnmapBatch([]ioctl.UVM_VATTN_UNMAP_ENTRY{{Base: 0x1000_0000, Length: sz}}))
+	// The refused batch's first entry must not have been mapped: mapping
+	// there again succeeds.
+	rep.add("batch refusals: a refused batch changes nothing", b.Map([]backend.Mapping{{Addr: r.Addr + 2*sz, Page: ids[1]}}), "")
+	err = b.Unmap([]uint64{r.Addr, r.Addr + 2*sz}, 0)
+	err = errors.Join(err, b.FreePages(ids), b.Release(r))
+	rep.add("batch refusals: clean up", err, "")
 }

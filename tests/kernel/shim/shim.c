@@ -1,599 +1,893 @@
 /*
- * shim.c - the userspace model of UVM behind uvm_vattn_os.h (see uvm_vattn_shim.h).
+ * shim.c - the model behind uvm_vattn_shim.h. Every UVM-facing call of
+ * uvm_vattn_os.h checks the locks it needs (aborting on a violation: these are the
+ * lock-order assertions lockdep would make in a loaded kernel) and can be made to
+ * fail by the fault injector. The PTE/TLB arrays let the tests check what a GPU
+ * would see, and the reference counts that no GPU can reach memory or page tables
+ * that have been released.
  *
  * SPDX-License-Identifier: MIT
  */
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "uvm_vattn_shim.h"
 #include "uvm_vattn_os.h"
 
-long shim_fail_kalloc = -1, shim_fail_chunk = -1, shim_fail_map = -1, shim_fail_unmap = -1;
-long shim_fail_copy_from = -1, shim_fail_copy_to = -1, shim_fail_unmap_forced = -1;
-long shim_chunks_abandoned;
-uint64_t shim_pinned_limit;
-NV_STATUS shim_global_status = NV_OK;
-long shim_kallocs_live;
-/* va_space locks held: no GPU may be released under one (UVM's global lock, taken by
- * the real release, is ordered before the va_space lock). */
-static int shim_va_locks_held;
+struct shim_memory shim_mems[SHIM_MEMS];
+struct shim_map *shim_maps_live;
+long shim_maps_count, shim_dups_count, shim_kallocs_live;
+long shim_fail_any = -1;
+long shim_sparse_race = -1;
+long shim_fallible_calls;
+NV_STATUS shim_global_status;
 struct shim_trace shim_last_trace;
 long shim_trace_count;
 
-#define SHIM_MAX_USER 64
-static struct { uintptr_t p; size_t n; } user_bufs[SHIM_MAX_USER];
+#define SHIM_USER_BUFS 16
+static struct { uintptr_t p; size_t n; } user_bufs[SHIM_USER_BUFS];
 static int nuser;
 
-static int fire(long *countdown)
-{
-    if (*countdown < 0)
-        return 0;
-    if (*countdown == 0) {
-        *countdown = -1;
-        return 1;
-    }
-    (*countdown)--;
-    return 0;
-}
+#define ASSERT(c) do { if (!(c)) { fprintf(stderr, "shim: %s:%d: assertion failed: %s\n", \
+                                           __FILE__, __LINE__, #c); abort(); } } while (0)
 
-void shim_reset(void)
+static bool fire(void)
 {
-    shim_fail_kalloc = shim_fail_chunk = shim_fail_map = shim_fail_unmap = -1;
-    shim_fail_copy_from = shim_fail_copy_to = shim_fail_unmap_forced = -1;
-    shim_chunks_abandoned = 0;
-    shim_pinned_limit = 0;
-    shim_global_status = NV_OK;
-    shim_current_process = 0;
-    memset(&shim_last_trace, 0, sizeof(shim_last_trace));
-    shim_trace_count = 0;
-    shim_user_reset();
+    shim_fallible_calls++;
+    if (shim_fail_any < 0)
+        return false;
+    return shim_fail_any-- == 0;
 }
 
 void shim_user_register(const void *p, size_t n)
 {
-    /* The most recent SHIM_MAX_USER buffers count as user memory. */
-    user_bufs[nuser % SHIM_MAX_USER].p = (uintptr_t)p;
-    user_bufs[nuser % SHIM_MAX_USER].n = n;
+    ASSERT(nuser < SHIM_USER_BUFS);
+    user_bufs[nuser].p = (uintptr_t)p;
+    user_bufs[nuser].n = n;
     nuser++;
 }
 
-void shim_user_reset(void) { nuser = 0; }
+void shim_user_reset(void)
+{
+    nuser = 0;
+}
 
-static int user_ok(uint64_t p, size_t n)
+static bool user_ok(uint64_t a, size_t n)
 {
     int i;
 
-    for (i = 0; i < nuser && i < SHIM_MAX_USER; i++) {
-        if (p >= user_bufs[i].p && n <= user_bufs[i].n && p - user_bufs[i].p <= user_bufs[i].n - n)
-            return 1;
+    for (i = 0; i < nuser; i++) {
+        if (a >= user_bufs[i].p && n <= user_bufs[i].n && a - user_bufs[i].p <= user_bufs[i].n - n)
+            return true;
     }
-    return 0;
+    return false;
 }
 
-bool shim_cmpxchg(void **slot, void *val)
-{
-    if (*slot)
-        return false;
-    *slot = val;
-    return true;
-}
+/* The va_space a user copy would fault into: none of its locks may be held. */
+static vattn_os_va_space_t *current_vs;
 
 void *vattn_os_alloc(size_t bytes)
 {
     void *p;
 
-    if (fire(&shim_fail_kalloc))
+    if (fire())
         return NULL;
     p = malloc(bytes ? bytes : 1);
-    if (p) {
-        memset(p, 0xA5, bytes); /* like kmalloc: never assume zeroed memory */
+    if (p)
         shim_kallocs_live++;
-    }
     return p;
 }
 
 void vattn_os_free(void *ptr)
 {
-    if (ptr)
+    if (ptr) {
         shim_kallocs_live--;
-    free(ptr);
+        free(ptr);
+    }
 }
 
-int vattn_os_copy_from_user(void *dst, uint64_t user_src, size_t bytes)
+int vattn_os_copy_from_user(void *dst, uint64_t src, size_t bytes)
 {
-    if (bytes == 0)
-        return 0;
-    if (fire(&shim_fail_copy_from) || !user_ok(user_src, bytes))
+    ASSERT(!current_vs || (current_vs->lock_mode == 0 && current_vs->tree_lock == 0));
+    if (!user_ok(src, bytes))
         return 1;
-    memcpy(dst, (const void *)(uintptr_t)user_src, bytes);
+    memcpy(dst, (const void *)(uintptr_t)src, bytes);
     return 0;
 }
 
-int vattn_os_copy_to_user(uint64_t user_dst, const void *src, size_t bytes)
+int vattn_os_copy_to_user(uint64_t dst, const void *src, size_t bytes)
 {
-    if (bytes == 0)
-        return 0;
-    if (fire(&shim_fail_copy_to) || !user_ok(user_dst, bytes))
+    ASSERT(!current_vs || (current_vs->lock_mode == 0 && current_vs->tree_lock == 0));
+    if (!user_ok(dst, bytes))
         return 1;
-    memcpy((void *)(uintptr_t)user_dst, src, bytes);
+    memcpy((void *)(uintptr_t)dst, src, bytes);
     return 0;
-}
-
-int shim_current_process;
-struct shim_owner shim_owners[SHIM_MAX_PROCESSES];
-
-vattn_os_owner_t *vattn_os_owner_get(void)
-{
-    struct shim_owner *o = &shim_owners[shim_current_process];
-
-    if (fire(&shim_fail_kalloc))
-        return NULL;
-    o->process = shim_current_process;
-    o->refs++;
-    return o;
-}
-
-void vattn_os_owner_put(vattn_os_owner_t *o)
-{
-    if (o->refs <= 0)
-        abort();
-    if (--o->refs == 0 && o->charged != 0)
-        abort(); /* the last file of a process left pages charged */
-}
-
-bool vattn_os_owner_charge(vattn_os_owner_t *o, uint64_t bytes, uint64_t limit)
-{
-    if (o->refs <= 0)
-        abort();
-    if (limit && (o->charged > limit || bytes > limit - o->charged))
-        return false;
-    o->charged += bytes;
-    return true;
-}
-
-void vattn_os_owner_uncharge(vattn_os_owner_t *o, uint64_t bytes)
-{
-    if (bytes > o->charged)
-        abort(); /* uncharging more than was charged */
-    o->charged -= bytes;
-}
-
-uint32_t vattn_os_next_tag(void)
-{
-    static uint32_t tag;
-
-    return ++tag;
 }
 
 uint64_t vattn_os_now_ns(void)
 {
-    struct timespec ts;
+    static uint64_t t;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    return t += 1000;
 }
 
-NV_STATUS vattn_os_global_status(void) { return shim_global_status; }
-uint64_t vattn_os_pinned_limit(void) { return shim_pinned_limit; }
-struct uvm_vattn_state **vattn_os_state_slot(vattn_os_va_space_t *va_space) { return &va_space->vattn; }
-
-void vattn_os_mutex_init(vattn_os_mutex_t *m) { m->held = 0; }
-void vattn_os_mutex_lock(vattn_os_mutex_t *m)
+NV_STATUS vattn_os_global_status(void)
 {
-    if (m->held)
-        abort(); /* recursive locking: a deadlock in the kernel */
-    m->held = 1;
-}
-void vattn_os_mutex_unlock(vattn_os_mutex_t *m)
-{
-    if (!m->held)
-        abort();
-    m->held = 0;
+    return shim_global_status;
 }
 
-void vattn_os_va_space_lock(vattn_os_va_space_t *vs)
+/* Locks: the va_space lock is never taken twice (UVM's rwsem is not recursive),
+ * never with a range-tree mutex held (that mutex orders after it). */
+void vattn_os_lock_map(vattn_os_va_space_t *vs)
 {
-    if (vs->lock_depth)
-        abort(); /* rwsem read recursion can deadlock behind a writer */
-    vs->lock_depth = 1;
-    shim_va_locks_held++;
-}
-void vattn_os_va_space_unlock(vattn_os_va_space_t *vs)
-{
-    if (vs->lock_depth != 1)
-        abort();
-    vs->lock_depth = 0;
-    shim_va_locks_held--;
-}
-long shim_write_locks;
-
-void vattn_os_va_space_lock_write(vattn_os_va_space_t *vs)
-{
-    if (vs->lock_depth)
-        abort();
-    vs->lock_depth = 2;
-    shim_write_locks++;
-    shim_va_locks_held++;
-}
-void vattn_os_va_space_unlock_write(vattn_os_va_space_t *vs)
-{
-    if (vs->lock_depth != 2)
-        abort(); /* unlocking in the wrong mode */
-    vs->lock_depth = 0;
-    shim_va_locks_held--;
+    ASSERT(vs->lock_mode == 0 && vs->tree_lock == 0);
+    vs->lock_mode = 1;
+    current_vs = vs;
 }
 
-#define NEED_VA_LOCK(vs) do { if (!(vs)->lock_depth) abort(); } while (0)
-#define NEED_VA_LOCK_WRITE(vs) do { if ((vs)->lock_depth != 2) abort(); } while (0)
-
-NV_STATUS vattn_os_gpu_find(vattn_os_va_space_t *vs, const uint8_t uuid[16], vattn_os_gpu_t **gpu, uint64_t *page_sizes)
+void vattn_os_unlock_map(vattn_os_va_space_t *vs)
 {
-    int i;
+    ASSERT(vs->lock_mode == 1 && vs->tree_lock == 0);
+    vs->lock_mode = 0;
+}
 
-    NEED_VA_LOCK(vs);
-    for (i = 0; i < SHIM_MAX_GPUS; i++) {
-        if (vs->gpus[i] && !vs->gvs_gone[i] && memcmp(vs->gpus[i]->uuid, uuid, 16) == 0) {
-            *gpu = vs->gpus[i];
-            *page_sizes = vs->gpus[i]->page_sizes;
+void vattn_os_lock_unmap(vattn_os_va_space_t *vs)
+{
+    ASSERT(vs->lock_mode == 0 && vs->tree_lock == 0);
+    vs->lock_mode = 2;
+    current_vs = vs;
+}
+
+void vattn_os_unlock_unmap(vattn_os_va_space_t *vs)
+{
+    ASSERT(vs->lock_mode == 2 && vs->tree_lock == 0);
+    vs->lock_mode = 0;
+}
+
+#define NEED_LOCK(vs)       ASSERT((vs)->lock_mode != 0 && (vs)->tree_lock == 0)
+#define NEED_WRITE(vs)      ASSERT((vs)->lock_mode == 2 && (vs)->tree_lock == 0)
+/* UVM's rule: RM is called only with the serialize-writers mutex and the
+ * va_space lock for read, or with no va_space lock; never in write mode. */
+#define NEED_RM_OK(vs)      ASSERT((vs)->lock_mode == 1 && (vs)->tree_lock == 0)
+
+static void tree_lock(vattn_os_va_space_t *vs)
+{
+    ASSERT(vs->lock_mode != 0 && vs->tree_lock == 0);
+    vs->tree_lock = 1;
+}
+
+static void tree_unlock(vattn_os_va_space_t *vs)
+{
+    ASSERT(vs->tree_lock == 1);
+    vs->tree_lock = 0;
+}
+
+NV_STATUS vattn_os_gpu_find(vattn_os_va_space_t *vs, const uint8_t uuid[16], vattn_os_gpu_t **gpu)
+{
+    int g;
+
+    NEED_LOCK(vs);
+    for (g = 0; g < SHIM_GPUS; g++) {
+        if (vs->gpus[g].registered && vs->gpus[g].gvs && memcmp(vs->gpus[g].uuid, uuid, 16) == 0) {
+            if (vs->gpus[g].no_phys_ce)
+                return NV_ERR_NOT_SUPPORTED;
+            *gpu = &vs->gpus[g];
             return NV_OK;
         }
     }
     return NV_ERR_INVALID_DEVICE;
 }
 
-uint32_t vattn_os_gpu_list(vattn_os_va_space_t *vs, UVM_VATTN_GPU_INFO *info, uint32_t capacity)
+NV_STATUS vattn_os_range_find(vattn_os_va_space_t *vs, uint64_t base, uint64_t length, vattn_os_range_t **range)
 {
-    uint32_t n = 0;
-    int i;
+    int r;
 
-    NEED_VA_LOCK(vs);
-    for (i = 0; i < SHIM_MAX_GPUS; i++) {
-        if (!vs->gpus[i] || vs->gvs_gone[i])
-            continue;
-        if (n < capacity) {
-            memcpy(info[n].gpuUuid, vs->gpus[i]->uuid, 16);
-            info[n].pageSizes = vs->gpus[i]->page_sizes;
+    NEED_LOCK(vs);
+    for (r = 0; r < SHIM_RANGES; r++) {
+        struct shim_range *x = &vs->ranges[r];
+
+        if (x->live && base >= x->start && base <= x->end && base + length - 1 <= x->end) {
+            *range = x;
+            return NV_OK;
         }
-        n++;
     }
-    return n;
+    return NV_ERR_INVALID_ADDRESS;
 }
 
-void vattn_os_gpu_retain(vattn_os_gpu_t *gpu) { gpu->retains++; }
-void vattn_os_gpu_release(vattn_os_gpu_t *gpu)
+static int range_index(vattn_os_va_space_t *vs, vattn_os_range_t *range)
 {
-    if (gpu->retains <= 0 || shim_va_locks_held)
-        abort();
-    gpu->retains--;
+    ASSERT(range >= vs->ranges && range < vs->ranges + SHIM_RANGES);
+    return (int)(range - vs->ranges);
 }
 
-static int range_index(vattn_os_va_space_t *vs, uint64_t address)
+static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 {
+    return a < b + blen && b < a + alen;
+}
+
+bool vattn_os_range_mapped(vattn_os_va_space_t *vs, vattn_os_range_t *range, vattn_os_gpu_t *gpu,
+                           uint64_t base, uint64_t length)
+{
+    int r = range_index(vs, range);
+    struct shim_map *m;
+    bool hit = false;
+
+    NEED_LOCK(vs);
+    tree_lock(vs);
+    for (m = shim_maps_live; m; m = m->next) {
+        if (m->vs == vs && m->in_tree && m->range == r && m->gpu == gpu->index && overlaps(m->base, m->length, base, length))
+            hit = true;
+    }
+    tree_unlock(vs);
+    return hit;
+}
+
+static void dup_put(struct shim_dup *d)
+{
+    ASSERT(d->refs > 0);
+    if (--d->refs == 0) {
+        shim_mems[d->mem].dups--;
+        shim_dups_count--;
+        free(d);
+    }
+}
+
+NV_STATUS vattn_os_mem_get(vattn_os_va_space_t *vs, vattn_os_gpu_t *gpu, int32_t fd, uint32_t client,
+                           uint32_t handle, vattn_os_mem_t **out, uint64_t *size)
+{
+    struct shim_dup *d;
     int i;
 
-    for (i = 0; i < vs->nranges; i++) {
-        if (address >= vs->ranges[i].start && address < vs->ranges[i].end)
-            return i;
+    (void)fd;
+    NEED_RM_OK(vs);
+    if (fire())
+        return NV_ERR_NO_MEMORY;
+    for (i = 0; i < SHIM_MEMS; i++) {
+        struct shim_memory *m = &shim_mems[i];
+
+        if (!m->live || m->client != client || m->handle != handle)
+            continue;
+        /* RM's dup: only the caller's own client. */
+        if (m->process != vs->process)
+            return NV_ERR_INVALID_OBJECT_HANDLE;
+        if (m->sysmem)
+            return NV_ERR_NOT_SUPPORTED;
+        if (m->owner_gpu != gpu->index)
+            return NV_ERR_INVALID_DEVICE;
+        d = calloc(1, sizeof(*d));
+        ASSERT(d);
+        d->mem = i;
+        d->gpu = gpu->index;
+        d->refs = 1;
+        m->dups++;
+        shim_dups_count++;
+        *out = d;
+        *size = m->size;
+        return NV_OK;
     }
-    return -1;
+    return NV_ERR_INVALID_OBJECT_HANDLE;
 }
 
-NV_STATUS vattn_os_range_check(vattn_os_va_space_t *vs, uint64_t address, uint64_t size,
-                               uint64_t *range_start, uint64_t *range_end)
+void vattn_os_mem_put(vattn_os_va_space_t *vs, vattn_os_mem_t *d)
 {
-    int i;
+    NEED_RM_OK(vs);     /* the last reference frees UVM's dup through RM */
+    dup_put(d);
+}
 
-    NEED_VA_LOCK(vs);
-    if (address + size < address)
-        abort(); /* the caller promised no overflow */
-    i = range_index(vs, address);
-    if (i < 0 || address + size > vs->ranges[i].end)
-        return NV_ERR_INVALID_ADDRESS;
-    *range_start = vs->ranges[i].start;
-    *range_end = vs->ranges[i].end - 1;
+static void pt_get(vattn_os_va_space_t *vs, int gpu, uint64_t base, uint64_t length, int delta)
+{
+    uint64_t p;
+
+    for (p = base / SHIM_PAGE; p < (base + length) / SHIM_PAGE; p++) {
+        vs->pt_refs[gpu][p] += delta;
+        ASSERT(vs->pt_refs[gpu][p] >= 0);
+    }
+}
+
+static struct shim_map *map_new(vattn_os_va_space_t *vs, int range, int gpu, uint64_t base, uint64_t length, uint64_t offset,
+                                struct shim_dup *dup)
+{
+    struct shim_map *m = calloc(1, sizeof(*m));
+
+    ASSERT(m);
+    m->vs = vs;
+    m->range = range;
+    m->gpu = gpu;
+    m->base = base;
+    m->length = length;
+    m->offset = offset;
+    m->dup = dup;
+    if (dup)
+        dup->refs++;
+    m->next = shim_maps_live;
+    shim_maps_live = m;
+    shim_maps_count++;
+    return m;
+}
+
+static void map_unlink_free(struct shim_map *m)
+{
+    struct shim_map **pp;
+
+    for (pp = &shim_maps_live; *pp != m; pp = &(*pp)->next)
+        ASSERT(*pp);
+    *pp = m->next;
+    if (m->dup)
+        dup_put(m->dup);
+    shim_maps_count--;
+    free(m);
+}
+
+NV_STATUS vattn_os_map_prepare(vattn_os_va_space_t *vs, vattn_os_range_t *range, vattn_os_gpu_t *gpu,
+                               vattn_os_mem_t *mem, uint64_t base, uint64_t length, uint64_t offset,
+                               vattn_os_map_t **out)
+{
+    struct shim_map *m;
+
+    NEED_LOCK(vs);
+    if (base + length > SHIM_VA_END)
+        return NV_ERR_INVALID_ADDRESS;          /* uvm_gpu_can_address */
+    if (fire())                                  /* record, PTE buffer */
+        return NV_ERR_NO_MEMORY;
+    NEED_RM_OK(vs);
+    if (fire())                                  /* RM's PTE values */
+        return NV_ERR_NO_MEMORY;
+    if (fire())                                  /* page tables */
+        return NV_ERR_NO_MEMORY;
+    m = map_new(vs, range_index(vs, range), gpu->index, base, length, offset, mem);
+    m->pt = true;
+    m->prepared = true;
+    pt_get(vs, gpu->index, base, length, 1);
+    *out = m;
     return NV_OK;
 }
 
-NV_STATUS vattn_os_range_claim(vattn_os_va_space_t *vs, uint64_t address)
+/* What a GPU may see at page p of gpu: never a translation that no live record
+ * holds page tables and memory for. */
+static void assert_unreachable(vattn_os_va_space_t *vs, struct shim_map *m)
 {
-    int i;
+    uint64_t p;
 
-    NEED_VA_LOCK_WRITE(vs); /* else a fault could add a block after the check */
-    i = range_index(vs, address);
-    if (i < 0)
-        return NV_ERR_INVALID_ADDRESS;
-    return vs->ranges[i].blocks ? NV_ERR_INVALID_STATE : NV_OK;
+    for (p = m->base / SHIM_PAGE; p < (m->base + m->length) / SHIM_PAGE; p++) {
+        ASSERT(!vs->pte[m->gpu][p].valid);
+        ASSERT(!vs->tlb[m->gpu][p].valid);
+    }
 }
 
-NV_STATUS vattn_os_chunk_alloc(vattn_os_gpu_t *gpu, uint64_t size, vattn_os_chunk_t **chunk)
+void vattn_os_map_discard(vattn_os_va_space_t *vs, vattn_os_map_t *m)
 {
-    struct shim_chunk *c;
+    NEED_RM_OK(vs);
+    ASSERT(m->prepared && !m->in_tree && !m->abandoned);
+    assert_unreachable(vs, m);
+    pt_get(vs, m->gpu, m->base, m->length, -1);
+    map_unlink_free(m);
+}
 
-    if (fire(&shim_fail_chunk) || gpu->mem_used + size > gpu->mem_capacity)
-        return NV_ERR_NO_MEMORY;
-    c = malloc(sizeof(*c));
-    if (!c)
-        return NV_ERR_NO_MEMORY;
-    c->gpu = gpu;
-    c->size = size;
-    c->mapped = 0;
-    c->lost = 0;
-    c->zeroed = 1;
-    c->data = 0;
-    gpu->mem_used += size;
-    gpu->live_chunks++;
-    *chunk = c;
+/* UVM_MAP_EXTERNAL_SPARSE by another thread of the process, over m's first
+ * page: it runs under the va_space lock for read, so it can land between a
+ * batch's check and its commit. */
+static void sparse_race(vattn_os_va_space_t *vs, struct shim_map *m)
+{
+    struct shim_map *x = map_new(vs, m->range, m->gpu, m->base, SHIM_PAGE, 0, NULL);
+    uint64_t p = m->base / SHIM_PAGE;
+
+    x->pt = true;
+    x->in_tree = true;
+    x->raced = true;
+    pt_get(vs, m->gpu, m->base, SHIM_PAGE, 1);
+    vs->pte[m->gpu][p].valid = 1;
+    vs->pte[m->gpu][p].mem = -1;
+    vs->pte[m->gpu][p].offset = 0;
+    memcpy(vs->tlb[m->gpu], vs->pte[m->gpu], sizeof(vs->tlb[m->gpu]));
+}
+
+NV_STATUS vattn_os_map_commit(vattn_os_va_space_t *vs, vattn_os_map_t *m)
+{
+    struct shim_map *o;
+
+    NEED_LOCK(vs);
+    ASSERT(m->prepared && !m->in_tree);
+    if (shim_sparse_race >= 0 && shim_sparse_race-- == 0)
+        sparse_race(vs, m);
+    tree_lock(vs);
+    for (o = shim_maps_live; o; o = o->next) {
+        if (o->vs == vs && o->in_tree && o->range == m->range && o->gpu == m->gpu &&
+            overlaps(o->base, o->length, m->base, m->length)) {
+            ASSERT(o->raced);   /* nothing else can have added a mapping */
+            tree_unlock(vs);
+            return NV_ERR_UVM_ADDRESS_IN_USE;
+        }
+    }
+    m->in_tree = true;
+    m->prepared = false;
+    tree_unlock(vs);
     return NV_OK;
 }
 
-void vattn_os_chunk_abandon(vattn_os_gpu_t *gpu, vattn_os_chunk_t *chunk)
+void vattn_os_map_abandon(vattn_os_va_space_t *vs, vattn_os_map_t *m)
 {
-    if (chunk->gpu != gpu || chunk->mapped || !chunk->lost || gpu->retains <= 0)
-        abort(); /* only a lost chunk is abandoned */
-    shim_chunks_abandoned++;
-    gpu->mem_used -= chunk->size;
-    gpu->live_chunks--;
-    memset(chunk, 0x5A, sizeof(*chunk));
-    free(chunk);
+    NEED_LOCK(vs);
+    ASSERT(m->prepared && !m->in_tree);
+    m->abandoned = true;
+    m->prepared = false;
 }
 
-void vattn_os_chunk_free(vattn_os_gpu_t *gpu, vattn_os_chunk_t *chunk)
+static NV_STATUS split_at(vattn_os_va_space_t *vs, int r, int gpu, uint64_t at)
 {
-    if (chunk->gpu != gpu || chunk->mapped || chunk->lost || gpu->retains <= 0)
-        abort(); /* wrong GPU, freed under a live (or possibly stale) mapping, or GPU not retained */
-    gpu->mem_used -= chunk->size;
-    gpu->live_chunks--;
-    memset(chunk, 0x5A, sizeof(*chunk));
-    free(chunk);
-}
+    struct shim_map *m, *upper;
 
-struct shim_pte *shim_pte_at(vattn_os_va_space_t *vs, uint64_t address)
-{
-    int i;
+    ASSERT(vs->lock_mode == 2 || vs->lock_mode == 0); /* ours (write) or UVM's stock path */
 
-    for (i = 0; i < vs->nptes; i++) {
-        if (vs->ptes[i].address == address)
-            return &vs->ptes[i];
+    for (m = shim_maps_live; m; m = m->next) {
+        if (m->vs == vs && m->in_tree && m->range == r && m->gpu == gpu && m->base < at && at < m->base + m->length)
+            break;
     }
-    return NULL;
-}
-
-static int gpu_index(vattn_os_va_space_t *vs, vattn_os_gpu_t *gpu)
-{
-    int i;
-
-    for (i = 0; i < SHIM_MAX_GPUS; i++) {
-        if (vs->gpus[i] == gpu)
-            return i;
-    }
-    return -1;
-}
-
-NV_STATUS vattn_os_map(vattn_os_va_space_t *vs, vattn_os_gpu_t *gpu, uint64_t address, uint64_t size, vattn_os_chunk_t *chunk)
-{
-    uint64_t rs, re;
-    int i, g, r;
-
-    NEED_VA_LOCK(vs);
-    r = range_index(vs, address);
-    if (chunk->gpu != gpu || chunk->size != size || (address & (size - 1)) || chunk->mapped ||
-        vattn_os_range_check(vs, address, size, &rs, &re) != NV_OK)
-        abort(); /* the logic must never ask for this */
-    if (vs->ranges[r].blocks || !uvm_vattn_owned(vs, address, address + size - 1))
-        abort(); /* PTEs where UVM manages (or may manage) the same page tables */
-    g = gpu_index(vs, gpu);
-    if (g < 0 || vs->gvs_gone[g])
-        return NV_ERR_INVALID_DEVICE;
-    for (i = 0; i < vs->nptes; i++) {
-        struct shim_pte *p = &vs->ptes[i];
-
-        if (p->gpu == gpu && address < p->address + p->size && p->address < address + size)
-            abort(); /* overlapping mapping: would overwrite live PTEs */
-    }
-    if (fire(&shim_fail_map) || vs->nptes == SHIM_MAX_PTES)
+    if (!m)
+        return NV_OK;
+    if (fire())
         return NV_ERR_NO_MEMORY;
-    vs->ptes[vs->nptes].gpu = gpu;
-    vs->ptes[vs->nptes].address = address;
-    vs->ptes[vs->nptes].size = size;
-    vs->ptes[vs->nptes].chunk = chunk;
-    vs->nptes++;
-    chunk->mapped++;
+    upper = map_new(vs, r, gpu, at, m->base + m->length - at, m->offset + (at - m->base), m->dup);
+    upper->pt = true;
+    upper->in_tree = true;
+    m->length = at - m->base;
     return NV_OK;
 }
 
-NV_STATUS vattn_os_unmap(vattn_os_va_space_t *vs, vattn_os_gpu_t *gpu, uint64_t address, uint64_t size,
-                         vattn_os_chunk_t *chunk, bool force)
+NV_STATUS vattn_os_unmap_split(vattn_os_va_space_t *vs, vattn_os_range_t *range, vattn_os_gpu_t *gpu,
+                               uint64_t base, uint64_t length)
 {
-    struct shim_pte *p;
-    NV_STATUS status = NV_OK;
+    int r = range_index(vs, range);
+    NV_STATUS status;
 
-    NEED_VA_LOCK(vs);
-    p = shim_pte_at(vs, address);
-    if (!p || p->gpu != gpu || p->size != size || p->chunk != chunk)
-        abort(); /* unmapping something we did not map */
-    if (!force && fire(&shim_fail_unmap))
-        return NV_ERR_GENERIC;
-    if (force && fire(&shim_fail_unmap_forced)) {
-        /* The references are dropped anyway; a PTE may still name the chunk. */
-        chunk->lost = 1;
-        status = NV_ERR_GENERIC;
-    }
-    chunk->mapped--;
-    *p = vs->ptes[--vs->nptes];
+    NEED_WRITE(vs);
+    tree_lock(vs);
+    status = split_at(vs, r, gpu->index, base);
+    if (status == NV_OK)
+        status = split_at(vs, r, gpu->index, base + length);
+    tree_unlock(vs);
     return status;
 }
 
-NV_STATUS shim_uvm_touch(vattn_os_va_space_t *vs, uint64_t address)
+uint32_t vattn_os_unmap_list(vattn_os_va_space_t *vs, vattn_os_range_t *range, vattn_os_gpu_t *gpu,
+                             uint64_t base, uint64_t length, vattn_os_map_t **maps, uint32_t cap)
 {
-    uint64_t bstart, bend;
-    int i, r;
-    NV_STATUS status = NV_OK;
+    int r = range_index(vs, range);
+    struct shim_map *m;
+    uint32_t n = 0;
 
-    vattn_os_va_space_lock(vs);     /* UVM's fault and migrate paths: read mode */
-    r = range_index(vs, address);
-    if (r < 0) {
-        status = NV_ERR_INVALID_ADDRESS;
-        goto out;
+    NEED_WRITE(vs);
+    tree_lock(vs);
+    for (m = shim_maps_live; m; m = m->next) {
+        if (m->vs == vs && m->in_tree && m->range == r && m->gpu == gpu->index && overlaps(m->base, m->length, base, length)) {
+            /* split made every overlapping mapping lie inside */
+            ASSERT(m->base >= base && m->base + m->length <= base + length);
+            if (maps && n < cap)
+                maps[n] = m;
+            n++;
+        }
     }
-    /* The va_block: the range's part of the 2 MiB-aligned region. */
-    bstart = address & ~((2ull << 20) - 1);
-    bend = bstart + (2ull << 20) - 1;
-    if (bstart < vs->ranges[r].start)
-        bstart = vs->ranges[r].start;
-    if (bend > vs->ranges[r].end - 1)
-        bend = vs->ranges[r].end - 1;
-    if (!vs->ranges[r].blocks && uvm_vattn_owned(vs, bstart, bend)) {
-        status = NV_ERR_INVALID_ADDRESS;
-        goto out;
-    }
-    for (i = 0; i < vs->nptes; i++) {
-        if (vs->ptes[i].address <= bend && vs->ptes[i].address + vs->ptes[i].size - 1 >= bstart)
-            abort(); /* UVM would now write PTEs over ours */
-    }
-    vs->ranges[r].blocks = 1;
-out:
-    vattn_os_va_space_unlock(vs);
-    return status;
+    tree_unlock(vs);
+    return maps && n > cap ? cap : n;
 }
 
-void shim_uvm_range_destroy(vattn_os_va_space_t *vs, int r)
+void *vattn_os_unmap_destroy(vattn_os_va_space_t *vs, vattn_os_map_t *m)
 {
-    uint64_t start = vs->ranges[r].start, end = vs->ranges[r].end;
-    int i;
-
-    vattn_os_va_space_lock_write(vs);
-    uvm_vattn_range_destroyed(vs, start, end - 1);
-    for (i = 0; i < vs->nptes; i++) {
-        if (vs->ptes[i].address < end && vs->ptes[i].address + vs->ptes[i].size > start)
-            abort(); /* UVM frees the page tables under our PTEs */
+    NEED_WRITE(vs);
+    ASSERT(m->in_tree);
+    /* never release what a GPU can still reach */
+    assert_unreachable(vs, m);
+    tree_lock(vs);
+    m->in_tree = false;
+    tree_unlock(vs);
+    pt_get(vs, m->gpu, m->base, m->length, -1);
+    m->pt = false;
+    if (!m->dup) {
+        map_unlink_free(m);
+        return NULL;
     }
-    for (i = r; i + 1 < vs->nranges; i++)
-        vs->ranges[i] = vs->ranges[i + 1];
-    vs->nranges--;
-    vattn_os_va_space_unlock_write(vs);
+    m->deferred = true;    /* the dup reference goes after the unlock */
+    return m;
 }
 
-void shim_uvm_range_split(vattn_os_va_space_t *vs, int r, uint64_t at)
+void vattn_os_ref_put(void *ref)
 {
-    if (vs->nranges == SHIM_MAX_RANGES || at <= vs->ranges[r].start || at >= vs->ranges[r].end)
-        abort();
-    vs->ranges[vs->nranges] = vs->ranges[r];
-    vs->ranges[vs->nranges].start = at;
-    vs->ranges[r].end = at;
-    vs->nranges++;
+    struct shim_map *m = ref;
+
+    ASSERT(m->deferred && m->vs->lock_mode == 0 && m->vs->tree_lock == 0);
+    map_unlink_free(m);
 }
 
-int shim_uvm_range_add(vattn_os_va_space_t *vs, uint64_t start, uint64_t end)
+NV_STATUS vattn_os_writer_begin(vattn_os_va_space_t *vs, vattn_os_gpu_t *gpu, bool clearing, vattn_os_writer_t **out)
 {
-    int i;
+    struct shim_writer *w;
 
-    for (i = 0; i < vs->nranges; i++) {
-        if (start < vs->ranges[i].end && vs->ranges[i].start < end)
-            return -1;
+    NEED_LOCK(vs);
+    w = vattn_os_alloc(sizeof(*w));
+    if (!w)
+        return NV_ERR_NO_MEMORY;
+    memset(w, 0, sizeof(*w));
+    w->vs = vs;
+    w->gpu = gpu->index;
+    w->clearing = clearing;
+    *out = w;
+    return NV_OK;
+}
+
+/* A push that fails is a channel error: UVM's global fatal state, for good. */
+static NV_STATUS push(struct shim_writer *w)
+{
+    if (shim_global_status != NV_OK)
+        return shim_global_status;
+    if (fire()) {
+        shim_global_status = NV_ERR_RC_ERROR;
+        return shim_global_status;
     }
-    if (vs->nranges == SHIM_MAX_RANGES)
-        return -1;
-    vs->ranges[vs->nranges].start = start;
-    vs->ranges[vs->nranges].end = end;
-    vs->ranges[vs->nranges].blocks = 0;
-    return vs->nranges++;
-}
-
-void shim_uvm_gpu_va_space_remove(vattn_os_va_space_t *vs, int g)
-{
-    int i;
-
-    if (vs->gvs_gone[g])
-        return;
-    vattn_os_va_space_lock_write(vs);
-    uvm_vattn_gpu_va_space_removed(vs, vs->gpus[g]);
-    for (i = 0; i < vs->nptes; i++) {
-        if (vs->ptes[i].gpu == vs->gpus[g])
-            abort(); /* UVM frees the page tree under our PTEs */
+    if (!w->open) {
+        w->open = true;
+        w->vs->pushes[w->gpu]++;
     }
-    vs->gvs_gone[g] = 1;
-    vattn_os_va_space_unlock_write(vs);
+    return NV_OK;
 }
 
-void shim_uvm_gpu_va_space_add(vattn_os_va_space_t *vs, int g)
+static NV_STATUS write_ptes(struct shim_writer *w, struct shim_map *m, bool set)
 {
-    vs->gvs_gone[g] = 0;
+    vattn_os_va_space_t *vs = w->vs;
+    uint64_t p, first = m->base / SHIM_PAGE, n = m->length / SHIM_PAGE, i;
+    NV_STATUS status;
+
+    NEED_LOCK(vs);
+    ASSERT(m->gpu == w->gpu && m->pt);
+    for (i = 0; i < n; i++) {
+        /* a push holds this many PTE writes; then the next one begins */
+        if (i % 64 == 0) {
+            if (i)
+                w->open = false;
+            status = push(w);
+            if (status != NV_OK)
+                return status;      /* the PTEs before i stay written */
+        }
+        p = first + i;
+        ASSERT(vs->pt_refs[w->gpu][p] > 0);
+        vs->pte[w->gpu][p].valid = set;
+        vs->pte[w->gpu][p].mem = set ? (m->dup ? m->dup->mem : -1) : 0;
+        vs->pte[w->gpu][p].offset = set ? m->offset + i * SHIM_PAGE : 0;
+    }
+    w->any = true;
+    return NV_OK;
 }
 
-void vattn_os_trace(enum vattn_trace_kind kind, const uint8_t uuid[16], uint64_t page_size,
-                    uint32_t count, uint32_t done, NV_STATUS status, uint64_t duration_ns)
+NV_STATUS vattn_os_writer_map(vattn_os_writer_t *w, vattn_os_map_t *m)
 {
+    ASSERT(!w->clearing && m->prepared);
+    return write_ptes(w, m, true);
+}
+
+NV_STATUS vattn_os_writer_clear(vattn_os_writer_t *w, vattn_os_map_t *m)
+{
+    ASSERT(w->clearing);
+    return write_ptes(w, m, false);
+}
+
+NV_STATUS vattn_os_writer_finish(vattn_os_writer_t *w)
+{
+    NV_STATUS status;
+
+    NEED_LOCK(w->vs);
+    if (!w->any)
+        return NV_OK;
+    status = push(w);
+    if (status != NV_OK)
+        return status;
+    /* the one invalidate of the batch on this GPU, then the wait */
+    memcpy(w->vs->tlb[w->gpu], w->vs->pte[w->gpu], sizeof(w->vs->tlb[w->gpu]));
+    w->vs->invalidates[w->gpu]++;
+    w->open = false;
+    return NV_OK;
+}
+
+void vattn_os_writer_end(vattn_os_writer_t *w)
+{
+    vattn_os_free(w);
+}
+
+void vattn_os_trace(enum vattn_trace_kind kind, const uint8_t uuid[16], uint32_t count, uint32_t done,
+                    NV_STATUS status, uint64_t duration_ns)
+{
+    (void)duration_ns;
     shim_last_trace.kind = (int)kind;
     memcpy(shim_last_trace.uuid, uuid, 16);
-    shim_last_trace.page_size = page_size;
     shim_last_trace.count = count;
     shim_last_trace.done = done;
     shim_last_trace.status = status;
-    shim_last_trace.duration_ns = duration_ns;
     shim_trace_count++;
 }
 
-int shim_check_invariants(vattn_os_va_space_t *vs, const char **why)
+/* ------------------------------------------------------------------------- */
+/* Setup and UVM's own paths                                                  */
+/* ------------------------------------------------------------------------- */
+
+void shim_reset(void)
 {
-    int i, j;
+    while (shim_maps_live) {
+        struct shim_map *m = shim_maps_live;
 
-    if (vs->lock_depth) {
-        *why = "va_space lock left held";
-        return 0;
+        shim_maps_live = m->next;
+        if (m->dup && --m->dup->refs == 0)
+            free(m->dup);
+        free(m);
     }
-    for (i = 0; i < vs->nptes; i++) {
-        struct shim_pte *p = &vs->ptes[i];
-        uint64_t covered = 0;
-        int r, owned;
+    memset(shim_mems, 0, sizeof(shim_mems));
+    shim_maps_count = shim_dups_count = 0;
+    shim_fail_any = -1;
+    shim_sparse_race = -1;
+    shim_fallible_calls = 0;
+    shim_global_status = NV_OK;
+    shim_trace_count = 0;
+    current_vs = NULL;
+    shim_user_reset();
+}
 
-        if (p->chunk->mapped != 1) {
-            *why = "chunk mapped more than once";
-            return 0;
+void shim_va_space_init(vattn_os_va_space_t *vs, int process)
+{
+    int g;
+
+    memset(vs, 0, sizeof(*vs));
+    vs->process = process;
+    for (g = 0; g < SHIM_GPUS; g++) {
+        vs->gpus[g].index = g;
+        memset(vs->gpus[g].uuid, 0xa0 + g, 16);
+        vs->gpus[g].registered = true;
+        vs->gpus[g].gvs = true;
+    }
+}
+
+int shim_range_create(vattn_os_va_space_t *vs, uint64_t start, uint64_t length)
+{
+    int r;
+
+    for (r = 0; r < SHIM_RANGES; r++) {
+        if (!vs->ranges[r].live) {
+            vs->ranges[r].live = true;
+            vs->ranges[r].start = start;
+            vs->ranges[r].end = start + length - 1;
+            return r;
         }
-        /* A split may leave a page across two ranges: all of it must be covered,
-         * by ranges where UVM has no block. */
-        for (r = 0; r < vs->nranges; r++) {
-            uint64_t lo = p->address > vs->ranges[r].start ? p->address : vs->ranges[r].start;
-            uint64_t hi = p->address + p->size < vs->ranges[r].end ? p->address + p->size : vs->ranges[r].end;
+    }
+    return -1;
+}
 
-            if (lo >= hi)
+int shim_mem_alloc(int process, uint32_t client, uint32_t handle, uint64_t size, int owner_gpu)
+{
+    int i;
+
+    for (i = 0; i < SHIM_MEMS; i++) {
+        if (!shim_mems[i].live && shim_mems[i].dups == 0) {
+            memset(&shim_mems[i], 0, sizeof(shim_mems[i]));
+            shim_mems[i].live = true;
+            shim_mems[i].process = process;
+            shim_mems[i].client = client;
+            shim_mems[i].handle = handle;
+            shim_mems[i].size = size;
+            shim_mems[i].owner_gpu = owner_gpu;
+            return i;
+        }
+    }
+    return -1;
+}
+
+void shim_mem_free(int mem)
+{
+    shim_mems[mem].live = false;
+}
+
+/* uvm_ext_gpu_map_destroy as UVM runs it: clear, invalidate, release. */
+static void stock_destroy(vattn_os_va_space_t *vs, struct shim_map *m)
+{
+    uint64_t p;
+
+    ASSERT(m->in_tree);
+    for (p = m->base / SHIM_PAGE; p < (m->base + m->length) / SHIM_PAGE; p++)
+        memset(&vs->pte[m->gpu][p], 0, sizeof(vs->pte[m->gpu][p]));
+    memcpy(vs->tlb[m->gpu], vs->pte[m->gpu], sizeof(vs->tlb[m->gpu]));
+    m->in_tree = false;
+    pt_get(vs, m->gpu, m->base, m->length, -1);
+    map_unlink_free(m);
+}
+
+static void stock_unmap_in(vattn_os_va_space_t *vs, int r, int gpu, uint64_t base, uint64_t length)
+{
+    struct shim_map *m, *next;
+
+    ASSERT(split_at(vs, r, gpu, base) == NV_OK && split_at(vs, r, gpu, base + length) == NV_OK);
+    for (m = shim_maps_live; m; m = next) {
+        next = m->next;
+        if (m->vs == vs && m->in_tree && m->range == r && m->gpu == gpu && overlaps(m->base, m->length, base, length))
+            stock_destroy(vs, m);
+    }
+}
+
+static int range_of(vattn_os_va_space_t *vs, uint64_t base, uint64_t length)
+{
+    int r;
+
+    for (r = 0; r < SHIM_RANGES; r++) {
+        if (vs->ranges[r].live && base >= vs->ranges[r].start && base + length - 1 <= vs->ranges[r].end)
+            return r;
+    }
+    return -1;
+}
+
+NV_STATUS shim_stock_map(vattn_os_va_space_t *vs, uint64_t base, uint64_t length, int gpu, uint32_t client,
+                         uint32_t handle, uint64_t offset)
+{
+    int r = range_of(vs, base, length), i;
+    struct shim_dup *d = NULL;
+    struct shim_map *m;
+    uint64_t p;
+
+    if (r < 0)
+        return NV_ERR_INVALID_ADDRESS;
+    for (i = 0; i < SHIM_MEMS; i++) {
+        if (shim_mems[i].live && shim_mems[i].client == client && shim_mems[i].handle == handle &&
+            shim_mems[i].process == vs->process && offset + length <= shim_mems[i].size)
+            break;
+    }
+    if (i == SHIM_MEMS)
+        return NV_ERR_INVALID_OBJECT_HANDLE;
+    stock_unmap_in(vs, r, gpu, base, length);
+    d = calloc(1, sizeof(*d));
+    ASSERT(d);
+    d->mem = i;
+    d->gpu = gpu;
+    shim_mems[i].dups++;
+    shim_dups_count++;
+    m = map_new(vs, r, gpu, base, length, offset, d);
+    m->pt = true;
+    m->in_tree = true;
+    pt_get(vs, gpu, base, length, 1);
+    for (p = 0; p < length / SHIM_PAGE; p++) {
+        vs->pte[gpu][base / SHIM_PAGE + p].valid = 1;
+        vs->pte[gpu][base / SHIM_PAGE + p].mem = i;
+        vs->pte[gpu][base / SHIM_PAGE + p].offset = offset + p * SHIM_PAGE;
+    }
+    memcpy(vs->tlb[gpu], vs->pte[gpu], sizeof(vs->tlb[gpu]));
+    return NV_OK;
+}
+
+NV_STATUS shim_stock_unmap(vattn_os_va_space_t *vs, uint64_t base, uint64_t length, int gpu)
+{
+    int r = range_of(vs, base, length);
+
+    if (r < 0)
+        return NV_ERR_INVALID_ADDRESS;
+    stock_unmap_in(vs, r, gpu, base, length);
+    return NV_OK;
+}
+
+void shim_range_free(vattn_os_va_space_t *vs, int r)
+{
+    struct shim_map *m, *next;
+
+    for (m = shim_maps_live; m; m = next) {
+        next = m->next;
+        if (m->vs == vs && m->in_tree && m->range == r)
+            stock_destroy(vs, m);
+    }
+    vs->ranges[r].live = false;
+}
+
+void shim_gpu_va_space_remove(vattn_os_va_space_t *vs, int gpu)
+{
+    struct shim_map *m, *next;
+
+    for (m = shim_maps_live; m; m = next) {
+        next = m->next;
+        if (m->vs == vs && m->in_tree && m->gpu == gpu)
+            stock_destroy(vs, m);
+    }
+    vs->gpus[gpu].gvs = false;
+}
+
+void shim_va_space_destroy(vattn_os_va_space_t *vs)
+{
+    int r;
+
+    for (r = 0; r < SHIM_RANGES; r++) {
+        if (vs->ranges[r].live)
+            shim_range_free(vs, r);
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* Invariants                                                                 */
+/* ------------------------------------------------------------------------- */
+
+#define CHECK(c, msg) do { if (!(c)) { *why = (msg); return 0; } } while (0)
+
+int shim_check(vattn_os_va_space_t *vs, const char **why)
+{
+    static int refs[SHIM_GPUS][SHIM_PAGES];
+    struct shim_map *m, *o;
+    uint64_t p;
+    int g, i, dups[SHIM_MEMS];
+
+    CHECK(vs->lock_mode == 0 && vs->tree_lock == 0, "a lock is still held");
+    CHECK(shim_kallocs_live == 0, "the module leaked kernel memory");
+    memset(refs, 0, sizeof(refs));
+    memset(dups, 0, sizeof(dups));
+    for (m = shim_maps_live; m; m = m->next) {
+        CHECK(!m->prepared, "a prepared mapping outlived its batch");
+        CHECK(!m->deferred, "a freed mapping's memory reference was never dropped");
+        if (m->vs != vs)
+            continue;
+        CHECK(m->in_tree || m->abandoned, "a mapping in no tree");
+        CHECK(m->pt, "a mapping without page tables");
+        for (p = m->base / SHIM_PAGE; p < (m->base + m->length) / SHIM_PAGE; p++) {
+            refs[m->gpu][p]++;
+            if (m->in_tree && !m->raced) {
+                struct shim_pte want = { 1, m->dup ? m->dup->mem : -1, m->offset + (p * SHIM_PAGE - m->base) };
+                /* After a dead channel a failed unmap may have cleared part of a
+                 * mapping it keeps (UVM's teardown clears it again). */
+                bool dead = shim_global_status != NV_OK;
+
+                CHECK(memcmp(&vs->pte[m->gpu][p], &want, sizeof(want)) == 0 || (dead && !vs->pte[m->gpu][p].valid),
+                      "a mapping's PTE is wrong");
+                CHECK(memcmp(&vs->tlb[m->gpu][p], &want, sizeof(want)) == 0 || (dead && !vs->tlb[m->gpu][p].valid) ||
+                      (dead && memcmp(&vs->pte[m->gpu][p], &want, sizeof(want)) == 0),
+                      "a mapping's TLB entry is stale");
+            }
+        }
+        if (m->in_tree) {
+            for (o = m->next; o; o = o->next)
+                CHECK(!(o->vs == vs && o->in_tree && o->gpu == m->gpu && overlaps(o->base, o->length, m->base, m->length)),
+                      "two mappings overlap");
+        }
+    }
+    for (g = 0; g < SHIM_GPUS; g++) {
+        for (p = 0; p < SHIM_PAGES; p++) {
+            CHECK(refs[g][p] == vs->pt_refs[g][p], "page-table references do not match the mappings");
+            /* What a GPU can reach is held: page tables and the memory's dup. */
+            if (vs->pte[g][p].valid || vs->tlb[g][p].valid) {
+                CHECK(vs->pt_refs[g][p] > 0, "a valid PTE or TLB entry over released page tables");
+                if (vs->pte[g][p].valid && vs->pte[g][p].mem >= 0)
+                    CHECK(shim_mems[vs->pte[g][p].mem].dups > 0, "a PTE names memory no dup holds");
+                if (vs->tlb[g][p].valid && vs->tlb[g][p].mem >= 0)
+                    CHECK(shim_mems[vs->tlb[g][p].mem].dups > 0, "a TLB entry names memory no dup holds");
+            }
+        }
+    }
+    /* dup references: one per mapping that holds it */
+    {
+        long ndups = 0;
+
+        for (m = shim_maps_live; m; m = m->next) {
+            if (!m->dup)
                 continue;
-            if (vs->ranges[r].blocks) {
-                *why = "PTE in a range where UVM has blocks";
-                return 0;
+            for (o = shim_maps_live; o != m; o = o->next) {
+                if (o->dup == m->dup)
+                    break;
             }
-            covered += hi - lo;
-        }
-        if (covered != p->size) {
-            *why = "PTE outside the managed ranges";
-            return 0;
-        }
-        vs->lock_depth = 1;
-        owned = uvm_vattn_owned(vs, p->address, p->address + p->size - 1);
-        vs->lock_depth = 0;
-        if (!owned) {
-            *why = "PTE outside every owned extent";
-            return 0;
-        }
-        for (j = i + 1; j < vs->nptes; j++) {
-            if (vs->ptes[i].gpu == vs->ptes[j].gpu &&
-                vs->ptes[i].address < vs->ptes[j].address + vs->ptes[j].size &&
-                vs->ptes[j].address < vs->ptes[i].address + vs->ptes[i].size) {
-                *why = "overlapping PTEs";
-                return 0;
-            }
-        }
-    }
-    for (i = 0; i < SHIM_MAX_GPUS; i++) {
-        struct shim_gpu *g = vs->gpus[i];
+            if (o != m)
+                continue;       /* counted at its first holder */
+            {
+                int holders = 0;
 
-        if (g && (g->live_chunks > 0) != (g->retains > 0)) {
-            *why = "GPU retained iff it has chunks";
-            return 0;
+                for (o = shim_maps_live; o; o = o->next)
+                    holders += o->dup == m->dup;
+                CHECK(holders == m->dup->refs, "a dup's references do not match its holders");
+            }
+            dups[m->dup->mem]++;
+            ndups++;
         }
+        CHECK(ndups == shim_dups_count, "a dup is held by no mapping");
+        for (i = 0; i < SHIM_MEMS; i++)
+            CHECK(dups[i] == shim_mems[i].dups, "a memory's dup count is wrong");
     }
     return 1;
+}
+
+int shim_same_view(const vattn_os_va_space_t *a, const vattn_os_va_space_t *b)
+{
+    return memcmp(a->pte, b->pte, sizeof(a->pte)) == 0 && memcmp(a->tlb, b->tlb, sizeof(a->tlb)) == 0;
 }

@@ -1,8 +1,10 @@
 /*
- * uvm_vattn_shim.h - the userspace environment for uvm_vattn.c: a small model of the
- * UVM va_space, GPUs, chunk allocator and GPU page tables, with fault injection, so
- * the module's logic runs under AddressSanitizer/UndefinedBehaviorSanitizer.
- * Only the environment is modelled here; the logic is ../../../kernel/nvidia-uvm-patch/uvm_vattn.c.
+ * uvm_vattn_shim.h - the userspace environment for uvm_vattn.c: a small model of
+ * UVM's va_space, GPUs, external ranges with their per-GPU mapping trees, RM memory
+ * and its dups, page tables, PTEs and TLBs, and pushes, with fault injection and
+ * lock-order assertions, so the module's logic runs under
+ * AddressSanitizer/UndefinedBehaviorSanitizer. Only the environment is modelled
+ * here; the logic is ../../../kernel/nvidia-uvm-patch/uvm_vattn.c, unchanged.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -21,102 +23,137 @@
 typedef uint32_t NV_STATUS;
 #define NV_OK                          UVM_VATTN_NV_OK
 #define NV_ERR_ILLEGAL_ACTION          UVM_VATTN_NV_ERR_ILLEGAL_ACTION
-#define NV_ERR_IN_USE                  UVM_VATTN_NV_ERR_IN_USE
-#define NV_ERR_INSUFFICIENT_RESOURCES  UVM_VATTN_NV_ERR_INSUFFICIENT_RESOURCES
 #define NV_ERR_INVALID_ADDRESS         UVM_VATTN_NV_ERR_INVALID_ADDRESS
 #define NV_ERR_INVALID_ARGUMENT        UVM_VATTN_NV_ERR_INVALID_ARGUMENT
 #define NV_ERR_INVALID_DEVICE          UVM_VATTN_NV_ERR_INVALID_DEVICE
 #define NV_ERR_INVALID_LIMIT           UVM_VATTN_NV_ERR_INVALID_LIMIT
 #define NV_ERR_INVALID_OFFSET          UVM_VATTN_NV_ERR_INVALID_OFFSET
-#define NV_ERR_INVALID_STATE           UVM_VATTN_NV_ERR_INVALID_STATE
 #define NV_ERR_NO_MEMORY               UVM_VATTN_NV_ERR_NO_MEMORY
 #define NV_ERR_NOT_SUPPORTED           UVM_VATTN_NV_ERR_NOT_SUPPORTED
-#define NV_ERR_OBJECT_NOT_FOUND        UVM_VATTN_NV_ERR_OBJECT_NOT_FOUND
 #define NV_ERR_UVM_ADDRESS_IN_USE      UVM_VATTN_NV_ERR_UVM_ADDRESS_IN_USE
-#define NV_ERR_GENERIC                 0x0000FFFFu
+#define NV_ERR_INVALID_OBJECT_HANDLE   0x00000033u  /* what RM answers for a handle not the caller's */
+#define NV_ERR_RC_ERROR                0x00000060u  /* a channel error: UVM's global fatal state */
 
-#define SHIM_MAX_GPUS    4
-#define SHIM_MAX_RANGES  32
-#define SHIM_MAX_PTES    8192
+/* Sparse's context annotations: nothing to userspace gcc (kernel-check runs sparse). */
+#define __must_hold(x)
+#define __acquires(x)
+#define __releases(x)
 
-struct uvm_vattn_state;
+#define SHIM_GPUS        3
+#define SHIM_PAGES       256                     /* VA pages of 64 KiB each GPU can map: [0, 16 MiB) */
+#define SHIM_PAGE        UVM_VATTN_PAGE_SIZE
+#define SHIM_VA_END      ((uint64_t)SHIM_PAGES * SHIM_PAGE)
+#define SHIM_RANGES      8
+#define SHIM_MEMS        8
+#define SHIM_MAPS        2048
+
+struct shim_va_space;
 
 typedef struct shim_gpu
 {
+    int index;
     uint8_t uuid[16];
-    uint64_t page_sizes;
-    uint64_t mem_capacity;       /* bytes the fake allocator may hand out */
-    uint64_t mem_used;
-    int retains;
-    int live_chunks;
+    bool registered;
+    bool gvs;                    /* has a GPU VA space in the va_space */
+    bool no_phys_ce;             /* page tables not writable by physical CE */
 } vattn_os_gpu_t;
 
-typedef struct shim_chunk
+/* RM memory of one process (client). */
+struct shim_memory
 {
-    struct shim_gpu *gpu;
+    bool live;                   /* the client still holds it (RM keeps it while duped) */
+    int process;
+    uint32_t client, handle;
     uint64_t size;
-    int mapped;                  /* PTEs pointing at it */
-    uint8_t lost;                /* a forced unmap failed: may only be abandoned */
-    uint8_t zeroed;
-    uint8_t data;                /* what a "GPU write" left in it */
-} vattn_os_chunk_t;
+    int owner_gpu;
+    bool sysmem;
+    int dups;                    /* dups alive (UVM's references) */
+};
 
+/* UVM's dup of RM memory on one GPU (uvm_ext_gpu_mem_handle): refcounted. */
+typedef struct shim_dup
+{
+    int mem;
+    int gpu;
+    int refs;
+    struct shim_dup *next_live;
+} vattn_os_mem_t;
+
+/* uvm_ext_gpu_map_t: one mapping of one GPU. */
+typedef struct shim_map
+{
+    struct shim_va_space *vs;
+    int range;
+    int gpu;
+    uint64_t base, length, offset;
+    struct shim_dup *dup;        /* NULL: a sparse mapping (no memory) */
+    bool pt;                     /* page tables reserved for [base, base+length) */
+    bool in_tree;
+    bool abandoned;
+    bool prepared;               /* made by vattn_os_map_prepare, PTE values read */
+    bool raced;                  /* a sparse mapping a batch's commit raced: its PTEs may be cleared */
+    bool deferred;               /* out of its tree, its dup reference waiting for vattn_os_ref_put */
+    struct shim_map *next;       /* all maps alive */
+} vattn_os_map_t;
+
+typedef struct shim_range
+{
+    bool live;
+    uint64_t start, end;         /* [start, end] inclusive */
+} vattn_os_range_t;
+
+typedef struct shim_writer
+{
+    struct shim_va_space *vs;
+    int gpu;
+    bool clearing;
+    bool any;
+    bool open;
+    int pushes;
+} vattn_os_writer_t;
+
+/* A PTE or TLB entry: the memory and the offset in it a VA page names. */
 struct shim_pte
 {
-    struct shim_gpu *gpu;
-    uint64_t address;
-    uint64_t size;
-    struct shim_chunk *chunk;
+    int valid;
+    int mem;
+    uint64_t offset;
 };
 
 typedef struct shim_va_space
 {
-    struct shim_gpu *gpus[SHIM_MAX_GPUS];   /* registered GPUs (NULL: none) */
-    int gvs_gone[SHIM_MAX_GPUS];            /* the GPU's GPU VA space was removed */
-    /* managed ranges [start, end); blocks: UVM created a va_block in it */
-    struct { uint64_t start, end; int blocks; } ranges[SHIM_MAX_RANGES];
-    int nranges;
-    struct uvm_vattn_state *vattn;
-    int lock_depth;                         /* 0 unlocked, 1 read, 2 write */
-    struct shim_pte ptes[SHIM_MAX_PTES];
-    int nptes;
+    int process;
+    struct shim_gpu gpus[SHIM_GPUS];
+    struct shim_range ranges[SHIM_RANGES];
+    struct shim_pte pte[SHIM_GPUS][SHIM_PAGES];
+    struct shim_pte tlb[SHIM_GPUS][SHIM_PAGES];
+    int pt_refs[SHIM_GPUS][SHIM_PAGES];      /* page-table references per VA page */
+    long invalidates[SHIM_GPUS];
+    long pushes[SHIM_GPUS];
+    /* locks */
+    int lock_mode;               /* 0 none, 1 read with serialize-writers (RM calls allowed), 2 write (no RM call) */
+    int tree_lock;               /* a range-tree mutex is held */
 } vattn_os_va_space_t;
 
-typedef struct { int held; } vattn_os_mutex_t;
+extern struct shim_memory shim_mems[SHIM_MEMS];
+extern struct shim_map *shim_maps_live;
+extern long shim_maps_count, shim_dups_count, shim_kallocs_live;
 
-/* A process, as the kernel's mm: files created while shim_current_process is N are
- * charged to owner N. */
-#define SHIM_MAX_PROCESSES 4
-typedef struct shim_owner
-{
-    int process;
-    int refs;
-    uint64_t charged;
-} vattn_os_owner_t;
-extern int shim_current_process;
-extern struct shim_owner shim_owners[SHIM_MAX_PROCESSES];
-
-#define UVM_VATTN_READ_ONCE(x) (x)
-#define UVM_VATTN_CMPXCHG(slot, val) shim_cmpxchg((void **)(slot), (val))
-bool shim_cmpxchg(void **slot, void *val);
-
-/* Fault injection: an operation fails when its countdown reaches 0; -1 never. */
-extern long shim_fail_kalloc, shim_fail_chunk, shim_fail_map, shim_fail_unmap;
-extern long shim_fail_copy_from, shim_fail_copy_to, shim_fail_unmap_forced;
-extern long shim_chunks_abandoned;
-extern long shim_write_locks;     /* times the va_space lock was taken for write */
-extern uint64_t shim_pinned_limit;
+/* Fault injection: the next fallible call of a class fails when its countdown
+ * reaches 0 (-1: never). shim_fail_any counts every fallible call. */
+extern long shim_fail_any;
+/* The commit that finds a UVM_MAP_EXTERNAL_SPARSE of the process raced in over
+ * its addresses (countdown over commits; -1 never). */
+extern long shim_sparse_race;
+extern long shim_fallible_calls;
 extern NV_STATUS shim_global_status;
-extern long shim_kallocs_live;
 
 /* The last trace event, and how many were emitted. */
 struct shim_trace
 {
     int kind;
     uint8_t uuid[16];
-    uint64_t page_size;
     uint32_t count, done, status;
-    uint64_t duration_ns;
 };
 extern struct shim_trace shim_last_trace;
 extern long shim_trace_count;
@@ -126,24 +163,22 @@ void shim_user_register(const void *p, size_t n);
 void shim_user_reset(void);
 
 void shim_reset(void);
-int shim_check_invariants(vattn_os_va_space_t *vs, const char **why);
-struct shim_pte *shim_pte_at(vattn_os_va_space_t *vs, uint64_t address);
+void shim_va_space_init(vattn_os_va_space_t *vs, int process);
+int shim_range_create(vattn_os_va_space_t *vs, uint64_t start, uint64_t length);
+int shim_mem_alloc(int process, uint32_t client, uint32_t handle, uint64_t size, int owner_gpu);
 
-/* UVM's own paths, as the hooks in NVIDIA's files see them. */
-/* A GPU/CPU fault, migrate or prefetch touching address: creates the va_block
- * (NV_OK) unless the block-creation hook refuses (NV_ERR_INVALID_ADDRESS, a fatal
- * fault), or there is no managed range there. */
-NV_STATUS shim_uvm_touch(vattn_os_va_space_t *vs, uint64_t address);
-/* munmap/cudaFree of range i (uvm_va_range_destroy): calls the range hook, then
- * aborts if any of our PTEs is left in it. */
-void shim_uvm_range_destroy(vattn_os_va_space_t *vs, int i);
-/* A partial munmap or policy call splitting range i at address (no hook). */
-void shim_uvm_range_split(vattn_os_va_space_t *vs, int i, uint64_t at);
-/* mmap of a new managed range. */
-int shim_uvm_range_add(vattn_os_va_space_t *vs, uint64_t start, uint64_t end);
-/* Unregistering GPU i's GPU VA space (remove_gpu_va_space): calls the hook, then
- * aborts if any of our PTEs is left on that GPU. Re-registering clears it. */
-void shim_uvm_gpu_va_space_remove(vattn_os_va_space_t *vs, int i);
-void shim_uvm_gpu_va_space_add(vattn_os_va_space_t *vs, int i);
+/* UVM's own paths over the same records (as stock UVM runs them). */
+NV_STATUS shim_stock_map(vattn_os_va_space_t *vs, uint64_t base, uint64_t length, int gpu, uint32_t client,
+                         uint32_t handle, uint64_t offset);
+NV_STATUS shim_stock_unmap(vattn_os_va_space_t *vs, uint64_t base, uint64_t length, int gpu);
+void shim_range_free(vattn_os_va_space_t *vs, int range);          /* UVM_FREE */
+void shim_gpu_va_space_remove(vattn_os_va_space_t *vs, int gpu);   /* unregister GPU VA space */
+void shim_va_space_destroy(vattn_os_va_space_t *vs);               /* process exit */
+void shim_mem_free(int mem);                                       /* the client frees its memory */
+
+/* Checks every invariant of the model; returns 0 and sets *why on failure. */
+int shim_check(vattn_os_va_space_t *vs, const char **why);
+/* The translations a GPU of vs sees (what the PTEs say), for before/after compares. */
+int shim_same_view(const vattn_os_va_space_t *a, const vattn_os_va_space_t *b);
 
 #endif /* _UVM_VATTN_SHIM_H */
