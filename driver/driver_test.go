@@ -181,7 +181,44 @@ func newFake(t *testing.T, nv string) *fakeMachine {
 	m.write("/proc/driver/nvidia/version", "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  "+nv+"  Release Build  (x)  2025\n")
 	m.write("/usr/src/nvidia-"+nv+"/Kbuild", `ccflags-y += -DNV_VERSION_STRING=\"`+nv+`\"`+"\n")
 	m.write("/usr/src/nvidia-"+nv+"/nvidia-uvm/uvm.c", "")
+	if near, ok := NearestSeries(nv); ok {
+		for f, content := range preimage(t, near) {
+			m.write("/usr/src/nvidia-"+nv+"/"+f, content)
+		}
+	}
 	return m
+}
+
+// preimage makes, from the series of version v, the smallest source it applies to:
+// each touched file holds the old text of its hunks, in order, between filler lines.
+func preimage(t *testing.T, v string) map[string]string {
+	t.Helper()
+	s, err := LookupSeries(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patches, err := s.Parse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, p := range patches {
+		for _, f := range p.Files {
+			if _, ok := out[f.Path]; ok {
+				t.Fatalf("%s: %s touched by two patches", v, f.Path)
+			}
+			var b strings.Builder
+			for i, h := range f.Hunks {
+				fmt.Fprintf(&b, "/* filler %d */\n", i)
+				for _, l := range h.old() {
+					b.WriteString(l + "\n")
+				}
+			}
+			b.WriteString("/* end */\n")
+			out[f.Path] = b.String()
+		}
+	}
+	return out
 }
 
 func (m *fakeMachine) write(p, content string) {
