@@ -525,7 +525,7 @@ func applyPatch(tree, series string) error {
 			return fmt.Errorf("stage: %w", err)
 		}
 	}
-	if err := applySeries(tree, s); err != nil {
+	if err := ApplySeries(tree, s); err != nil {
 		return fmt.Errorf("stage: series %s: %w", series, err)
 	}
 	if x := os.Getenv(ExtraPatchEnv); x != "" {

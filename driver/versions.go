@@ -199,9 +199,14 @@ type NoFitError struct {
 	Version string // the source's
 	Nearest string // the series tried
 	Err     error  // the hunks that failed
+	// Given: the caller named the series (tools/series -series), none was picked.
+	Given bool
 }
 
 func (e *NoFitError) Error() string {
+	if e.Given {
+		return fmt.Sprintf("series %s does not apply to the NVIDIA %s source with no fuzz: %v", e.Nearest, e.Version, oneLine(e.Err))
+	}
 	if e.Nearest == e.Version {
 		return fmt.Sprintf("the vattn series of NVIDIA %s does not apply to this source with no fuzz: %v", e.Version, oneLine(e.Err))
 	}
@@ -247,8 +252,9 @@ func ProveSeries(s Series, src Source) (*Fit, error) {
 	return &Fit{Source: src.Version, Series: s.Version, Hunks: res.Hunks}, nil
 }
 
-// applySeries applies series s to the unpacked tree dir, all or nothing.
-func applySeries(dir string, s Series) error {
+// ApplySeries applies series s to the kernel-open folder dir, all or nothing, as
+// install-driver's stage step does.
+func ApplySeries(dir string, s Series) error {
 	patches, err := s.Parse()
 	if err != nil {
 		return err
