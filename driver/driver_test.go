@@ -74,7 +74,7 @@ Warning: something odd: here
 
 func TestVersionTable(t *testing.T) {
 	vs := SupportedVersions()
-	if !reflect.DeepEqual(vs, []string{"535.261.03", "550.163.01"}) {
+	if !reflect.DeepEqual(vs, []string{"535.261.03", "550.163.01", "575.64.05", "580.142", "590.48.01"}) {
 		t.Fatalf("SupportedVersions = %v", vs)
 	}
 	for _, v := range vs {
@@ -89,7 +89,10 @@ func TestVersionTable(t *testing.T) {
 	_, err := LookupSeries("580.159.04")
 	var ue *UnsupportedError
 	if !errors.As(err, &ue) || !errors.Is(err, ErrUnsupportedVersion) || !reflect.DeepEqual(ue.Supported, vs) {
-		t.Fatalf("LookupSeries(580) = %v", err)
+		t.Fatalf("LookupSeries(580.159.04) = %v", err)
+	}
+	if near, ok := NearestSeries("580.159.04"); near != "580.142" || !ok {
+		t.Errorf("NearestSeries(580.159.04) = %s, %v", near, ok)
 	}
 	if !strings.Contains(err.Error(), "535.261.03, 550.163.01") {
 		t.Errorf("error does not list the supported versions: %v", err)

@@ -97,7 +97,7 @@ func TestInstallFlagsAndCodes(t *testing.T) {
 	NewEnv = fakeEnv(t, map[string]string{
 		"/proc/sys/kernel/osrelease":              "6.1.0-56-amd64\n",
 		"/lib/modules/6.1.0-56-amd64/modules.dep": "",
-		"/proc/driver/nvidia/version":             "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  (x)  2025\n",
+		"/proc/driver/nvidia/version":             "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  560.35.03  Release Build  (x)  2025\n",
 	})
 	out, code := run(t, NewInstallCmd, cli.Table, "--dry-run")
 	if code != cli.ExitNotSupported {
