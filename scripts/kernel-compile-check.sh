@@ -36,7 +36,7 @@ AS="" SERIES=""
 while [ $# -gt 1 ]; do
     case "$1" in
         --as) AS=$2; shift 2 ;;
-        --series) SERIES=$(cd "$2" && pwd); shift 2 ;;
+        --series) SERIES=$(cd "$2" && pwd) || { echo "--series $2: no such folder"; exit 2; }; shift 2 ;;
         *) break ;;
     esac
 done
