@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"archive/tar"
 	"errors"
 	"os"
 	"path/filepath"
@@ -267,4 +268,36 @@ func renamedCopy(t *testing.T, src Source, to string) Source {
 		t.Fatalf("renamed copy: %+v %v", out, err)
 	}
 	return out
+}
+
+// The proof reads a tarball source as it reads a folder: only the touched files, under
+// the tarball's top folder.
+func TestFitSourceTarball(t *testing.T) {
+	files := preimage(t, "550.163.01")
+	files["Kbuild"] = `ccflags-y += -DNV_VERSION_STRING=\"550.163.01\"` + "\n"
+	p := filepath.Join(t.TempDir(), "src.tar")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := tar.NewWriter(f)
+	for name, c := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: "./nvidia-open-550.163.01/" + name, Mode: 0o644, Size: int64(len(c)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := errors.Join(tw.Close(), f.Close()); err != nil {
+		t.Fatal(err)
+	}
+	src, err := InspectSource(p)
+	if err != nil || src.Kind != SourceTarball || src.Top != "nvidia-open-550.163.01" {
+		t.Fatalf("InspectSource = %+v, %v", src, err)
+	}
+	fit, err := FitSource(src)
+	if err != nil || fit.Series != "550.163.01" || len(fit.Hunks) != 14 {
+		t.Fatalf("fit = %+v, %v", fit, err)
+	}
 }
