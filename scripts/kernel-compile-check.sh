@@ -63,7 +63,7 @@ TOOL=$ROOT/.cache/kernel/series-tool
 (cd "$ROOT" && go build -o "$TOOL" ./kernel/nvidia-uvm-patch/tools/series) || fail "building tools/series"
 args=(); [ -n "$SERIES" ] && args=(-series "$SERIES")
 if ! "$TOOL" prove "${args[@]}" "$T" >"$T.prove" 2>&1; then
-    cat "$T.prove"; fail "the series does not apply with no fuzz"
+    cat "$T.prove"; fail "no series fits: $(tail -n1 "$T.prove")"
 fi
 tail -n1 "$T.prove"
 SERIES_USED=$(sed -n 's/^series \([0-9.]*\) fits.*/\1/p' "$T.prove")
