@@ -65,7 +65,8 @@ func TestStatusExitCodes(t *testing.T) {
 	if code != cli.ExitOK {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
-	for _, want := range []string{"580.159.04 (open kernel module", "small pages:           available (stock driver)", "module signatures:     enforced", "dkms:                  not installed"} {
+	for _, want := range []string{"580.159.04 (open kernel module", "small pages:           available (stock driver)", "module signatures:     enforced", "dkms:                  not installed",
+		"vattn patch:           series 580.142, the nearest proven version (install-driver proves it fits this version's source)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
