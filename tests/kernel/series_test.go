@@ -30,13 +30,15 @@ var fenceCalls = []string{
 	"+    uvm_vattn_va_space_destroy(va_space);",
 }
 
-// seriesDirs lists every proven version's series folder: 535.261.03, 550.163.01
-// (CI) and 580.142 (checked by hand) at least.
+// seriesDirs lists every branch's series and port folder: 535.261.03, 550.163.01
+// and the 580.142 port at least.
 func seriesDirs(t *testing.T) []string {
 	t.Helper()
 	dirs, _ := filepath.Glob(filepath.Join(patchRoot, "series", "*"))
+	ports, _ := filepath.Glob(filepath.Join(patchRoot, "ports", "*"))
+	dirs = append(dirs, ports...)
 	if len(dirs) < 3 {
-		t.Fatalf("expected series for 535.261.03, 550.163.01 and 580.142, found %v", dirs)
+		t.Fatalf("expected series for 535.261.03, 550.163.01 and the 580.142 port, found %v", dirs)
 	}
 	return dirs
 }
