@@ -74,7 +74,7 @@ Warning: something odd: here
 
 func TestVersionTable(t *testing.T) {
 	vs := SupportedVersions()
-	if !reflect.DeepEqual(vs, []string{"535.261.03", "550.163.01"}) {
+	if !reflect.DeepEqual(vs, []string{"535.261.03", "550.163.01", "575.64.05", "580.142", "590.48.01"}) {
 		t.Fatalf("SupportedVersions = %v", vs)
 	}
 	for _, v := range vs {
@@ -89,7 +89,10 @@ func TestVersionTable(t *testing.T) {
 	_, err := LookupSeries("580.159.04")
 	var ue *UnsupportedError
 	if !errors.As(err, &ue) || !errors.Is(err, ErrUnsupportedVersion) || !reflect.DeepEqual(ue.Supported, vs) {
-		t.Fatalf("LookupSeries(580) = %v", err)
+		t.Fatalf("LookupSeries(580.159.04) = %v", err)
+	}
+	if near, ok := NearestSeries("580.159.04"); near != "580.142" || !ok {
+		t.Errorf("NearestSeries(580.159.04) = %s, %v", near, ok)
 	}
 	if !strings.Contains(err.Error(), "535.261.03, 550.163.01") {
 		t.Errorf("error does not list the supported versions: %v", err)
@@ -181,7 +184,44 @@ func newFake(t *testing.T, nv string) *fakeMachine {
 	m.write("/proc/driver/nvidia/version", "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  "+nv+"  Release Build  (x)  2025\n")
 	m.write("/usr/src/nvidia-"+nv+"/Kbuild", `ccflags-y += -DNV_VERSION_STRING=\"`+nv+`\"`+"\n")
 	m.write("/usr/src/nvidia-"+nv+"/nvidia-uvm/uvm.c", "")
+	if near, ok := NearestSeries(nv); ok {
+		for f, content := range preimage(t, near) {
+			m.write("/usr/src/nvidia-"+nv+"/"+f, content)
+		}
+	}
 	return m
+}
+
+// preimage makes, from the series of version v, the smallest source it applies to:
+// each touched file holds the old text of its hunks, in order, between filler lines.
+func preimage(t *testing.T, v string) map[string]string {
+	t.Helper()
+	s, err := LookupSeries(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patches, err := s.Parse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, p := range patches {
+		for _, f := range p.Files {
+			if _, ok := out[f.Path]; ok {
+				t.Fatalf("%s: %s touched by two patches", v, f.Path)
+			}
+			var b strings.Builder
+			for i, h := range f.Hunks {
+				fmt.Fprintf(&b, "/* filler %d */\n", i)
+				for _, l := range h.old() {
+					b.WriteString(l + "\n")
+				}
+			}
+			b.WriteString("/* end */\n")
+			out[f.Path] = b.String()
+		}
+	}
+	return out
 }
 
 func (m *fakeMachine) write(p, content string) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/vattn/vattn/dkms"
 )
@@ -91,18 +92,42 @@ func (e *Env) DryRunInstall(ctx context.Context, opts InstallOptions) *DryRun {
 		t.NVIDIA = version
 	}
 	if version != "" {
-		_, err := LookupSeries(version)
-		add("vattn patch", "a patch series exists for NVIDIA "+version, err, "use a supported driver version")
+		near, ok := NearestSeries(version)
+		var err error
+		if !ok {
+			err = &UnsupportedError{Version: version, Supported: SupportedVersions()}
+		}
+		detail := "a patch series exists for NVIDIA " + version
+		if near != version {
+			detail = fmt.Sprintf("NVIDIA %s has no series of its own; the nearest proven version of its branch is %s", version, near)
+		}
+		seriesOK := add("vattn patch", detail, err, "use a driver version of a supported branch")
+		srcOK := false
 		if opts.Source == "" || given != nil {
 			src, err := e.LocateSource(version, opts.Source)
 			if err == nil {
-				t.Source = src
+				t.Source, srcOK = src, true
 			}
 			if opts.Source == "" || err != nil {
 				add("driver source", fmt.Sprintf("%s (%s)", src.Path, src.Kind), err,
 					"install the NVIDIA "+version+" kernel-open source (Debian: nvidia-open-kernel-source), or pass --source DIR|TARBALL")
 			}
 		}
+		if seriesOK && srcOK {
+			fit, err := FitSource(t.Source)
+			detail := ""
+			if err == nil {
+				t.Series = fit.Series
+				detail = fmt.Sprintf("series %s applies to the NVIDIA %s source with no fuzz (%d hunks, each where its text occurs once)",
+					fit.Series, version, len(fit.Hunks))
+			}
+			add("series fits the source", detail, err,
+				fmt.Sprintf("NVIDIA %s needs a port of the vattn hooks, or install the driver of a proven version (%s)",
+					version, strings.Join(SupportedVersions(), ", ")))
+		}
+	}
+	if t.Series == "" {
+		t.Series = "<series>"
 	}
 	var dkmsErr error
 	if !e.Have("dkms") {
@@ -158,7 +183,7 @@ func (e *Env) detectDriver(ctx context.Context, kver, running string) (Target, [
 // with its fix, and every step.
 func (d *DryRun) Print(w io.Writer) {
 	t := d.Target
-	fmt.Fprintf(w, "kernel %s, NVIDIA %s, source %s, package %s\n", t.Kernel, t.NVIDIA, t.Source.Path, t.Package)
+	fmt.Fprintf(w, "kernel %s, NVIDIA %s, source %s, series %s, package %s\n", t.Kernel, t.NVIDIA, t.Source.Path, t.Series, t.Package)
 	fmt.Fprintln(w, "preconditions:")
 	for _, c := range d.Checks {
 		mark := "ok    "

@@ -53,11 +53,14 @@ const UVMDevice = "/dev/nvidia-uvm"
 
 // Target is what install-driver detected: the kernel, the NVIDIA version and source.
 type Target struct {
-	Kernel     string `json:"kernel"`
-	NVIDIA     string `json:"nvidia_version"`
-	Flavor     Flavor `json:"flavor,omitempty"`
-	Package    string `json:"package_version"`
-	Source     Source `json:"source"`
+	Kernel  string `json:"kernel"`
+	NVIDIA  string `json:"nvidia_version"`
+	Flavor  Flavor `json:"flavor,omitempty"`
+	Package string `json:"package_version"`
+	Source  Source `json:"source"`
+	// Series is the proven version whose patch series applies to Source with no fuzz:
+	// NVIDIA itself, or the nearest proven version of its branch (NearestSeries).
+	Series     string `json:"series"`
 	SourceTree string `json:"source_tree"` // /usr/src/vattn-uvm-<pkgver>
 }
 
@@ -112,14 +115,24 @@ func (e *Env) detect(ctx context.Context, opts InstallOptions) (Target, []string
 			warns = append(warns, fmt.Sprintf("loaded driver is %s but %s is installed for %s: reboot before loading vattn-uvm", loaded.Version, t.NVIDIA, t.Kernel))
 		}
 	}
-	if _, err := LookupSeries(t.NVIDIA); err != nil {
-		return t, nil, err
+	if _, ok := NearestSeries(t.NVIDIA); !ok {
+		return t, nil, &UnsupportedError{Version: t.NVIDIA, Supported: SupportedVersions()}
 	}
 	src, err := e.LocateSource(t.NVIDIA, opts.Source)
 	if err != nil {
 		return t, nil, err
 	}
 	t.Source = src
+	// The proof reads only the files the series touches: a refusal changes nothing.
+	fit, err := FitSource(src)
+	if err != nil {
+		return t, nil, err
+	}
+	t.Series = fit.Series
+	if fit.Series != t.NVIDIA {
+		warns = append(warns, fmt.Sprintf("NVIDIA %s has no series of its own: the series of %s, the nearest proven version, "+
+			"applies to its source with no fuzz and is built against it", t.NVIDIA, fit.Series))
+	}
 	t.Package = PackageVersion(t.NVIDIA)
 	t.SourceTree = "/usr/src/" + dkms.PackageName + "-" + t.Package
 	return t, warns, nil
@@ -425,7 +438,7 @@ func (e *Env) stageStep(t Target) Step {
 		ID:    "stage",
 		Title: fmt.Sprintf("stage NVIDIA %s with the vattn patch in %s", t.NVIDIA, t.SourceTree),
 		Detail: []string{fmt.Sprintf("unpack %s (%s)", t.Source.Path, t.Source.Kind),
-			"copy our nvidia-uvm files; patch -p1 --fuzz=0 each patch of series/" + t.NVIDIA,
+			"copy our nvidia-uvm files; apply series/" + t.Series + " with no fuzz (each hunk where its text occurs once)",
 			"write dkms.conf and " + dkms.PreInstall},
 		Do: func(ctx context.Context) error {
 			if err := os.RemoveAll(tmp); err != nil {
@@ -434,7 +447,7 @@ func (e *Env) stageStep(t Target) Step {
 			if err := e.unpack(ctx, t.Source, tmp); err != nil {
 				return err
 			}
-			if err := applyPatch(ctx, e, tmp, t.NVIDIA); err != nil {
+			if err := applyPatch(tmp, t.Series); err != nil {
 				return err
 			}
 			if err := os.WriteFile(filepath.Join(tmp, "dkms.conf"), dkms.Conf(t.Package, t.NVIDIA), 0o644); err != nil {
@@ -498,8 +511,8 @@ func (e *Env) unpack(ctx context.Context, s Source, dest string) error {
 	return nil
 }
 
-func applyPatch(ctx context.Context, e *Env, tree, version string) error {
-	s, err := LookupSeries(version)
+func applyPatch(tree, series string) error {
+	s, err := LookupSeries(series)
 	if err != nil {
 		return err
 	}
@@ -512,43 +525,21 @@ func applyPatch(ctx context.Context, e *Env, tree, version string) error {
 			return fmt.Errorf("stage: %w", err)
 		}
 	}
-	patches := s.Patches
-	var extra string
+	if err := ApplySeries(tree, s); err != nil {
+		return fmt.Errorf("stage: series %s: %w", series, err)
+	}
 	if x := os.Getenv(ExtraPatchEnv); x != "" {
-		extra = x
-	}
-	apply := func(name string, body []byte) error {
-		f, err := os.CreateTemp("", "vattn-*.patch")
+		b, err := os.ReadFile(x)
 		if err != nil {
 			return err
 		}
-		defer os.Remove(f.Name())
-		if _, err := f.Write(body); err != nil {
-			f.Close()
-			return err
-		}
-		f.Close()
-		out, err := e.Exec(ctx, "patch", "-d", tree, "-p1", "--fuzz=0", "--no-backup-if-mismatch", "-s", "-i", f.Name())
+		p, err := ParsePatch(filepath.Base(x), b)
 		if err != nil {
-			return &ToolError{Tool: "patch " + name, Err: err, Output: string(out)}
+			return fmt.Errorf("stage: %w", err)
 		}
-		return nil
-	}
-	for _, p := range patches {
-		b, err := fs.ReadFile(kernel.Patch, p)
-		if err != nil {
-			return err
+		if err := applyPatches(tree, []*Patch{p}); err != nil {
+			return fmt.Errorf("stage: %w", err)
 		}
-		if err := apply(filepath.Base(p), b); err != nil {
-			return err
-		}
-	}
-	if extra != "" {
-		b, err := os.ReadFile(extra)
-		if err != nil {
-			return err
-		}
-		return apply(extra, b)
 	}
 	return nil
 }

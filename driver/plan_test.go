@@ -107,6 +107,25 @@ func TestPlanPerSituation(t *testing.T) {
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
+// An untagged version of a proven branch (the GPU machine's 580.159.04) is built from
+// its own source with the nearest proven version's series, which must fit it.
+func TestPlanNearestSeries(t *testing.T) {
+	m := newFake(t, "580.159.04")
+	p, tg, err := m.env.PlanInstall(context.Background(), InstallOptions{NoLoad: true})
+	if err != nil {
+		t.Fatalf("PlanInstall: %v", err)
+	}
+	if tg.Series != "580.142" || tg.Package != "580.159.04-vattn1" || tg.NVIDIA != "580.159.04" {
+		t.Errorf("target = %+v", tg)
+	}
+	if len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], "the series of 580.142, the nearest proven version") {
+		t.Errorf("warnings = %v", p.Warnings)
+	}
+	if !strings.Contains(strings.Join(p.Steps[1].Detail, "\n"), "apply series/580.142 with no fuzz") {
+		t.Errorf("stage step = %+v", p.Steps[1])
+	}
+}
+
 func TestPlanRefusals(t *testing.T) {
 	cases := []struct {
 		name  string
@@ -114,7 +133,7 @@ func TestPlanRefusals(t *testing.T) {
 		opts  InstallOptions
 		want  error
 	}{
-		{"unsupported version", func(m *fakeMachine) { m.nv = "580.159.04" }, InstallOptions{}, ErrUnsupportedVersion},
+		{"a branch with no series", func(m *fakeMachine) { m.nv = "560.35.03" }, InstallOptions{}, ErrUnsupportedVersion},
 		{"proprietary", func(m *fakeMachine) {
 			m.write("/proc/driver/nvidia/version", "NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.261.03  Wed Jul 30 2025\n")
 		}, InstallOptions{}, ErrProprietary},

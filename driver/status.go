@@ -69,7 +69,10 @@ type Status struct {
 	// InstalledNVIDIA is the nvidia.ko version installed for Kernel (modinfo).
 	InstalledNVIDIA string `json:"installed_nvidia_version"`
 	Supported       bool   `json:"patch_supported"`
-	Package         struct {
+	// Series is the proven version whose series install-driver would try: the version's
+	// own, or the nearest proven one of its branch (empty: none in its branch).
+	Series  string `json:"series,omitempty"`
+	Package struct {
 		Name    string      `json:"name"`
 		State   string      `json:"state"` // DKMS's word for Kernel, or "not installed"
 		Entries []DKMSEntry `json:"entries,omitempty"`
@@ -129,8 +132,7 @@ func (e *Env) CollectStatus(ctx context.Context, kver string) (*Status, error) {
 	if s.Driver != nil && s.Kernel == s.RunningKernel {
 		ver = s.Driver.Version
 	}
-	_, serr := LookupSeries(ver)
-	s.Supported = serr == nil
+	s.Series, s.Supported = NearestSeries(ver)
 
 	s.Package.Name = dkms.PackageName
 	s.Package.State = NotInstalled

@@ -6,7 +6,8 @@ package kernel
 import "embed"
 
 // Patch holds nvidia-uvm-patch/: our C sources and headers (copied into nvidia-uvm/)
-// and series/<ver>/ (a "series" file naming the patches to apply with patch -p1).
+// and series/<ver>/ for each proven NVIDIA version (a "series" file naming the -p1
+// patches to apply in order; package driver applies them with no fuzz).
 //
 //go:embed nvidia-uvm-patch/*.c nvidia-uvm-patch/*.h nvidia-uvm-patch/series
 var Patch embed.FS

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # kernel-check.sh: the checks of the patched nvidia-uvm that run without a GPU.
 #
-#   scripts/kernel-check.sh [--no-deps] [VERSION...]     (default: every branch under
-#                                                         kernel/nvidia-uvm-patch/series)
+#   scripts/kernel-check.sh [--no-deps] [VERSION...]     (default: the versions Debian
+#                                                         serves: 535.261.03, 550.163.01)
 #
 # For each NVIDIA branch (535.261.03, 550.163.01) against the bookworm kernel headers:
+#   0. tools/series proves the version's own series exact: every hunk applies with no
+#      fuzz where its text occurs once, at the line its header names (the code
+#      install-driver applies series with);
 #   1. the series applies with no fuzz (patch -p1 --fuzz=0) after our files are copied in;
 #   2. the unpatched tree (plus only the labelled build-compat patches) builds: baseline;
 #   3. the patched tree builds nvidia.ko and nvidia-uvm.ko;
@@ -40,9 +43,9 @@ for a in "$@"; do
         *) versions+=("$a") ;;
     esac
 done
-if [ ${#versions[@]} -eq 0 ]; then
-    for d in "$PATCHDIR"/series/*/; do versions+=("$(basename "$d")"); done
-fi
+# The other series (570 to 595) have no Debian source: scripts/kernel-compile-check.sh
+# checks them by hand against the public tags.
+[ ${#versions[@]} -gt 0 ] || versions=(535.261.03 550.163.01)
 
 passed=0
 failed=0
@@ -99,6 +102,12 @@ check_version() {
         all+=("$series/$p")
         case "$p" in 0000-build-compat-*) compat+=("$series/$p") ;; esac
     done <"$series/series"
+
+    if (cd "$ROOT" && go run ./kernel/nvidia-uvm-patch/tools/series prove -exact "$src") >"$CACHE/prove-$ver.log" 2>&1; then
+        pass "$ver: $(tail -n1 "$CACHE/prove-$ver.log")"
+    else
+        fail "$ver: tools/series prove -exact:"; tail -n5 "$CACHE/prove-$ver.log"
+    fi
 
     tree=$BUILD/$ver-$KREL
     base_key=$(printf '%s\n' "$ver" "$KREL" "$RECIPE" | cat - "${compat[@]}" | sha256sum | cut -c1-16)

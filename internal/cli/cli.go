@@ -35,7 +35,7 @@ var ExitCodes = []struct {
 	{ExitOK, "ok"},
 	{ExitFailure, "the operation ran and failed (a check, a step), or produced no result (every request skipped)"},
 	{ExitBadArgument, "bad command, flag, argument or input file (including a malformed trace)"},
-	{ExitNotSupported, "not supported here (no GPU backend; a GPU or driver branch that cannot do small pages; the proprietary driver for install-driver)"},
+	{ExitNotSupported, "not supported here (no GPU backend; a GPU or driver branch that cannot do small pages; for install-driver, the proprietary driver or a driver version no vattn series fits with no fuzz)"},
 	{ExitNoPermission, "no permission (needs root or a capability)"},
 	{ExitNotFound, "not found (a GPU, file, kernel, driver source or tool)"},
 	{ExitDriverNotLoaded, "the NVIDIA driver or nvidia-uvm is not loaded"},

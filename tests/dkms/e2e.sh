@@ -6,6 +6,10 @@
 # vattn-test-stock, standing in for a vendor install so nvidia.ko exists for the version
 # check), and removes it again at the end. The rollback cases run for the first version
 # (or VATTN_DKMS_ROLLBACK_VERSION; "none" skips them).
+# Then, when 550.163.01 is among the versions (VATTN_DKMS_RENAMED=0 skips it), the path
+# of a driver version with no series of its own (like the GPU machine's 580.159.04):
+# Debian's 550.163.01 tree presented as 550.163.99 is installed with the 550.163.01
+# series, and the same tree with a hook's anchor changed is refused before any change.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 VERSIONS=("$@")
@@ -160,5 +164,69 @@ PY
     same_as "$W/before" "$ver second uninstall-driver"
     stock_remove "$ver"
 done
+# --- a version with no series of its own --------------------------------------------------
+# Stand-in for NVIDIA's install of version $1: a module named nvidia that carries only
+# the version (all install-driver and PRE_INSTALL read of it), built with DKMS.
+standin_install() {
+    local d=/usr/src/$STOCK-$1
+    rm -rf "$d" && mkdir -p "$d"
+    cat >"$d/nvidia.c" <<C
+#include <linux/module.h>
+MODULE_LICENSE("GPL");
+MODULE_VERSION("$1");
+MODULE_DESCRIPTION("vattn e2e stand-in for an NVIDIA $1 install: its version only");
+C
+    echo 'obj-m := nvidia.o' >"$d/Kbuild"
+    cat >"$d/dkms.conf" <<CONF
+PACKAGE_NAME="$STOCK"
+PACKAGE_VERSION="$1"
+BUILT_MODULE_NAME[0]="nvidia"
+DEST_MODULE_LOCATION[0]="/updates/dkms"
+CONF
+    dkms add -m $STOCK -v "$1" >/dev/null
+    dkms build -m $STOCK -v "$1" -k "$K" >"$W/standin.log" 2>&1 || { tail -n 20 "$W/standin.log"; fail "stand-in $1 build"; }
+    dkms install -m $STOCK -v "$1" -k "$K" >>"$W/standin.log" 2>&1 || { tail -n 20 "$W/standin.log"; fail "stand-in $1 install"; }
+    [ "$(modinfo -k "$K" -F version nvidia)" = "$1" ] || fail "stand-in: modinfo does not say $1"
+}
+
+RENAMED=550.163.99
+if [ "${VATTN_DKMS_RENAMED:-1}" = 1 ] && printf '%s\n' "${VERSIONS[@]}" | grep -qx 550.163.01; then
+    mkdir -p "$W/rx" && tar -xf "$(tarball_for 550.163.01)" -C "$W/rx"
+    R=$(dirname "$(find "$W/rx" -maxdepth 4 -type d -name nvidia-uvm | head -n1)")
+    grep -rlI --null -F 550.163.01 "$R" | xargs -0 sed -i "s/550\.163\.01/$RENAMED/g"
+    cp -a "$R" "$W/broken"
+    sed -i 's|// Try the test ioctls if none of the above matched|// Try the test ioctls last|' "$W/broken/nvidia-uvm/uvm.c"
+    standin_install "$RENAMED"
+    snapshot "$W/before"
+
+    # the nearest proven series does not fit: refused with exit 3 before any change
+    set +e
+    "$V" install-driver --kernel "$K" --source "$W/broken" --no-load >"$W/out" 2>&1
+    rc=$?
+    set -e
+    [ $rc = 3 ] || { cat "$W/out"; fail "$RENAMED, hooks' anchor gone: exit $rc, want 3"; }
+    grep -q "NVIDIA $RENAMED has no vattn series of its own, and that of the nearest proven version, 550.163.01, does not apply" "$W/out" ||
+        { cat "$W/out"; fail "$RENAMED refusal does not name the nearest proven version"; }
+    grep -q "nvidia-uvm/uvm.c hunk 2" "$W/out" || { cat "$W/out"; fail "$RENAMED refusal does not name the hunk"; }
+    pass "$RENAMED with a hook's anchor changed: refused (exit 3), naming 550.163.01 and the hunk"
+    same_as "$W/before" "$RENAMED refusal"
+
+    # the nearest proven series fits: built against this exact source, installed
+    "$V" install-driver --kernel "$K" --source "$R" --no-load >"$W/out" 2>&1 || { cat "$W/out"; fail "$RENAMED install-driver"; }
+    grep -q "series 550.163.01, package $RENAMED-vattn1" "$W/out" || { cat "$W/out"; fail "$RENAMED: not built with the 550.163.01 series"; }
+    "$V" status --kernel "$K" -o json >"$W/status.json" || [ $? = 9 ] || fail "status exit code"
+    python3 - "$W/status.json" <<'PY' || fail "$RENAMED status json"
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["dkms"]["state"] == "installed", s["dkms"]
+assert s["installed_nvidia_version"] == "550.163.99" and s["series"] == "550.163.01", s
+assert s["modprobe_resolves"].endswith("/updates/dkms/nvidia-uvm-vattn.ko"), s["modprobe_resolves"]
+PY
+    [ "$(modinfo -k "$K" -F version nvidia-uvm-vattn)" = "$RENAMED" ] || fail "the built nvidia-uvm is not $RENAMED"
+    pass "$RENAMED: the 550.163.01 series fits its source, built and installed with DKMS as $RENAMED-vattn1"
+    "$V" uninstall-driver >"$W/out" 2>&1 || { cat "$W/out"; fail "$RENAMED uninstall-driver"; }
+    same_as "$W/before" "$RENAMED uninstall-driver"
+    stock_remove "$RENAMED"
+fi
 rm -rf "$W"
 echo "e2e: ok (${VERSIONS[*]} on $K)"

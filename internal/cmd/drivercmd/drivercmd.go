@@ -158,8 +158,8 @@ func runInstall(ctx context.Context, w io.Writer, env *driver.Env, o installOpti
 	if err != nil {
 		return nil, fmt.Errorf("install-driver: %w", err)
 	}
-	fmt.Fprintf(w, "kernel %s, NVIDIA %s, source %s (%s), package %s\n",
-		t.Kernel, t.NVIDIA, t.Source.Path, t.Source.Kind, t.Package)
+	fmt.Fprintf(w, "kernel %s, NVIDIA %s, source %s (%s), series %s, package %s\n",
+		t.Kernel, t.NVIDIA, t.Source.Path, t.Source.Kind, t.Series, t.Package)
 	for _, warn := range plan.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", warn)
 	}
@@ -281,7 +281,14 @@ func printStatus(w io.Writer, s *driver.Status) {
 	row("NVIDIA driver", drv)
 	row("kernel", s.Kernel+map[bool]string{true: " (running)", false: " (not running: " + s.RunningKernel + ")"}[s.Kernel == s.RunningKernel])
 	row("installed nvidia.ko", s.InstalledNVIDIA)
-	row("vattn patch", map[bool]string{true: "available for this version", false: "no series for this version (supported: " + strings.Join(driver.SupportedVersions(), ", ") + ")"}[s.Supported])
+	switch {
+	case !s.Supported:
+		row("vattn patch", "no series for this driver branch (supported: "+strings.Join(driver.SupportedVersions(), ", ")+")")
+	case s.Series == s.InstalledNVIDIA || (s.Driver != nil && s.Series == s.Driver.Version):
+		row("vattn patch", "series "+s.Series+", this version's own")
+	default:
+		row("vattn patch", "series "+s.Series+", the nearest proven version (install-driver proves it fits this version's source)")
+	}
 	pkg := s.Package.State
 	for _, e := range s.Package.Entries {
 		pkg += "\n" + strings.Repeat(" ", 23) + e.Line

@@ -5,8 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -67,6 +70,9 @@ func TestStatusExitCodes(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+	if want := "vattn patch:           series 580.142, the nearest proven version (install-driver proves it fits this version's source)"; !strings.Contains(out, want) {
+		t.Errorf("output lacks %q:\n%s", want, out)
+	}
 	out, code = run(t, NewStatusCmd, cli.JSON)
 	var s driver.Status
 	if code != cli.ExitOK || json.Unmarshal([]byte(out), &s) != nil || s.Driver.Version != "580.159.04" || s.SigEnforce != "enforced" {
@@ -94,7 +100,7 @@ func TestInstallFlagsAndCodes(t *testing.T) {
 	NewEnv = fakeEnv(t, map[string]string{
 		"/proc/sys/kernel/osrelease":              "6.1.0-56-amd64\n",
 		"/lib/modules/6.1.0-56-amd64/modules.dep": "",
-		"/proc/driver/nvidia/version":             "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  (x)  2025\n",
+		"/proc/driver/nvidia/version":             "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  560.35.03  Release Build  (x)  2025\n",
 	})
 	out, code := run(t, NewInstallCmd, cli.Table, "--dry-run")
 	if code != cli.ExitNotSupported {
@@ -148,4 +154,69 @@ func TestDryRunPrintsPlanAndJSON(t *testing.T) {
 	if code != cli.ExitOK || json.Unmarshal([]byte(out), &u) != nil || !u.DryRun || u.Steps == nil {
 		t.Errorf("uninstall -o json: exit %d %s", code, out)
 	}
+}
+
+// A driver version without a series of its own, whose source the nearest proven
+// version's series does not fit with no fuzz, is refused before any change: exit code
+// 3 (not supported), the nearest proven version named, the machine untouched.
+func TestInstallRefusesASeriesThatDoesNotFit(t *testing.T) {
+	old := NewEnv
+	defer func() { NewEnv = old }()
+	files := map[string]string{
+		"/proc/sys/kernel/osrelease":              "6.1.0-56-amd64\n",
+		"/lib/modules/6.1.0-56-amd64/modules.dep": "",
+		"/proc/driver/nvidia/version":             "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  550.170.01  Release Build  (x)  2025\n",
+		"/usr/src/nvidia-550.170.01/Kbuild":       `ccflags-y += -DNV_VERSION_STRING=\"550.170.01\"` + "\n",
+	}
+	for _, f := range []string{"conftest.sh", "nvidia/nvidia.Kbuild", "nvidia/nv-pci.c", "nvidia-uvm/uvm.c", "nvidia-uvm/uvm_va_space.h",
+		"nvidia-uvm/uvm_va_space.c", "nvidia-uvm/uvm_va_range.c", "nvidia-uvm/nvidia-uvm-sources.Kbuild", "nvidia-uvm/nvidia-uvm.Kbuild"} {
+		files["/usr/src/nvidia-550.170.01/"+f] = "/* a version whose hooks moved */\n"
+	}
+	NewEnv = fakeEnv(t, files)
+	root := NewEnv().Root
+	before := listTree(t, root)
+	check := func(out string, code int) {
+		t.Helper()
+		if code != cli.ExitNotSupported {
+			t.Errorf("exit %d, want %d\n%s", code, cli.ExitNotSupported, out)
+		}
+		for _, want := range []string{"NVIDIA 550.170.01 has no vattn series of its own", "nearest proven version, 550.163.01", "does not apply to its source with no fuzz", "needs a port"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("output lacks %q:\n%s", want, out)
+			}
+		}
+		if after := listTree(t, root); !slices.Equal(before, after) {
+			t.Errorf("the machine changed:\nbefore %v\nafter  %v", before, after)
+		}
+	}
+	out, code := run(t, NewInstallCmd, cli.Table, "--dry-run")
+	if !strings.Contains(out, "FAILED series fits the source") {
+		t.Errorf("dry run does not mark the series check:\n%s", out)
+	}
+	check(out, code)
+	if os.Geteuid() != 0 {
+		t.Skip("install-driver without --dry-run needs root")
+	}
+	check(run(t, NewInstallCmd, cli.Table))
+}
+
+// listTree lists every path under root with its size.
+func listTree(t *testing.T, root string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		out = append(out, fmt.Sprintf("%s %d", p, fi.Size()))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
