@@ -71,8 +71,11 @@ static_assert(sizeof(NvProcessorUuid) == 16, "NvProcessorUuid");
 
 /* PTEs one pte_batch call writes at most: bounds the push space one step asks for. */
 #define VATTN_PTES_PER_STEP     4096u
-/* Push space kept free for the methods around the PTE data and the invalidate. */
-#define VATTN_PUSH_SLACK        1024u
+/* Push space kept free for the methods around the PTE data, the pte batch's
+ * own membar, the TLB invalidate and the push's end. */
+#define VATTN_PUSH_SLACK        2048u
+/* PTE bytes one RM call returns at most (stock UVM asks for 96 KiB a call). */
+#define VATTN_RM_PTE_BYTES      (96u * 1024u)
 
 /* A dup of RM memory on one GPU for one batch (uvm_vattn.c shares it per handle). */
 struct vattn_kmem
@@ -371,17 +374,21 @@ static NV_STATUS vattn_read_ptes(uvm_gpu_va_space_t *gpu_va_space, struct vattn_
     NV_STATUS status;
 
     while (done < n) {
+        /* At most VATTN_RM_PTE_BYTES of PTEs a call, as stock UVM asks RM:
+         * RM's locks are held for the whole call. */
+        NvU64 chunk = min(n - done, (NvU64)(VATTN_RM_PTE_BYTES / pte_size));
+
         memset(&info, 0, sizeof(info)); /* default mapping, caching, format and compression */
         info.mappingPageSize = page_size;
         info.pteBuffer = (NvU64 *)((char *)ptes + done * pte_size);
-        info.pteBufferSize = (n - done) * pte_size;
+        info.pteBufferSize = chunk * pte_size;
         status = uvm_rm_locked_call(nvUvmInterfaceGetExternalAllocPtes(gpu_va_space->duped_gpu_va_space,
                                                                        m->handle->rm_handle,
                                                                        offset + done * page_size,
-                                                                       (n - done) * page_size, &info));
+                                                                       chunk * page_size, &info));
         if (status != NV_OK)
             return status;
-        if (info.numWrittenPtes == 0 || info.numWrittenPtes > n - done)
+        if (info.numWrittenPtes == 0 || info.numWrittenPtes > chunk)
             return NV_ERR_INVALID_STATE;
 #if UVM_VATTN_BRANCH >= 580
         *l2 = *l2 || info.bNeedL2InvalidateAtUnmap;
@@ -466,6 +473,12 @@ NV_STATUS vattn_os_map_commit(vattn_os_va_space_t *va_space, vattn_os_map_t *map
     NV_STATUS status;
 
     uvm_assert_rwsem_locked(&va_space->lock);
+    /* The PTE values were written; they go now, while k is still ours. Once
+     * k is in the tree it is UVM's: stock unmappers hold the va_space lock
+     * for read only, as MAP_BATCH does, and may free it as soon as the tree
+     * lock is dropped, so nothing here touches k after that. */
+    uvm_kvfree(k->ptes);
+    k->ptes = NULL;
     uvm_mutex_lock(&tree->lock);
     status = uvm_range_tree_add(&tree->tree, &k->ext.node);
     if (status == NV_OK)
@@ -473,8 +486,6 @@ NV_STATUS vattn_os_map_commit(vattn_os_va_space_t *va_space, vattn_os_map_t *map
     uvm_mutex_unlock(&tree->lock);
     if (status != NV_OK)
         return NV_ERR_UVM_ADDRESS_IN_USE;
-    uvm_kvfree(k->ptes);
-    k->ptes = NULL;
     return NV_OK;
 }
 
@@ -639,6 +650,10 @@ static void writer_close(struct vattn_kwriter *w, bool last)
         /* The pte batch's own membar orders these writes before the later
          * invalidate; no membar is needed at the end of this push. */
         uvm_push_set_flag(&w->push, UVM_PUSH_FLAG_NEXT_MEMBAR_NONE);
+    /* A push past its reservation would overwrite other pushes in the
+     * shared pushbuffer: stop rather than go on (UVM_ASSERT is compiled out
+     * in release builds). */
+    UVM_ASSERT_RELEASE(uvm_push_get_size(&w->push) <= UVM_MAX_PUSH_SIZE);
     uvm_push_end(&w->push);
     uvm_tracker_overwrite_with_push(&w->tracker, &w->push);
     w->open = false;
@@ -649,7 +664,13 @@ static NV_STATUS writer_room(struct vattn_kwriter *w, NvU32 bytes)
 {
     NV_STATUS status;
 
-    if (w->open && !uvm_push_has_space(&w->push, bytes + VATTN_PUSH_SLACK))
+    /* The pte batch keeps its last inline chunk pending (not yet in the
+     * push's size): it is flushed with the next write, so it counts too. */
+    NvU32 pending = 0;
+
+    if (w->open && w->pte_batch.inlining)
+        pending = (NvU32)uvm_push_inline_data_size(&w->pte_batch.inline_data);
+    if (w->open && !uvm_push_has_space(&w->push, bytes + pending + VATTN_PUSH_SLACK))
         writer_close(w, false);
     if (w->open)
         return NV_OK;
