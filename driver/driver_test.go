@@ -74,7 +74,7 @@ Warning: something odd: here
 
 func TestVersionTable(t *testing.T) {
 	vs := SupportedVersions()
-	if !reflect.DeepEqual(vs, []string{"535.261.03", "550.163.01", "575.64.05", "580.142", "590.48.01"}) {
+	if !reflect.DeepEqual(vs, []string{"535.261.03", "550.163.01", "570.211.01", "575.64.05", "580.142", "590.48.01", "595.45.04"}) {
 		t.Fatalf("SupportedVersions = %v", vs)
 	}
 	for _, v := range vs {

@@ -151,6 +151,8 @@ func TestCompareAndNearest(t *testing.T) {
 		"535.288.01": "535.261.03", // newest older one
 		"535.43.02":  "535.261.03", // none older: oldest newer one
 		"550.163.99": "550.163.01",
+		"570.195.03": "570.211.01",
+		"595.58.03":  "595.45.04",
 		"560.35.03":  "",
 	} {
 		got, ok := NearestSeries(v)

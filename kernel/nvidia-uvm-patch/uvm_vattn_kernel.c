@@ -114,12 +114,18 @@ struct vattn_kwriter
 };
 
 /*
- * Branch differences: from 580 an external range is a uvm_va_range_external_t
- * around the uvm_va_range_t (its per-GPU trees and mapped_gpus live there), and a
- * mapping may need an L2 invalidate when it goes (peer and sysmem mappings RM
- * marks so).
+ * Branch differences, two features that arrived in different branches:
+ * - VATTN_EXTERNAL_RANGE_TYPE (570 and later): an external range is a
+ *   uvm_va_range_external_t around the uvm_va_range_t (its per-GPU trees and
+ *   mapped_gpus live there); 535 and 550 keep them in va_range->external.
+ * - VATTN_L2_INVALIDATE_AT_UNMAP (580 and later): a mapping may need an L2
+ *   invalidate when it goes (peer and sysmem mappings RM marks so); 570 and 575
+ *   have neither RM's flag nor UVM's record field.
  */
-#if UVM_VATTN_BRANCH >= 580
+#define VATTN_EXTERNAL_RANGE_TYPE       (UVM_VATTN_BRANCH >= 570)
+#define VATTN_L2_INVALIDATE_AT_UNMAP    (UVM_VATTN_BRANCH >= 580)
+
+#if VATTN_EXTERNAL_RANGE_TYPE
 typedef uvm_va_range_external_t vattn_ext_range_t;
 
 static vattn_ext_range_t *ext_range(uvm_va_range_t *va_range)
@@ -137,7 +143,7 @@ static vattn_ext_range_t *ext_range(uvm_va_range_t *va_range)
 
 static uvm_processor_mask_t *mapped_gpus(uvm_va_range_t *va_range)
 {
-#if UVM_VATTN_BRANCH >= 580
+#if VATTN_EXTERNAL_RANGE_TYPE
     return &ext_range(va_range)->mapped_gpus;
 #else
     return &va_range->external.mapped_gpus;
@@ -390,7 +396,7 @@ static NV_STATUS vattn_read_ptes(uvm_gpu_va_space_t *gpu_va_space, struct vattn_
             return status;
         if (info.numWrittenPtes == 0 || info.numWrittenPtes > chunk)
             return NV_ERR_INVALID_STATE;
-#if UVM_VATTN_BRANCH >= 580
+#if VATTN_L2_INVALIDATE_AT_UNMAP
         *l2 = *l2 || info.bNeedL2InvalidateAtUnmap;
 #endif
         done += info.numWrittenPtes;
@@ -445,7 +451,7 @@ NV_STATUS vattn_os_map_prepare(vattn_os_va_space_t *va_space, vattn_os_range_t *
     }
     nv_kref_get(&m->handle->ref_count);
     k->ext.mem_handle = m->handle;
-#if UVM_VATTN_BRANCH >= 580
+#if VATTN_L2_INVALIDATE_AT_UNMAP
     k->ext.need_l2_invalidate_at_unmap = l2;
 #else
     (void)l2;
@@ -523,7 +529,7 @@ static NV_STATUS vattn_split_at(uvm_ext_gpu_range_tree_t *tree, NvU64 at)
 #if UVM_VATTN_BRANCH >= 550
     upper->is_egm = old->is_egm;
 #endif
-#if UVM_VATTN_BRANCH >= 580
+#if VATTN_L2_INVALIDATE_AT_UNMAP
     upper->need_l2_invalidate_at_unmap = old->need_l2_invalidate_at_unmap;
 #endif
     status = uvm_tracker_init_from(&upper->tracker, &old->tracker);
@@ -744,7 +750,7 @@ NV_STATUS vattn_os_writer_clear(vattn_os_writer_t *w, vattn_os_map_t *map)
                                                                  ext->gpu == ext->owning_gpu));
     else
         w->membar = uvm_membar_max(w->membar, UVM_MEMBAR_GPU);
-#if UVM_VATTN_BRANCH >= 580
+#if VATTN_L2_INVALIDATE_AT_UNMAP
     /* As uvm_ext_gpu_map_destroy: EGM and peer share the peer invalidate. */
     if (ext->need_l2_invalidate_at_unmap) {
         if (ext->is_sysmem && !ext->is_egm)
@@ -767,7 +773,7 @@ NV_STATUS vattn_os_writer_finish(vattn_os_writer_t *w)
         return status;
     writer_close(w, true);
     status = uvm_tracker_wait(&w->tracker);
-#if UVM_VATTN_BRANCH >= 580
+#if VATTN_L2_INVALIDATE_AT_UNMAP
     /* Once no PTE can reach the memory any more, nothing can dirty those
      * lines again: invalidate the L2 the cleared mappings asked for, once. */
     if (status == NV_OK && w->l2_peer)
