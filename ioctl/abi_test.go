@@ -1,15 +1,14 @@
 package ioctl
 
 import (
-	"bufio"
-	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/vattn/vattn/ioctl/internal/abiprobe"
 )
 
 // goStructs lists every params struct of the header with its Go mirror.
@@ -71,86 +70,10 @@ func runProbe(t *testing.T) []byte {
 }
 
 func TestABIMatchesHeader(t *testing.T) {
-	out := runProbe(t)
-	seenStruct := map[string]bool{}
-	seenConst := map[string]bool{}
-	seenField := map[string]map[string]bool{}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		num := func(i int) uint64 {
-			v, err := strconv.ParseUint(f[i], 10, 64)
-			if err != nil {
-				t.Fatalf("probe line %q: %v", sc.Text(), err)
-			}
-			return v
-		}
-		switch {
-		case f[0] == "S" && len(f) == 3:
-			typ, ok := goStructs[f[1]]
-			if !ok {
-				t.Errorf("C struct %s has no Go mirror in goStructs", f[1])
-				continue
-			}
-			seenStruct[f[1]] = true
-			if got := uint64(typ.Size()); got != num(2) {
-				t.Errorf("%s: Go size %d, C size %d", f[1], got, num(2))
-			}
-			if num(2)%8 != 0 {
-				t.Errorf("%s: C size %d is not a multiple of 8", f[1], num(2))
-			}
-		case f[0] == "F" && len(f) == 5:
-			typ, ok := goStructs[f[1]]
-			if !ok {
-				continue // reported on its S line
-			}
-			if seenField[f[1]] == nil {
-				seenField[f[1]] = map[string]bool{}
-			}
-			var gf reflect.StructField
-			found := false
-			for i := range typ.NumField() {
-				if strings.EqualFold(typ.Field(i).Name, f[2]) {
-					gf, found = typ.Field(i), true
-				}
-			}
-			if !found {
-				t.Errorf("%s.%s: no Go field of that name (case-insensitive)", f[1], f[2])
-				continue
-			}
-			seenField[f[1]][gf.Name] = true
-			if uint64(gf.Offset) != num(3) || uint64(gf.Type.Size()) != num(4) {
-				t.Errorf("%s.%s: Go offset %d size %d, C offset %d size %d",
-					f[1], f[2], gf.Offset, gf.Type.Size(), num(3), num(4))
-			}
-		case f[0] == "C" && len(f) == 3:
-			v, ok := goConsts[f[1]]
-			if !ok {
-				t.Errorf("C constant %s has no Go mirror in goConsts", f[1])
-				continue
-			}
-			seenConst[f[1]] = true
-			if v != num(2) {
-				t.Errorf("%s: Go %#x, C %#x", f[1], v, num(2))
-			}
-		default:
-			t.Fatalf("unexpected probe line %q", sc.Text())
-		}
-	}
-	for name, typ := range goStructs {
-		if !seenStruct[name] {
-			t.Errorf("Go struct %s not printed by the probe", name)
-			continue
-		}
-		for i := range typ.NumField() {
-			if !seenField[name][typ.Field(i).Name] {
-				t.Errorf("Go field %s.%s not in the C struct (or not probed)", name, typ.Field(i).Name)
-			}
-		}
-	}
-	for name := range goConsts {
-		if !seenConst[name] {
-			t.Errorf("Go constant %s not printed by the probe", name)
+	sizes := abiprobe.Check(t, runProbe(t), goStructs, goConsts)
+	for name, size := range sizes {
+		if size%8 != 0 {
+			t.Errorf("%s: C size %d is not a multiple of 8", name, size)
 		}
 	}
 	// Every status the header lists has a name in the Go table.

@@ -1,18 +1,16 @@
 package branch
 
 import (
-	"bufio"
-	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/vattn/vattn/internal/testenv"
 	"github.com/vattn/vattn/ioctl"
+	"github.com/vattn/vattn/ioctl/internal/abiprobe"
 	"github.com/vattn/vattn/ioctl/rm"
 )
 
@@ -185,80 +183,7 @@ func checkBranch(t *testing.T, cc, hdr string, abi *ABI) {
 		t.Fatalf("run stock_abi_probe: %v", err)
 	}
 
-	structs := goStructs(abi)
-	consts := allConsts()
-	seenStruct := map[string]bool{}
-	seenField := map[string]map[string]bool{}
-	seenConst := map[string]bool{}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		num := func(i int) uint64 {
-			v, err := strconv.ParseUint(f[i], 10, 64)
-			if err != nil {
-				t.Fatalf("probe line %q: %v", sc.Text(), err)
-			}
-			return v
-		}
-		switch {
-		case f[0] == "S" && len(f) == 3:
-			typ, ok := structs[f[1]]
-			if !ok {
-				t.Errorf("C struct %s has no Go mirror", f[1])
-				continue
-			}
-			seenStruct[f[1]] = true
-			if got := uint64(typ.Size()); got != num(2) {
-				t.Errorf("%s: Go %s is %d bytes, C %d", f[1], typ.Name(), got, num(2))
-			}
-		case f[0] == "F" && len(f) == 5:
-			typ, ok := structs[f[1]]
-			if !ok {
-				continue // reported on its S line
-			}
-			gf, found := fieldFold(typ, f[2])
-			if !found {
-				t.Errorf("%s.%s: Go %s has no field of that name", f[1], f[2], typ.Name())
-				continue
-			}
-			if seenField[f[1]] == nil {
-				seenField[f[1]] = map[string]bool{}
-			}
-			seenField[f[1]][gf.Name] = true
-			if uint64(gf.Offset) != num(3) || uint64(gf.Type.Size()) != num(4) {
-				t.Errorf("%s.%s: Go offset %d size %d, C offset %d size %d",
-					f[1], f[2], gf.Offset, gf.Type.Size(), num(3), num(4))
-			}
-		case f[0] == "C" && len(f) == 3:
-			v, ok := consts[f[1]]
-			if !ok {
-				t.Errorf("C constant %s has no Go mirror", f[1])
-				continue
-			}
-			seenConst[f[1]] = true
-			if v != num(2) {
-				t.Errorf("%s: Go %#x, C %#x", f[1], v, num(2))
-			}
-		default:
-			t.Fatalf("unexpected probe line %q", sc.Text())
-		}
-	}
-	for name, typ := range structs {
-		if !seenStruct[name] {
-			t.Errorf("Go mirror of %s not printed by the probe", name)
-			continue
-		}
-		for i := range typ.NumField() {
-			if n := typ.Field(i).Name; n != "_" && !seenField[name][n] {
-				t.Errorf("Go field %s.%s is not in the C struct (or not probed)", typ.Name(), n)
-			}
-		}
-	}
-	for name := range consts {
-		if !seenConst[name] {
-			t.Errorf("Go constant %s not printed by the probe", name)
-		}
-	}
+	abiprobe.Check(t, out, goStructs(abi), allConsts())
 
 	// The client fills the newest memory-allocation block and passes the
 	// branch's size: the branch's layout must be a prefix of it.
@@ -276,14 +201,4 @@ func checkBranch(t *testing.T, cc, hdr string, abi *ABI) {
 			t.Errorf("%s.%s is not at the same place in %s", mine.Name(), f.Name, newest.Name())
 		}
 	}
-}
-
-// fieldFold finds the field of t named name, ignoring case.
-func fieldFold(t reflect.Type, name string) (reflect.StructField, bool) {
-	for i := range t.NumField() {
-		if strings.EqualFold(t.Field(i).Name, name) {
-			return t.Field(i), true
-		}
-	}
-	return reflect.StructField{}, false
 }
