@@ -761,6 +761,22 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: check every layout runs")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
+    for name in ("requests", "layers", "max_ctx", "max_slots", "max_prefill_tokens", "record_tokens", "record_every",
+                 "sample_every"):
+        if getattr(args, name) < 1:
+            ap.error("--%s must be at least 1, got %d" % (name.replace("_", "-"), getattr(args, name)))
+    if args.max_ctx % LEN_BLOCK:
+        ap.error("--max-ctx must be a multiple of %d (the KV block), got %d" % (LEN_BLOCK, args.max_ctx))
+    if not args.rate > 0 or not args.kv_budget_gib > 0 or not args.tol > 0:
+        ap.error("--rate, --kv-budget-gib and --tol must be positive")
+    if args.map_ahead < 0 or args.grow_margin < 0 or args.record < 0:
+        ap.error("--map-ahead, --grow-margin and --record must not be negative")
+    for wl in args.workloads.split(","):
+        if wl.count("-") != 1 or wl.split("-")[0] not in ("arxiv", "synthetic") or wl.split("-")[1] not in ("offline", "poisson"):
+            ap.error("--workloads: want <arxiv|synthetic>-<offline|poisson>, got %r" % wl)
+    for p in (args.trace, args.synthetic):
+        if p and not os.path.isfile(p):
+            ap.error("no such trace file: %s" % p)
     if args.smoke:
         args.layers, args.requests, args.max_ctx, args.max_slots = 2, 12, 8192, 16
         args.kv_budget_gib, args.rate = 0.125, 20.0
