@@ -19,42 +19,55 @@
  *
  * Lock order (outermost first); a lock is only ever taken with the ones above held:
  *   1. g_uvm_global.pm.lock (read)    taken by UVM's ioctl entry
- *   2. va_space->serialize_writers_lock, then va_space->lock
- *                                     MAP_BATCH: read mode after the mutex
- *                                     (vattn_os_lock_map, as stock
- *                                     UVM_MAP_EXTERNAL_ALLOCATION: RM may be
- *                                     called, stock mappers are excluded);
- *                                     UNMAP_BATCH: write (vattn_os_lock_unmap:
- *                                     excludes stock unmappers too, which take
- *                                     it for read, so the mappings it listed
- *                                     stay its own until it frees them)
+ *   2. va_space->serialize_writers_lock, then va_space->lock for read
+ *                                     (vattn_os_lock, both commands): as stock
+ *                                     UVM_MAP_EXTERNAL_ALLOCATION takes them, so
+ *                                     RM may be called and every writer of the
+ *                                     va_space (range create/free, GPU removal)
+ *                                     and every stock mapper is excluded; GPU
+ *                                     fault servicing (read) is not held up
  *   3. a range's per-GPU range-tree mutex, taken and dropped inside single
  *      vattn_os_* calls (never two at once)
  *   4. RM's locks (inside nvUvmInterface* calls), page-tree, PMM, channel and
  *      tracker locks, taken inside UVM calls.
  * No user memory is touched with any of them held: arrays are copied in before
  * and the params copied out after, because a user copy can fault into UVM's
- * fault handler, which takes the va_space lock itself.
+ * fault handler, which takes the va_space lock itself. RM is never called with a
+ * push open (the writer ends its push first), as in UVM's own external mapping.
+ *
+ * Two stock calls need only the va_space lock for read and so can run while a
+ * batch holds it: UVM_UNMAP_EXTERNAL and UVM_MAP_EXTERNAL_SPARSE, both of the
+ * calling process (another process has another va_space). Each takes a range's
+ * tree mutex for its whole work; a batch works across many trees and takes each
+ * mutex per step. So a batch never touches a record another call may free (a
+ * committed record is UVM's; an unmap detaches what it will free under the tree
+ * mutex first), and such a race can only change what the racing process's own
+ * addresses map (docs/driver-abi.md: "Races within one process").
  *
  * MAP_BATCH, all or nothing (docs/driver-abi.md has the argument in full):
  *   check   arguments, then under the lock: GPUs, ranges, nothing mapped;
- *   reserve every memory dup, record, page table and PTE value of the batch
- *           (fallible; undone by discarding, nothing was written);
- *   write   every GPU's PTEs in its own pushes, then its one TLB invalidate,
- *           waited (fails only in UVM's global fatal error state; undone by
- *           clearing what was written, and if even that fails, by keeping the
- *           page tables and memory references forever, as UVM does);
+ *   reserve every memory dup, record and page table of the batch (fallible;
+ *           undone by discarding, nothing was written);
+ *   write   per GPU: PTE values read from RM into the writer's bounded buffer
+ *           (no push open), then written from it in as few pushes as fit, and
+ *           so on; then the GPU's one TLB invalidate, waited (fails when RM
+ *           refuses a PTE query or in UVM's global fatal error state; undone
+ *           by clearing what may have been written, and if even that fails, by
+ *           keeping the page tables and memory references forever, as UVM
+ *           does);
  *   commit  insert the records into UVM's trees (fails only when the process
  *           raced a UVM_MAP_EXTERNAL_SPARSE of its own over the same
- *           addresses, which takes the va_space lock for read only: the
- *           records not committed are then cleared and discarded).
+ *           addresses: the records not committed are then cleared and
+ *           discarded).
  * UNMAP_BATCH:
  *   check   as above;
  *   split   mappings crossing an entry's ends (fallible; a split changes no
  *           translation, so a failed batch leaves the mappings as they were);
- *   clear   every GPU's PTEs of the mappings inside, one invalidate, waited;
- *   free    the records and page tables (cannot fail); the memory references
- *           after the unlock, since RM may not be called under the write lock.
+ *   count   the mappings inside; allocate the list and the writers (fallible);
+ *   detach  per GPU, the mappings inside, from their trees (cannot fail);
+ *   clear   their PTEs, one invalidate, waited (fails only on a dead channel:
+ *           the detached mappings are then abandoned, never freed);
+ *   free    their page tables and memory references.
  */
 
 #if defined(UVM_VATTN_USERSPACE)
@@ -483,9 +496,9 @@ static NV_STATUS cmd_map_batch(vattn_os_va_space_t *va_space, UVM_VATTN_MAP_BATC
     }
     status = map_check_entries(e, p->count, spans, &bad);
     if (status == NV_OK) {
-        vattn_os_lock_map(va_space);
+        vattn_os_lock(va_space);
         status = map_locked(va_space, p, e, uuids, &bad);
-        vattn_os_unlock_map(va_space);
+        vattn_os_unlock(va_space);
     }
     if (status != NV_OK)
         p->errorIndex = bad;
@@ -501,11 +514,16 @@ out:
 /* UNMAP_BATCH                                                                */
 /* ------------------------------------------------------------------------- */
 
-/* The unmap under the write lock. The memory references of the mappings it
- * freed come back in *refs (*nref of them), to be dropped after the unlock. */
+/*
+ * The unmap under the lock. Fallible steps (splits, the list, the writers) come
+ * first; then each GPU's mappings inside the entries are detached from their trees
+ * (from there on they are the batch's alone: a concurrent stock unmap can no longer
+ * find them), cleared, invalidated once, and freed. Only a dead channel fails the
+ * batch after a detach: those mappings are then abandoned.
+ */
 static NV_STATUS unmap_locked(vattn_os_va_space_t *va_space, const UVM_VATTN_UNMAP_BATCH_PARAMS *p,
-                              const UVM_VATTN_UNMAP_ENTRY *e, uint8_t (*uuids)[16], uint32_t *bad,
-                              void ***refs, uint32_t *nref) __must_hold(va_space)
+                              const UVM_VATTN_UNMAP_ENTRY *e, uint8_t (*uuids)[16], uint32_t *bad)
+    __must_hold(va_space)
 {
     const uint32_t count = p->count, ngpu = p->gpuCount;
     vattn_os_gpu_t *gpus[UVM_VATTN_MAX_GPUS];
@@ -514,13 +532,10 @@ static NV_STATUS unmap_locked(vattn_os_va_space_t *va_space, const UVM_VATTN_UNM
     vattn_os_map_t **maps = NULL;
     bool writers = false;
     uint64_t total = 0;
-    uint32_t nrefs = 0;
-    uint32_t i, g, n, got;
+    uint32_t i, g, n, from;
     NV_STATUS status;
 
     *bad = count;
-    *refs = NULL;
-    *nref = 0;
     status = gpus_find(va_space, uuids, ngpu, gpus);
     if (status != NV_OK)
         return status;
@@ -544,10 +559,10 @@ static NV_STATUS unmap_locked(vattn_os_va_space_t *va_space, const UVM_VATTN_UNM
                 goto out;
         }
     }
-    /* list what is inside: nothing can change it while the lock is held for write */
+    /* count what is inside, then allocate everything the rest needs */
     for (i = 0; i < count; i++) {
         for (g = 0; g < ngpu; g++)
-            total += vattn_os_unmap_list(va_space, ranges[i], gpus[g], e[i].base, e[i].length, NULL, 0);
+            total += vattn_os_unmap_count(va_space, ranges[i], gpus[g], e[i].base, e[i].length);
     }
     *bad = count;
     if (total == 0)
@@ -557,8 +572,7 @@ static NV_STATUS unmap_locked(vattn_os_va_space_t *va_space, const UVM_VATTN_UNM
         goto out;
     }
     maps = vattn_os_alloc(sizeof(*maps) * total);
-    *refs = vattn_os_alloc(sizeof(**refs) * total);
-    if (!maps || !*refs) {
+    if (!maps) {
         status = NV_ERR_NO_MEMORY;
         goto out;
     }
@@ -567,27 +581,25 @@ static NV_STATUS unmap_locked(vattn_os_va_space_t *va_space, const UVM_VATTN_UNM
         goto out;
     writers = true;
 
-    /* clear, one writer per GPU; then free. A writer fails only when UVM's
-     * channels are dead: the mappings then stay in UVM's trees, whose teardown
-     * clears them again. */
-    for (g = 0; g < ngpu; g++) {
-        n = 0;
-        for (i = 0; i < count; i++) {
-            got = vattn_os_unmap_list(va_space, ranges[i], gpus[g], e[i].base, e[i].length, maps + n,
-                                      (uint32_t)total - n);
-            n += got;
-        }
-        for (i = 0; i < n && status == NV_OK; i++)
+    /*
+     * detach, clear, free; one GPU at a time. A mapping that appeared since the
+     * count (a sparse map of the process's own, which needs only the lock for
+     * read) is left alone: it came after this batch.
+     */
+    for (g = 0, n = 0; g < ngpu && status == NV_OK; g++) {
+        from = n;
+        for (i = 0; i < count; i++)
+            n += vattn_os_unmap_detach(va_space, ranges[i], gpus[g], e[i].base, e[i].length, maps + n,
+                                       (uint32_t)total - n);
+        for (i = from; i < n && status == NV_OK; i++)
             status = vattn_os_writer_clear(w[g], maps[i]);
         if (status == NV_OK)
             status = vattn_os_writer_finish(w[g]);
-        if (status != NV_OK)
-            goto out;
-        for (i = 0; i < n; i++) {
-            void *ref = vattn_os_unmap_destroy(va_space, maps[i]);
-
-            if (ref)
-                (*refs)[nrefs++] = ref;
+        for (i = from; i < n; i++) {
+            if (status == NV_OK)
+                vattn_os_unmap_destroy(va_space, maps[i]);
+            else
+                vattn_os_unmap_abandon(va_space, maps[i]);
         }
     }
 
@@ -596,7 +608,6 @@ out:
         for (g = 0; g < ngpu; g++)
             vattn_os_writer_end(w[g]);
     }
-    *nref = nrefs;
     vattn_os_free(maps);
     vattn_os_free(ranges);
     return status;
@@ -641,16 +652,9 @@ static NV_STATUS cmd_unmap_batch(vattn_os_va_space_t *va_space, UVM_VATTN_UNMAP_
     if (status == NV_OK)
         status = check_disjoint(spans, p->count, &bad);
     if (status == NV_OK) {
-        void **refs;
-        uint32_t nref;
-
-        vattn_os_lock_unmap(va_space);
-        status = unmap_locked(va_space, p, e, uuids, &bad, &refs, &nref);
-        vattn_os_unlock_unmap(va_space);
-        /* RM may be called now: the freed mappings' memory references go. */
-        for (i = 0; i < nref; i++)
-            vattn_os_ref_put(refs[i]);
-        vattn_os_free(refs);
+        vattn_os_lock(va_space);
+        status = unmap_locked(va_space, p, e, uuids, &bad);
+        vattn_os_unlock(va_space);
     }
     if (status != NV_OK)
         p->errorIndex = bad;

@@ -78,13 +78,19 @@
  *   and no UUID is listed twice (NV_ERR_INVALID_DEVICE / NV_ERR_INVALID_ARGUMENT).
  * - Batches are all or nothing: on any failure the batch changed nothing that
  *   a GPU can see, and errorIndex names the entry that failed, or count when
- *   the failure was not one entry's (a GPU push). Two exceptions: UVM's
- *   global fatal error state (a GPU channel error), where UVM itself stops:
- *   then the batch's page tables and memory references are kept, never freed,
- *   so that no stale PTE can name reused memory; and a MAP_BATCH raced by the
- *   calling process's own UVM_MAP_EXTERNAL_SPARSE over the same addresses
- *   (which UVM runs under the va_space lock for read): the entries before
- *   errorIndex stay mapped, NV_ERR_UVM_ADDRESS_IN_USE (docs/driver-abi.md).
+ *   the failure was not found in checking one entry (a GPU push, or RM
+ *   refusing a PTE query while writing). Two exceptions: UVM's global fatal
+ *   error state (a GPU channel error), where UVM itself stops: then the
+ *   batch's page tables and memory references are kept, never freed, so that
+ *   no stale PTE can name reused memory; and a batch raced by the calling
+ *   process's own UVM_UNMAP_EXTERNAL or UVM_MAP_EXTERNAL_SPARSE over the same
+ *   addresses (UVM runs both under the va_space lock for read, as the batched
+ *   commands take it): what those addresses then map is up to the
+ *   interleaving, as for two overlapping stock calls, and a MAP_BATCH may stop
+ *   with NV_ERR_UVM_ADDRESS_IN_USE, the entries before errorIndex mapped.
+ *   Such a race never reaches past the process's own page tables, and never
+ *   leaves a GPU a way to released page tables or memory (docs/driver-abi.md,
+ *   "Races within one process").
  *
  * ---------------------------------------------------------------------------
  * Fences (what "done" means when the ioctl returns)

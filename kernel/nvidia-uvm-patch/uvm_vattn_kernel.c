@@ -16,9 +16,12 @@
  * exit) and stock UVM_UNMAP_EXTERNAL handle them.
  *
  * What differs from the stock path is only how PTEs are written: a writer per
- * GPU puts the PTE writes of every mapping of the batch into as few pushes as
- * UVM_MAX_PUSH_SIZE allows (uvm_pte_batch), collects their ranges in one
- * uvm_tlb_batch, and ends the last push with that one invalidate.
+ * GPU reads the PTE values of as many mappings as fit into its bounded buffer
+ * from RM (no push open, as stock reads between its pushes), then puts their
+ * writes into as few pushes as UVM_MAX_PUSH_SIZE allows (uvm_pte_batch), and so
+ * on; it collects their ranges in one uvm_tlb_batch and ends the last push with
+ * that one invalidate. Kernel memory per batch is bounded by the batch's entry
+ * and GPU limits, never by the length it maps.
  *
  * The docs/driver-abi.md section "The batched module" lists the UVM internals used
  * here, per branch, with the safety argument. None of this has run on a GPU (the
@@ -76,6 +79,9 @@ static_assert(sizeof(NvProcessorUuid) == 16, "NvProcessorUuid");
 #define VATTN_PUSH_SLACK        2048u
 /* PTE bytes one RM call returns at most (stock UVM asks for 96 KiB a call). */
 #define VATTN_RM_PTE_BYTES      (96u * 1024u)
+/* A mapping writer's PTE buffer: the most PTE values of a batch held at once on
+ * one GPU, whatever the batch maps. */
+#define VATTN_PTE_BUF_BYTES     (2u * VATTN_RM_PTE_BYTES)
 
 /* A dup of RM memory on one GPU for one batch (uvm_vattn.c shares it per handle). */
 struct vattn_kmem
@@ -87,25 +93,32 @@ struct vattn_kmem
 
 /*
  * A mapping made by MAP_BATCH: UVM's record first (UVM frees it with uvm_kvfree of
- * its address, which is ours), then what only the batch needs: the range and the
- * PTE values read from RM, freed at commit.
+ * its address, which is ours), then what only the batch needs: the range, where
+ * in the memory it maps, and its place in its writer's buffer until written.
  */
 struct vattn_kmap
 {
     uvm_ext_gpu_map_t ext;
     uvm_va_range_t *range;
-    NvU64 *ptes;
+    NvU64 offset;                    /* bytes into the memory */
+    NvU32 buf_off;                   /* its PTE values in the writer's buffer */
+    struct vattn_kmap *next;         /* the writer's pending list */
 };
 
 struct vattn_kwriter
 {
     uvm_gpu_t *gpu;
+    uvm_gpu_va_space_t *gpu_va_space;
     uvm_page_tree_t *tree;
     uvm_tracker_t tracker;           /* the writer's last push, and what it must wait for */
     uvm_push_t push;
     uvm_pte_batch_t pte_batch;
     uvm_tlb_batch_t tlb_batch;
     uvm_membar_t membar;             /* for the invalidate: NONE when mapping (upgrade) */
+    NvU64 *buf;                      /* mapping writers: PTE values read from RM */
+    NvU32 buf_used;                  /* bytes of buf the pending mappings' values take */
+    struct vattn_kmap *pending;      /* read, not yet written, in order */
+    struct vattn_kmap **pending_tail;
     bool clearing;
     bool open;                       /* push begun, not ended */
     bool any;                        /* something written: the invalidate is due */
@@ -167,15 +180,26 @@ static uvm_ext_gpu_map_t *ext_of(vattn_os_map_t *map)
     return &kmap_of(map)->ext;
 }
 
+/* The batch's own arrays and buffers, charged to the caller's memory cgroup
+ * where the kernel has kvmalloc (4.12; UVM's records are uvm_kvmalloc'd: UVM
+ * frees them). */
 void *vattn_os_alloc(size_t bytes)
 {
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(4, 12, 0)
+    return kvmalloc(bytes, GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+#else
     return uvm_kvmalloc(bytes);
+#endif
 }
 
 void vattn_os_free(void *ptr)
 {
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(4, 12, 0)
+    kvfree(ptr);
+#else
     if (ptr)
         uvm_kvfree(ptr);
+#endif
 }
 
 int vattn_os_copy_from_user(void *dst, uint64_t user_src, size_t bytes)
@@ -198,28 +222,16 @@ NV_STATUS vattn_os_global_status(void)
     return uvm_global_get_status();
 }
 
-void vattn_os_lock_map(vattn_os_va_space_t *va_space) __acquires(va_space)
+void vattn_os_lock(vattn_os_va_space_t *va_space) __acquires(va_space)
 {
     uvm_va_space_down_read_rm(va_space);
     __acquire(va_space);
 }
 
-void vattn_os_unlock_map(vattn_os_va_space_t *va_space) __releases(va_space)
+void vattn_os_unlock(vattn_os_va_space_t *va_space) __releases(va_space)
 {
     __release(va_space);
     uvm_va_space_up_read_rm(va_space);
-}
-
-void vattn_os_lock_unmap(vattn_os_va_space_t *va_space) __acquires(va_space)
-{
-    uvm_va_space_down_write(va_space);
-    __acquire(va_space);
-}
-
-void vattn_os_unlock_unmap(vattn_os_va_space_t *va_space) __releases(va_space)
-{
-    __release(va_space);
-    uvm_va_space_up_write(va_space);
 }
 
 NV_STATUS vattn_os_gpu_find(vattn_os_va_space_t *va_space, const uint8_t uuid[16],
@@ -372,7 +384,7 @@ static NvU32 vattn_mapping_page_size(uvm_page_tree_t *tree, uvm_gpu_t *gpu, stru
 
 /* Reads the PTE values of [offset, offset + length) of the memory from RM, and
  * whether RM wants the L2 invalidated when they go. */
-static NV_STATUS vattn_read_ptes(uvm_gpu_va_space_t *gpu_va_space, struct vattn_kmem *m, NvU64 offset,
+static NV_STATUS vattn_read_ptes(uvm_gpu_va_space_t *gpu_va_space, uvm_ext_gpu_mem_handle *handle, NvU64 offset,
                                  NvU64 length, NvU32 page_size, NvU32 pte_size, NvU64 *ptes, bool *l2)
 {
     NvU64 n = length / page_size, done = 0;
@@ -389,7 +401,7 @@ static NV_STATUS vattn_read_ptes(uvm_gpu_va_space_t *gpu_va_space, struct vattn_
         info.pteBuffer = (NvU64 *)((char *)ptes + done * pte_size);
         info.pteBufferSize = chunk * pte_size;
         status = uvm_rm_locked_call(nvUvmInterfaceGetExternalAllocPtes(gpu_va_space->duped_gpu_va_space,
-                                                                       m->handle->rm_handle,
+                                                                       handle->rm_handle,
                                                                        offset + done * page_size,
                                                                        chunk * page_size, &info));
         if (status != NV_OK)
@@ -411,9 +423,8 @@ NV_STATUS vattn_os_map_prepare(vattn_os_va_space_t *va_space, vattn_os_range_t *
     uvm_gpu_va_space_t *gpu_va_space = uvm_gpu_va_space_get(va_space, gpu);
     uvm_page_tree_t *tree = &gpu_va_space->page_tables;
     struct vattn_kmap *k;
-    NvU32 page_size, pte_size;
+    NvU32 page_size;
     NV_STATUS status;
-    bool l2 = false;
 
     uvm_assert_rwsem_locked(&va_space->lock);
     if (!uvm_gpu_can_address(gpu, base, length))
@@ -421,16 +432,10 @@ NV_STATUS vattn_os_map_prepare(vattn_os_va_space_t *va_space, vattn_os_range_t *
     page_size = vattn_mapping_page_size(tree, gpu, m, base, length, offset);
     if (!page_size)
         return NV_ERR_INVALID_ADDRESS;
-    pte_size = uvm_mmu_pte_size(tree, page_size);
 
     k = uvm_kvmalloc_zero(sizeof(*k));
     if (!k)
         return NV_ERR_NO_MEMORY;
-    k->ptes = uvm_kvmalloc((length / page_size) * pte_size);
-    if (!k->ptes) {
-        uvm_kvfree(k);
-        return NV_ERR_NO_MEMORY;
-    }
     RB_CLEAR_NODE(&k->ext.node.rb_node);
     k->ext.node.start = base;
     k->ext.node.end = base + length - 1;
@@ -439,23 +444,16 @@ NV_STATUS vattn_os_map_prepare(vattn_os_va_space_t *va_space, vattn_os_range_t *
     k->ext.owning_gpu = m->owning_gpu;
     k->ext.is_sysmem = false;
     k->range = range;
+    k->offset = offset;
 
-    status = vattn_read_ptes(gpu_va_space, m, offset, length, page_size, pte_size, k->ptes, &l2);
-    if (status == NV_OK)
-        status = uvm_page_table_range_vec_init(tree, base, length, page_size, UVM_PMM_ALLOC_FLAGS_EVICT,
-                                               &k->ext.pt_range_vec);
+    status = uvm_page_table_range_vec_init(tree, base, length, page_size, UVM_PMM_ALLOC_FLAGS_EVICT,
+                                           &k->ext.pt_range_vec);
     if (status != NV_OK) {
-        uvm_kvfree(k->ptes);
         uvm_kvfree(k);
         return status;
     }
     nv_kref_get(&m->handle->ref_count);
     k->ext.mem_handle = m->handle;
-#if VATTN_L2_INVALIDATE_AT_UNMAP
-    k->ext.need_l2_invalidate_at_unmap = l2;
-#else
-    (void)l2;
-#endif
     *out = (vattn_os_map_t *)k;
     return NV_OK;
 }
@@ -468,7 +466,6 @@ void vattn_os_map_discard(vattn_os_va_space_t *va_space, vattn_os_map_t *map) __
     uvm_page_table_range_vec_deinit(&k->ext.pt_range_vec);
     nv_kref_put(&k->ext.mem_handle->ref_count, vattn_release_handle);
     uvm_tracker_deinit(&k->ext.tracker);
-    uvm_kvfree(k->ptes);
     uvm_kvfree(k);
 }
 
@@ -479,12 +476,9 @@ NV_STATUS vattn_os_map_commit(vattn_os_va_space_t *va_space, vattn_os_map_t *map
     NV_STATUS status;
 
     uvm_assert_rwsem_locked(&va_space->lock);
-    /* The PTE values were written; they go now, while k is still ours. Once
-     * k is in the tree it is UVM's: stock unmappers hold the va_space lock
-     * for read only, as MAP_BATCH does, and may free it as soon as the tree
-     * lock is dropped, so nothing here touches k after that. */
-    uvm_kvfree(k->ptes);
-    k->ptes = NULL;
+    /* Once k is in the tree it is UVM's: stock unmappers hold the va_space
+     * lock for read only, as MAP_BATCH does, and may free it as soon as the
+     * tree lock is dropped, so nothing here touches k after that. */
     uvm_mutex_lock(&tree->lock);
     status = uvm_range_tree_add(&tree->tree, &k->ext.node);
     if (status == NV_OK)
@@ -497,13 +491,10 @@ NV_STATUS vattn_os_map_commit(vattn_os_va_space_t *va_space, vattn_os_map_t *map
 
 void vattn_os_map_abandon(vattn_os_va_space_t *va_space, vattn_os_map_t *map) __must_hold(va_space)
 {
-    struct vattn_kmap *k = kmap_of(map);
-
     /* Page tables and the memory reference stay held forever: a PTE that could
      * not be cleared must never name freed page tables or reused memory. */
     uvm_assert_rwsem_locked(&va_space->lock);
-    uvm_kvfree(k->ptes);
-    k->ptes = NULL;
+    (void)map;
 }
 
 /* Splits the mapping of tree that crosses at (start < at <= end) into two. */
@@ -556,7 +547,7 @@ NV_STATUS vattn_os_unmap_split(vattn_os_va_space_t *va_space, vattn_os_range_t *
     uvm_ext_gpu_range_tree_t *tree = gpu_tree(range, gpu);
     NV_STATUS status;
 
-    uvm_assert_rwsem_locked_write(&va_space->lock);
+    uvm_assert_rwsem_locked(&va_space->lock);
     uvm_mutex_lock(&tree->lock);
     status = vattn_split_at(tree, base);
     if (status == NV_OK && base + length - 1 < range->node.end)
@@ -565,65 +556,72 @@ NV_STATUS vattn_os_unmap_split(vattn_os_va_space_t *va_space, vattn_os_range_t *
     return status;
 }
 
-uint32_t vattn_os_unmap_list(vattn_os_va_space_t *va_space, vattn_os_range_t *range, vattn_os_gpu_t *gpu,
-                             uint64_t base, uint64_t length, vattn_os_map_t **maps, uint32_t cap)
-    __must_hold(va_space)
+uint32_t vattn_os_unmap_count(vattn_os_va_space_t *va_space, vattn_os_range_t *range, vattn_os_gpu_t *gpu,
+                              uint64_t base, uint64_t length) __must_hold(va_space)
 {
     uvm_ext_gpu_range_tree_t *tree = gpu_tree(range, gpu);
     uvm_range_tree_node_t *node;
     uint32_t n = 0;
 
-    uvm_assert_rwsem_locked_write(&va_space->lock);
+    uvm_assert_rwsem_locked(&va_space->lock);
     uvm_mutex_lock(&tree->lock);
-    uvm_range_tree_for_each_in(node, &tree->tree, base, base + length - 1) {
-        if (maps && n < cap)
-            maps[n] = (vattn_os_map_t *)uvm_ext_gpu_map_container(node);
+    uvm_range_tree_for_each_in(node, &tree->tree, base, base + length - 1)
         n++;
-    }
     uvm_mutex_unlock(&tree->lock);
-    return maps && n > cap ? cap : n;
+    return n;
 }
 
-void *vattn_os_unmap_destroy(vattn_os_va_space_t *va_space, vattn_os_map_t *map) __must_hold(va_space)
+uint32_t vattn_os_unmap_detach(vattn_os_va_space_t *va_space, vattn_os_range_t *range, vattn_os_gpu_t *gpu,
+                               uint64_t base, uint64_t length, vattn_os_map_t **maps, uint32_t cap)
+    __must_hold(va_space)
+{
+    uvm_ext_gpu_range_tree_t *tree = gpu_tree(range, gpu);
+    uvm_range_tree_node_t *node, *next;
+    NvU64 end = base + length - 1;
+    uint32_t n = 0;
+
+    uvm_assert_rwsem_locked(&va_space->lock);
+    uvm_mutex_lock(&tree->lock);
+    uvm_range_tree_for_each_in_safe(node, next, &tree->tree, base, end) {
+        if (n == cap)
+            break;
+        if (node->start < base || node->end > end)
+            continue;
+        /* Out of the tree, the record is the batch's alone: UVM's other
+         * paths find mappings only through the trees. */
+        uvm_range_tree_remove(&tree->tree, node);
+        maps[n++] = (vattn_os_map_t *)uvm_ext_gpu_map_container(node);
+    }
+    if (uvm_range_tree_empty(&tree->tree))
+        uvm_processor_mask_clear_atomic(mapped_gpus(range), gpu->id);
+    uvm_mutex_unlock(&tree->lock);
+    return n;
+}
+
+void vattn_os_unmap_destroy(vattn_os_va_space_t *va_space, vattn_os_map_t *map) __must_hold(va_space)
 {
     uvm_ext_gpu_map_t *ext = ext_of(map);
-    uvm_va_range_t *range = uvm_va_range_find(va_space, ext->node.start);
-    uvm_ext_gpu_range_tree_t *tree = gpu_tree(range, ext->gpu);
 
-    uvm_assert_rwsem_locked_write(&va_space->lock);
-    uvm_mutex_lock(&tree->lock);
-    uvm_range_tree_remove(&tree->tree, &ext->node);
-    if (uvm_range_tree_empty(&tree->tree))
-        uvm_processor_mask_clear_atomic(mapped_gpus(range), ext->gpu->id);
-    uvm_mutex_unlock(&tree->lock);
-
-    /* PTEs cleared and invalidated by the writer (waited): the tables can go.
-     * The memory reference is dropped after the unlock (vattn_os_ref_put), with
-     * the GPUs its release needs kept alive until then, as UVM defers its own
-     * (uvm_ext_gpu_map_destroy with a deferred-free list). */
-    uvm_page_table_range_vec_deinit(&ext->pt_range_vec);
+    /* PTEs cleared and invalidated by the writer (waited): the tables can go,
+     * and the memory reference, whose last put frees UVM's dup through RM:
+     * allowed here, under the serialize-writers mutex and the lock for read,
+     * as on stock map's error path (uvm_ext_gpu_map_destroy with no deferred
+     * list). No GPU can go meanwhile: that takes the lock for write. */
+    uvm_assert_mutex_locked(&va_space->serialize_writers_lock);
+    if (ext->pt_range_vec.ranges)
+        uvm_page_table_range_vec_deinit(&ext->pt_range_vec);
     uvm_tracker_deinit(&ext->tracker);
-    if (!ext->mem_handle) {
-        uvm_kvfree(ext);
-        return NULL;
-    }
-    uvm_gpu_retain(ext->mem_handle->gpu);
-    if (ext->owning_gpu)
-        uvm_gpu_retain(ext->owning_gpu);
-    return ext;
+    if (ext->mem_handle)
+        nv_kref_put(&ext->mem_handle->ref_count, vattn_release_handle);
+    uvm_kvfree(ext);
 }
 
-void vattn_os_ref_put(void *ref)
+void vattn_os_unmap_abandon(vattn_os_va_space_t *va_space, vattn_os_map_t *map) __must_hold(va_space)
 {
-    uvm_ext_gpu_map_t *ext = ref;
-    uvm_gpu_t *gpu = ext->mem_handle->gpu;
-    uvm_gpu_t *owning = ext->owning_gpu;
-
-    nv_kref_put(&ext->mem_handle->ref_count, vattn_release_handle);
-    uvm_kvfree(ext);
-    if (owning)
-        uvm_gpu_release(owning);
-    uvm_gpu_release(gpu);
+    /* Out of every tree with PTEs that may still be valid: its page tables
+     * and memory reference are kept forever, as an abandoned map's. */
+    uvm_assert_rwsem_locked(&va_space->lock);
+    (void)map;
 }
 
 NV_STATUS vattn_os_writer_begin(vattn_os_va_space_t *va_space, vattn_os_gpu_t *gpu, bool clearing,
@@ -633,13 +631,23 @@ NV_STATUS vattn_os_writer_begin(vattn_os_va_space_t *va_space, vattn_os_gpu_t *g
     struct vattn_kwriter *w;
 
     uvm_assert_rwsem_locked(&va_space->lock);
-    w = uvm_kvmalloc_zero(sizeof(*w));
+    w = vattn_os_alloc(sizeof(*w));
     if (!w)
         return NV_ERR_NO_MEMORY;
+    memset(w, 0, sizeof(*w));
+    if (!clearing) {
+        w->buf = vattn_os_alloc(VATTN_PTE_BUF_BYTES);
+        if (!w->buf) {
+            vattn_os_free(w);
+            return NV_ERR_NO_MEMORY;
+        }
+    }
     w->gpu = gpu;
+    w->gpu_va_space = gpu_va_space;
     w->tree = &gpu_va_space->page_tables;
     w->clearing = clearing;
     w->membar = UVM_MEMBAR_NONE;
+    w->pending_tail = &w->pending;
     uvm_tracker_init(&w->tracker);
     uvm_tlb_batch_begin(w->tree, &w->tlb_batch);
     *out = w;
@@ -689,22 +697,37 @@ static NV_STATUS writer_room(struct vattn_kwriter *w, NvU32 bytes)
     return NV_OK;
 }
 
-/* Writes (ptes != NULL) or clears every PTE of ext, then queues its invalidate. */
-static NV_STATUS writer_put(struct vattn_kwriter *w, uvm_ext_gpu_map_t *ext, const NvU64 *ptes)
+static NvU64 ext_entries(uvm_ext_gpu_map_t *ext)
+{
+    return uvm_range_tree_node_size(&ext->node) / ext->pt_range_vec.page_size;
+}
+
+/*
+ * Writes entries [first, first + count) of ext's PTEs (in address order, across
+ * its page-table ranges) from ptes[0..count), or clears them (ptes NULL).
+ */
+static NV_STATUS writer_put(struct vattn_kwriter *w, uvm_ext_gpu_map_t *ext, const NvU64 *ptes, NvU64 first,
+                            NvU64 count)
 {
     uvm_page_table_range_vec_t *vec = &ext->pt_range_vec;
     NvU32 pte_size = uvm_mmu_pte_size(w->tree, vec->page_size);
     const char *src = (const char *)ptes;
+    NvU64 index = 0, lo, hi;
     NV_STATUS status;
     size_t r;
 
-    for (r = 0; r < vec->range_count; r++) {
+    for (r = 0; r < vec->range_count; index += vec->ranges[r].entry_count, r++) {
         uvm_page_table_range_t *range = &vec->ranges[r];
-        uvm_gpu_phys_address_t addr = uvm_page_table_range_entry_address(w->tree, range, 0);
-        NvU32 left = range->entry_count;
+        uvm_gpu_phys_address_t addr;
+        NvU64 left;
 
-        while (left) {
-            NvU32 n = min(left, VATTN_PTES_PER_STEP);
+        lo = max(first, index);
+        hi = min(first + count, index + range->entry_count);
+        if (lo >= hi)
+            continue;
+        addr = uvm_page_table_range_entry_address(w->tree, range, lo - index);
+        for (left = hi - lo; left;) {
+            NvU32 n = (NvU32)min(left, (NvU64)VATTN_PTES_PER_STEP);
 
             status = writer_room(w, ptes ? n * pte_size : 64);
             if (status != NV_OK)
@@ -720,15 +743,94 @@ static NV_STATUS writer_put(struct vattn_kwriter *w, uvm_ext_gpu_map_t *ext, con
             left -= n;
         }
     }
-    uvm_tlb_batch_invalidate(&w->tlb_batch, ext->node.start, uvm_range_tree_node_size(&ext->node),
-                             vec->page_size, w->membar);
     w->any = true;
     return NV_OK;
 }
 
+/* Queues ext's range for the batch's one invalidate. */
+static void writer_invalidate(struct vattn_kwriter *w, uvm_ext_gpu_map_t *ext)
+{
+    uvm_tlb_batch_invalidate(&w->tlb_batch, ext->node.start, uvm_range_tree_node_size(&ext->node),
+                             ext->pt_range_vec.page_size, w->membar);
+}
+
+/* Reads entries [first, first + count) of k's PTE values from RM into dst. RM is
+ * not called with a push open: the writer's push ends first, as UVM's own
+ * external mapping reads between its pushes. */
+static NV_STATUS writer_read(struct vattn_kwriter *w, struct vattn_kmap *k, NvU64 first, NvU64 count, NvU64 *dst)
+{
+    uvm_ext_gpu_map_t *ext = &k->ext;
+    NvU32 page_size = (NvU32)ext->pt_range_vec.page_size;
+    NV_STATUS status;
+    bool l2 = false;
+
+    if (w->open)
+        writer_close(w, false);
+    status = vattn_read_ptes(w->gpu_va_space, ext->mem_handle, k->offset + first * page_size, count * page_size,
+                             page_size, uvm_mmu_pte_size(w->tree, page_size), dst, &l2);
+#if VATTN_L2_INVALIDATE_AT_UNMAP
+    /* The record is still the batch's (not committed): no lock needed. */
+    if (l2)
+        ext->need_l2_invalidate_at_unmap = true;
+#else
+    (void)l2;
+#endif
+    return status;
+}
+
+/* Writes every pending mapping from the buffer, which is then empty. */
+static NV_STATUS writer_flush(struct vattn_kwriter *w)
+{
+    NV_STATUS status = NV_OK;
+    struct vattn_kmap *k;
+
+    for (k = w->pending; k && status == NV_OK; k = k->next) {
+        status = writer_put(w, &k->ext, (NvU64 *)((char *)w->buf + k->buf_off), 0, ext_entries(&k->ext));
+        if (status == NV_OK)
+            writer_invalidate(w, &k->ext);
+    }
+    w->pending = NULL;
+    w->pending_tail = &w->pending;
+    w->buf_used = 0;
+    return status;
+}
+
 NV_STATUS vattn_os_writer_map(vattn_os_writer_t *w, vattn_os_map_t *map)
 {
-    return writer_put(w, ext_of(map), kmap_of(map)->ptes);
+    struct vattn_kmap *k = kmap_of(map);
+    NvU32 pte_size = uvm_mmu_pte_size(w->tree, k->ext.pt_range_vec.page_size);
+    NvU64 n = ext_entries(&k->ext), done, chunk;
+    NV_STATUS status;
+
+    UVM_ASSERT(!w->clearing);
+    if (n * pte_size > VATTN_PTE_BUF_BYTES - w->buf_used) {
+        status = writer_flush(w);
+        if (status != NV_OK)
+            return status;
+    }
+    if (n * pte_size <= VATTN_PTE_BUF_BYTES) {
+        /* Read now, written with the mappings that share the buffer. */
+        status = writer_read(w, k, 0, n, (NvU64 *)((char *)w->buf + w->buf_used));
+        if (status != NV_OK)
+            return status;
+        k->buf_off = w->buf_used;
+        w->buf_used += (NvU32)(n * pte_size);
+        k->next = NULL;
+        *w->pending_tail = k;
+        w->pending_tail = &k->next;
+        return NV_OK;
+    }
+    /* Larger than the buffer: read and written a buffer at a time. */
+    for (done = 0; done < n; done += chunk) {
+        chunk = min(n - done, (NvU64)(VATTN_PTE_BUF_BYTES / pte_size));
+        status = writer_read(w, k, done, chunk, w->buf);
+        if (status == NV_OK)
+            status = writer_put(w, &k->ext, w->buf, done, chunk);
+        if (status != NV_OK)
+            return status;
+    }
+    writer_invalidate(w, &k->ext);
+    return NV_OK;
 }
 
 NV_STATUS vattn_os_writer_clear(vattn_os_writer_t *w, vattn_os_map_t *map)
@@ -736,6 +838,7 @@ NV_STATUS vattn_os_writer_clear(vattn_os_writer_t *w, vattn_os_map_t *map)
     uvm_ext_gpu_map_t *ext = ext_of(map);
     NV_STATUS status;
 
+    UVM_ASSERT(w->clearing);
     if (!ext->pt_range_vec.ranges)
         return NV_OK;
     /* Work still in flight on this mapping (its map's pushes) goes first. */
@@ -759,15 +862,20 @@ NV_STATUS vattn_os_writer_clear(vattn_os_writer_t *w, vattn_os_map_t *map)
             w->l2_peer = true;
     }
 #endif
-    return writer_put(w, ext, NULL);
+    status = writer_put(w, ext, NULL, 0, ext_entries(ext));
+    if (status == NV_OK)
+        writer_invalidate(w, ext);
+    return status;
 }
 
 NV_STATUS vattn_os_writer_finish(vattn_os_writer_t *w)
 {
-    NV_STATUS status;
+    NV_STATUS status = NV_OK;
 
-    if (!w->any)
-        return NV_OK;
+    if (!w->clearing)
+        status = writer_flush(w);
+    if (status != NV_OK || !w->any)
+        return status;
     status = writer_room(w, 0);
     if (status != NV_OK)
         return status;
@@ -787,11 +895,13 @@ NV_STATUS vattn_os_writer_finish(vattn_os_writer_t *w)
 void vattn_os_writer_end(vattn_os_writer_t *w)
 {
     /* An open push only exists if finish was never reached; end it (no
-     * invalidate: the caller undoes or abandons) so the channel is released. */
+     * invalidate: the caller undoes or abandons) so the channel is released.
+     * Mappings still pending were never written. */
     if (w->open)
         writer_close(w, false);
     (void)uvm_tracker_wait_deinit(&w->tracker);
-    uvm_kvfree(w);
+    vattn_os_free(w->buf);
+    vattn_os_free(w);
 }
 
 void vattn_os_trace(enum vattn_trace_kind kind, const uint8_t uuid[16], uint32_t count, uint32_t done,

@@ -16,12 +16,9 @@
  * vattn_os_map_t and vattn_os_writer_t.
  *
  * Locks, as sparse sees them (uvm_vattn.c's lock order): the va_space lock is
- * the context "va_space"; vattn_os_lock_map takes it the way stock
+ * the context "va_space"; vattn_os_lock takes it the way stock
  * UVM_MAP_EXTERNAL_ALLOCATION does (read mode after the serialize-writers mutex,
- * so RM may be called), vattn_os_lock_unmap for write, as stock UVM_FREE does:
- * then RM may NOT be called (UVM's rule: GPU fault servicing holds the lock for
- * read and RM threads may wait on it), so an unmap's memory references are
- * dropped after the unlock (vattn_os_ref_put). Every call below marked "locked"
+ * so RM may be called), for both commands. Every call below marked "locked"
  * must be made between a lock and its unlock; none is made with user memory
  * access pending. Range-tree mutexes are taken and dropped inside single calls,
  * never held across two.
@@ -49,10 +46,8 @@ uint64_t vattn_os_now_ns(void);
 /* UVM's global state (NV_OK unless the module is in a fatal error state). */
 NV_STATUS vattn_os_global_status(void);
 
-void vattn_os_lock_map(vattn_os_va_space_t *va_space) __acquires(va_space);
-void vattn_os_unlock_map(vattn_os_va_space_t *va_space) __releases(va_space);
-void vattn_os_lock_unmap(vattn_os_va_space_t *va_space) __acquires(va_space);
-void vattn_os_unlock_unmap(vattn_os_va_space_t *va_space) __releases(va_space);
+void vattn_os_lock(vattn_os_va_space_t *va_space) __acquires(va_space);
+void vattn_os_unlock(vattn_os_va_space_t *va_space) __releases(va_space);
 
 /* Locked. A GPU registered in this va_space with a GPU VA space, by UUID, that
  * the batched path can write PTEs for; NV_ERR_INVALID_DEVICE when there is none,
@@ -69,7 +64,7 @@ NV_STATUS vattn_os_range_find(vattn_os_va_space_t *va_space, uint64_t base, uint
 bool vattn_os_range_mapped(vattn_os_va_space_t *va_space, vattn_os_range_t *range, vattn_os_gpu_t *gpu,
                            uint64_t base, uint64_t length) __must_hold(va_space);
 
-/* Locked (map). UVM's dup of the caller's RM memory hMemory (client hClient) on
+/* Locked. UVM's dup of the caller's RM memory hMemory (client hClient) on
  * gpu: checks the handle is the caller's video memory that gpu can map (RM's own
  * checks, as for the stock command), and holds it until vattn_os_mem_put. Its
  * size in bytes is *size. */
@@ -79,10 +74,10 @@ NV_STATUS vattn_os_mem_get(vattn_os_va_space_t *va_space, vattn_os_gpu_t *gpu, i
 void vattn_os_mem_put(vattn_os_va_space_t *va_space, vattn_os_mem_t *mem) __must_hold(va_space);
 
 /*
- * Locked (map). Everything one mapping needs before its PTEs are written: its
- * record (a reference on mem), the page tables under [base, base + length) on
- * gpu, and the PTE values of [offset, offset + length) of mem. Writes nothing a
- * GPU can see. Undone by vattn_os_map_discard (nothing written yet), or made
+ * Locked. Everything one mapping needs before its PTEs are written: its record
+ * (a reference on mem, which the record names [offset, offset + length) of) and
+ * the page tables under [base, base + length) on gpu. Writes nothing a GPU can
+ * see. Undone by vattn_os_map_discard (nothing written yet, or cleared), or made
  * part of the range by vattn_os_map_commit (its PTEs written and invalidated).
  */
 NV_STATUS vattn_os_map_prepare(vattn_os_va_space_t *va_space, vattn_os_range_t *range, vattn_os_gpu_t *gpu,
@@ -100,32 +95,42 @@ NV_STATUS vattn_os_map_commit(vattn_os_va_space_t *va_space, vattn_os_map_t *map
 void vattn_os_map_abandon(vattn_os_va_space_t *va_space, vattn_os_map_t *map) __must_hold(va_space);
 
 /*
- * Locked (unmap). Splits gpu's mappings in range that cross base or
- * base + length so that every mapping is either inside [base, base + length) or
- * outside it (no translation changes; a split is never undone). Then lists the
- * mappings inside: with maps NULL returns how many, else fills up to cap.
+ * Locked. Splits gpu's mappings in range that cross base or base + length so that
+ * every mapping is either inside [base, base + length) or outside it (no
+ * translation changes; a split is never undone). unmap_count says how many are
+ * inside. unmap_detach takes up to cap of those out of the range's tree (under
+ * its mutex, so no other call can free them any more) into maps and returns how
+ * many it took; a mapping crossing the ends (mapped since the split by a sparse
+ * map of the process's own) stays. A detached mapping's PTEs are then cleared by
+ * a writer and it goes with unmap_destroy (page tables and memory reference
+ * dropped; RM may be called), or, if they could not be cleared (a dead channel),
+ * with unmap_abandon: kept forever, like a map's abandoned record.
  */
 NV_STATUS vattn_os_unmap_split(vattn_os_va_space_t *va_space, vattn_os_range_t *range, vattn_os_gpu_t *gpu,
                                uint64_t base, uint64_t length) __must_hold(va_space);
-uint32_t vattn_os_unmap_list(vattn_os_va_space_t *va_space, vattn_os_range_t *range, vattn_os_gpu_t *gpu,
-                             uint64_t base, uint64_t length, vattn_os_map_t **maps, uint32_t cap)
+uint32_t vattn_os_unmap_count(vattn_os_va_space_t *va_space, vattn_os_range_t *range, vattn_os_gpu_t *gpu,
+                              uint64_t base, uint64_t length) __must_hold(va_space);
+uint32_t vattn_os_unmap_detach(vattn_os_va_space_t *va_space, vattn_os_range_t *range, vattn_os_gpu_t *gpu,
+                               uint64_t base, uint64_t length, vattn_os_map_t **maps, uint32_t cap)
     __must_hold(va_space);
-/* Removes a mapping whose PTEs a writer cleared (invalidated, waited) from its
- * tree and drops its page tables. Its memory reference cannot be dropped under
- * the write lock (that may call RM): the returned reference (NULL: none) goes to
- * vattn_os_ref_put after the unlock, as UVM defers its own. */
-void *vattn_os_unmap_destroy(vattn_os_va_space_t *va_space, vattn_os_map_t *map) __must_hold(va_space);
-/* Unlocked. Drops what vattn_os_unmap_destroy returned. */
-void vattn_os_ref_put(void *ref);
+void vattn_os_unmap_destroy(vattn_os_va_space_t *va_space, vattn_os_map_t *map) __must_hold(va_space);
+void vattn_os_unmap_abandon(vattn_os_va_space_t *va_space, vattn_os_map_t *map) __must_hold(va_space);
 
 /*
- * A writer: one GPU's PTE writes for one batch. writer_begin allocates (no push);
- * writer_map / writer_clear add a mapping's PTE writes (or clears) to the current
- * push, ending it and beginning the next when it is full; writer_finish adds the
- * batch's single TLB invalidate to the last push (membar for a permission upgrade
- * when mapping, for a downgrade when clearing), ends it and waits for all of the
- * writer's pushes. A push fails only when UVM's channels are in a fatal error
- * state. writer_end frees the writer (waiting for anything still in flight).
+ * A writer: one GPU's PTE writes for one batch. writer_begin allocates (no push;
+ * a mapping writer also its PTE buffer, of a fixed size whatever the
+ * batch's size). writer_map reads a prepared mapping's PTE values from RM into
+ * the buffer (ending the writer's push first: RM is never called with a push
+ * open) and writes them once the buffer is full (a mapping larger than the buffer
+ * is read and written a buffer at a time); writer_clear adds a mapping's PTE
+ * clears to the current push. Pushes end and the next begins when one is full.
+ * writer_finish writes what is still buffered, adds the batch's single TLB
+ * invalidate to the last push (membar for a permission upgrade when mapping, for
+ * a downgrade when clearing), ends it and waits for all of the writer's pushes.
+ * A push fails only when UVM's channels are in a fatal error state; a PTE query
+ * when RM refuses it. Until writer_finish returned NV_OK, any PTE of a mapping
+ * given to writer_map may or may not be written. writer_end frees the writer
+ * (waiting for anything still in flight).
  */
 NV_STATUS vattn_os_writer_begin(vattn_os_va_space_t *va_space, vattn_os_gpu_t *gpu, bool clearing,
                                 vattn_os_writer_t **writer) __must_hold(va_space);

@@ -20,6 +20,9 @@ struct shim_map *shim_maps_live;
 long shim_maps_count, shim_dups_count, shim_kallocs_live;
 long shim_fail_any = -1;
 long shim_sparse_race = -1;
+long shim_race_at = -1;
+void (*shim_race_fn)(vattn_os_va_space_t *vs);
+bool shim_relaxed;
 long shim_fallible_calls;
 NV_STATUS shim_global_status;
 struct shim_trace shim_last_trace;
@@ -119,34 +122,28 @@ NV_STATUS vattn_os_global_status(void)
 
 /* Locks: the va_space lock is never taken twice (UVM's rwsem is not recursive),
  * never with a range-tree mutex held (that mutex orders after it). */
-void vattn_os_lock_map(vattn_os_va_space_t *vs)
+void vattn_os_lock(vattn_os_va_space_t *vs)
 {
     ASSERT(vs->lock_mode == 0 && vs->tree_lock == 0);
     vs->lock_mode = 1;
     current_vs = vs;
 }
 
-void vattn_os_unlock_map(vattn_os_va_space_t *vs)
+void vattn_os_unlock(vattn_os_va_space_t *vs)
 {
     ASSERT(vs->lock_mode == 1 && vs->tree_lock == 0);
     vs->lock_mode = 0;
 }
 
-void vattn_os_lock_unmap(vattn_os_va_space_t *vs)
+/* A point between two locked steps of a command, where another thread of the
+ * process holding the va_space lock for read may run (shim_race_at). */
+static void race_point(vattn_os_va_space_t *vs)
 {
-    ASSERT(vs->lock_mode == 0 && vs->tree_lock == 0);
-    vs->lock_mode = 2;
-    current_vs = vs;
+    if (shim_race_at >= 0 && shim_race_at-- == 0 && shim_race_fn)
+        shim_race_fn(vs);
 }
 
-void vattn_os_unlock_unmap(vattn_os_va_space_t *vs)
-{
-    ASSERT(vs->lock_mode == 2 && vs->tree_lock == 0);
-    vs->lock_mode = 0;
-}
-
-#define NEED_LOCK(vs)       ASSERT((vs)->lock_mode != 0 && (vs)->tree_lock == 0)
-#define NEED_WRITE(vs)      ASSERT((vs)->lock_mode == 2 && (vs)->tree_lock == 0)
+#define NEED_LOCK(vs)       do { ASSERT((vs)->lock_mode != 0 && (vs)->tree_lock == 0); race_point(vs); } while (0)
 /* UVM's rule: RM is called only with the serialize-writers mutex and the
  * va_space lock for read, or with no va_space lock; never in write mode. */
 #define NEED_RM_OK(vs)      ASSERT((vs)->lock_mode == 1 && (vs)->tree_lock == 0)
@@ -328,10 +325,7 @@ NV_STATUS vattn_os_map_prepare(vattn_os_va_space_t *vs, vattn_os_range_t *range,
     NEED_LOCK(vs);
     if (base + length > SHIM_VA_END)
         return NV_ERR_INVALID_ADDRESS;          /* uvm_gpu_can_address */
-    if (fire())                                  /* record, PTE buffer */
-        return NV_ERR_NO_MEMORY;
-    NEED_RM_OK(vs);
-    if (fire())                                  /* RM's PTE values */
+    if (fire())                                  /* record */
         return NV_ERR_NO_MEMORY;
     if (fire())                                  /* page tables */
         return NV_ERR_NO_MEMORY;
@@ -343,13 +337,29 @@ NV_STATUS vattn_os_map_prepare(vattn_os_va_space_t *vs, vattn_os_range_t *range,
     return NV_OK;
 }
 
-/* What a GPU may see at page p of gpu: never a translation that no live record
- * holds page tables and memory for. */
+/* Another live record of m's GPU covering page p: a race of the process's own
+ * (a sparse map) may have mapped m's addresses again, with its own page tables. */
+static bool covered_by_other(struct shim_map *m, uint64_t p)
+{
+    struct shim_map *o;
+
+    for (o = shim_maps_live; o; o = o->next) {
+        if (o != m && o->vs == m->vs && o->gpu == m->gpu && o->pt && o->base <= p * SHIM_PAGE &&
+            p * SHIM_PAGE < o->base + o->length)
+            return true;
+    }
+    return false;
+}
+
+/* What a GPU may see at m's pages when m is released: never a translation of
+ * m's (only another record's, which holds its own page tables and memory). */
 static void assert_unreachable(vattn_os_va_space_t *vs, struct shim_map *m)
 {
     uint64_t p;
 
     for (p = m->base / SHIM_PAGE; p < (m->base + m->length) / SHIM_PAGE; p++) {
+        if (covered_by_other(m, p))
+            continue;
         ASSERT(!vs->pte[m->gpu][p].valid);
         ASSERT(!vs->tlb[m->gpu][p].valid);
     }
@@ -417,8 +427,6 @@ static NV_STATUS split_at(vattn_os_va_space_t *vs, int r, int gpu, uint64_t at)
 {
     struct shim_map *m, *upper;
 
-    ASSERT(vs->lock_mode == 2 || vs->lock_mode == 0); /* ours (write) or UVM's stock path */
-
     for (m = shim_maps_live; m; m = m->next) {
         if (m->vs == vs && m->in_tree && m->range == r && m->gpu == gpu && m->base < at && at < m->base + m->length)
             break;
@@ -440,7 +448,7 @@ NV_STATUS vattn_os_unmap_split(vattn_os_va_space_t *vs, vattn_os_range_t *range,
     int r = range_index(vs, range);
     NV_STATUS status;
 
-    NEED_WRITE(vs);
+    NEED_LOCK(vs);
     tree_lock(vs);
     status = split_at(vs, r, gpu->index, base);
     if (status == NV_OK)
@@ -449,53 +457,68 @@ NV_STATUS vattn_os_unmap_split(vattn_os_va_space_t *vs, vattn_os_range_t *range,
     return status;
 }
 
-uint32_t vattn_os_unmap_list(vattn_os_va_space_t *vs, vattn_os_range_t *range, vattn_os_gpu_t *gpu,
-                             uint64_t base, uint64_t length, vattn_os_map_t **maps, uint32_t cap)
+static bool in_tree_of(struct shim_map *m, vattn_os_va_space_t *vs, int r, int gpu, uint64_t base, uint64_t length)
+{
+    return m->vs == vs && m->in_tree && m->range == r && m->gpu == gpu && overlaps(m->base, m->length, base, length);
+}
+
+uint32_t vattn_os_unmap_count(vattn_os_va_space_t *vs, vattn_os_range_t *range, vattn_os_gpu_t *gpu,
+                              uint64_t base, uint64_t length)
 {
     int r = range_index(vs, range);
     struct shim_map *m;
     uint32_t n = 0;
 
-    NEED_WRITE(vs);
+    NEED_LOCK(vs);
     tree_lock(vs);
-    for (m = shim_maps_live; m; m = m->next) {
-        if (m->vs == vs && m->in_tree && m->range == r && m->gpu == gpu->index && overlaps(m->base, m->length, base, length)) {
-            /* split made every overlapping mapping lie inside */
-            ASSERT(m->base >= base && m->base + m->length <= base + length);
-            if (maps && n < cap)
-                maps[n] = m;
-            n++;
-        }
-    }
+    for (m = shim_maps_live; m; m = m->next)
+        n += in_tree_of(m, vs, r, gpu->index, base, length);
     tree_unlock(vs);
-    return maps && n > cap ? cap : n;
+    return n;
 }
 
-void *vattn_os_unmap_destroy(vattn_os_va_space_t *vs, vattn_os_map_t *m)
+uint32_t vattn_os_unmap_detach(vattn_os_va_space_t *vs, vattn_os_range_t *range, vattn_os_gpu_t *gpu,
+                               uint64_t base, uint64_t length, vattn_os_map_t **maps, uint32_t cap)
 {
-    NEED_WRITE(vs);
-    ASSERT(m->in_tree);
+    int r = range_index(vs, range);
+    struct shim_map *m;
+    uint32_t n = 0;
+
+    NEED_LOCK(vs);
+    tree_lock(vs);
+    for (m = shim_maps_live; m && n < cap; m = m->next) {
+        if (!in_tree_of(m, vs, r, gpu->index, base, length))
+            continue;
+        /* crossing an end: mapped since the split by a race; it stays */
+        if (m->base < base || m->base + m->length > base + length) {
+            ASSERT(m->raced);   /* only a new sparse mapping can cross them */
+            continue;
+        }
+        m->in_tree = false;
+        m->detached = true;
+        maps[n++] = m;
+    }
+    tree_unlock(vs);
+    return n;
+}
+
+void vattn_os_unmap_destroy(vattn_os_va_space_t *vs, vattn_os_map_t *m)
+{
+    NEED_LOCK(vs);
+    NEED_RM_OK(vs);     /* the last reference frees UVM's dup through RM */
+    ASSERT(m->detached && !m->in_tree);
     /* never release what a GPU can still reach */
     assert_unreachable(vs, m);
-    tree_lock(vs);
-    m->in_tree = false;
-    tree_unlock(vs);
     pt_get(vs, m->gpu, m->base, m->length, -1);
-    m->pt = false;
-    if (!m->dup) {
-        map_unlink_free(m);
-        return NULL;
-    }
-    m->deferred = true;    /* the dup reference goes after the unlock */
-    return m;
+    map_unlink_free(m);
 }
 
-void vattn_os_ref_put(void *ref)
+void vattn_os_unmap_abandon(vattn_os_va_space_t *vs, vattn_os_map_t *m)
 {
-    struct shim_map *m = ref;
-
-    ASSERT(m->deferred && m->vs->lock_mode == 0 && m->vs->tree_lock == 0);
-    map_unlink_free(m);
+    NEED_LOCK(vs);
+    ASSERT(m->detached && !m->in_tree);
+    m->detached = false;
+    m->abandoned = true;
 }
 
 NV_STATUS vattn_os_writer_begin(vattn_os_va_space_t *vs, vattn_os_gpu_t *gpu, bool clearing, vattn_os_writer_t **out)
@@ -530,18 +553,18 @@ static NV_STATUS push(struct shim_writer *w)
     return NV_OK;
 }
 
-static NV_STATUS write_ptes(struct shim_writer *w, struct shim_map *m, bool set)
+/* Writes (set) or clears pages [from, from + n) of m. */
+static NV_STATUS write_ptes(struct shim_writer *w, struct shim_map *m, uint64_t from, uint64_t n, bool set)
 {
     vattn_os_va_space_t *vs = w->vs;
-    uint64_t p, first = m->base / SHIM_PAGE, n = m->length / SHIM_PAGE, i;
+    uint64_t p, first = m->base / SHIM_PAGE, i;
     NV_STATUS status;
 
-    NEED_LOCK(vs);
-    ASSERT(m->gpu == w->gpu && m->pt);
-    for (i = 0; i < n; i++) {
+    ASSERT(m->gpu == w->gpu && m->pt && from + n <= m->length / SHIM_PAGE);
+    for (i = from; i < from + n; i++) {
         /* a push holds this many PTE writes; then the next one begins */
-        if (i % 64 == 0) {
-            if (i)
+        if ((i - from) % 64 == 0) {
+            if (i > from)
                 w->open = false;
             status = push(w);
             if (status != NV_OK)
@@ -557,25 +580,75 @@ static NV_STATUS write_ptes(struct shim_writer *w, struct shim_map *m, bool set)
     return NV_OK;
 }
 
+/* RM's PTE values for a mapping writer's buffer: the push ends first. */
+static NV_STATUS rm_read(struct shim_writer *w)
+{
+    w->open = false;
+    NEED_RM_OK(w->vs);
+    if (fire())
+        return NV_ERR_INVALID_OBJECT_HANDLE;
+    return NV_OK;
+}
+
+static NV_STATUS flush(struct shim_writer *w)
+{
+    NV_STATUS status = NV_OK;
+    int i;
+
+    for (i = 0; i < w->npend && status == NV_OK; i++)
+        status = write_ptes(w, w->pend[i], 0, w->pend[i]->length / SHIM_PAGE, true);
+    w->npend = 0;
+    w->used = 0;
+    return status;
+}
+
 NV_STATUS vattn_os_writer_map(vattn_os_writer_t *w, vattn_os_map_t *m)
 {
+    uint64_t n = m->length / SHIM_PAGE, done, chunk;
+    NV_STATUS status;
+
+    NEED_LOCK(w->vs);
     ASSERT(!w->clearing && m->prepared);
-    return write_ptes(w, m, true);
+    if (n > (uint64_t)(SHIM_WBUF - w->used)) {
+        status = flush(w);
+        if (status != NV_OK)
+            return status;
+    }
+    if (n <= SHIM_WBUF) {
+        status = rm_read(w);
+        if (status != NV_OK)
+            return status;
+        w->pend[w->npend++] = m;
+        w->used += (int)n;
+        return NV_OK;
+    }
+    for (done = 0; done < n; done += chunk) {
+        chunk = n - done < SHIM_WBUF ? n - done : SHIM_WBUF;
+        status = rm_read(w);
+        if (status == NV_OK)
+            status = write_ptes(w, m, done, chunk, true);
+        if (status != NV_OK)
+            return status;
+    }
+    return NV_OK;
 }
 
 NV_STATUS vattn_os_writer_clear(vattn_os_writer_t *w, vattn_os_map_t *m)
 {
+    NEED_LOCK(w->vs);
     ASSERT(w->clearing);
-    return write_ptes(w, m, false);
+    return write_ptes(w, m, 0, m->length / SHIM_PAGE, false);
 }
 
 NV_STATUS vattn_os_writer_finish(vattn_os_writer_t *w)
 {
-    NV_STATUS status;
+    NV_STATUS status = NV_OK;
 
     NEED_LOCK(w->vs);
-    if (!w->any)
-        return NV_OK;
+    if (!w->clearing)
+        status = flush(w);
+    if (status != NV_OK || !w->any)
+        return status;
     status = push(w);
     if (status != NV_OK)
         return status;
@@ -621,6 +694,9 @@ void shim_reset(void)
     shim_maps_count = shim_dups_count = 0;
     shim_fail_any = -1;
     shim_sparse_race = -1;
+    shim_race_at = -1;
+    shim_race_fn = NULL;
+    shim_relaxed = false;
     shim_fallible_calls = 0;
     shim_global_status = NV_OK;
     shim_trace_count = 0;
@@ -765,6 +841,31 @@ NV_STATUS shim_stock_unmap(vattn_os_va_space_t *vs, uint64_t base, uint64_t leng
     return NV_OK;
 }
 
+/* UVM_MAP_EXTERNAL_SPARSE: whatever is mapped there goes, then sparse PTEs (no
+ * memory), all under the range's tree mutex. */
+NV_STATUS shim_stock_sparse(vattn_os_va_space_t *vs, uint64_t base, uint64_t length, int gpu)
+{
+    int r = range_of(vs, base, length);
+    struct shim_map *m;
+    uint64_t p;
+
+    if (r < 0)
+        return NV_ERR_INVALID_ADDRESS;
+    stock_unmap_in(vs, r, gpu, base, length);
+    m = map_new(vs, r, gpu, base, length, 0, NULL);
+    m->pt = true;
+    m->in_tree = true;
+    m->raced = true;
+    pt_get(vs, gpu, base, length, 1);
+    for (p = base / SHIM_PAGE; p < (base + length) / SHIM_PAGE; p++) {
+        vs->pte[gpu][p].valid = 1;
+        vs->pte[gpu][p].mem = -1;
+        vs->pte[gpu][p].offset = 0;
+    }
+    memcpy(vs->tlb[gpu], vs->pte[gpu], sizeof(vs->tlb[gpu]));
+    return NV_OK;
+}
+
 void shim_range_free(vattn_os_va_space_t *vs, int r)
 {
     struct shim_map *m, *next;
@@ -818,14 +919,14 @@ int shim_check(vattn_os_va_space_t *vs, const char **why)
     memset(dups, 0, sizeof(dups));
     for (m = shim_maps_live; m; m = m->next) {
         CHECK(!m->prepared, "a prepared mapping outlived its batch");
-        CHECK(!m->deferred, "a freed mapping's memory reference was never dropped");
+        CHECK(!m->detached, "a detached mapping outlived its batch");
         if (m->vs != vs)
             continue;
         CHECK(m->in_tree || m->abandoned, "a mapping in no tree");
         CHECK(m->pt, "a mapping without page tables");
         for (p = m->base / SHIM_PAGE; p < (m->base + m->length) / SHIM_PAGE; p++) {
             refs[m->gpu][p]++;
-            if (m->in_tree && !m->raced) {
+            if (m->in_tree && !m->raced && !shim_relaxed) {
                 struct shim_pte want = { 1, m->dup ? m->dup->mem : -1, m->offset + (p * SHIM_PAGE - m->base) };
                 /* After a dead channel a failed unmap may have cleared part of a
                  * mapping it keeps (UVM's teardown clears it again). */

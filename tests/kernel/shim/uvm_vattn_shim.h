@@ -90,9 +90,9 @@ typedef struct shim_map
     bool pt;                     /* page tables reserved for [base, base+length) */
     bool in_tree;
     bool abandoned;
-    bool prepared;               /* made by vattn_os_map_prepare, PTE values read */
+    bool prepared;               /* made by vattn_os_map_prepare, not yet committed */
     bool raced;                  /* a sparse mapping a batch's commit raced: its PTEs may be cleared */
-    bool deferred;               /* out of its tree, its dup reference waiting for vattn_os_ref_put */
+    bool detached;               /* taken out of its tree by an unmap, not yet destroyed */
     struct shim_map *next;       /* all maps alive */
 } vattn_os_map_t;
 
@@ -102,6 +102,9 @@ typedef struct shim_range
     uint64_t start, end;         /* [start, end] inclusive */
 } vattn_os_range_t;
 
+/* PTE values a mapping writer's buffer holds (the module's holds 192 KiB). */
+#define SHIM_WBUF        6
+
 typedef struct shim_writer
 {
     struct shim_va_space *vs;
@@ -110,6 +113,8 @@ typedef struct shim_writer
     bool any;
     bool open;
     int pushes;
+    struct shim_map *pend[SHIM_WBUF];   /* read from RM, not yet written */
+    int npend, used;
 } vattn_os_writer_t;
 
 /* A PTE or TLB entry: the memory and the offset in it a VA page names. */
@@ -131,7 +136,7 @@ typedef struct shim_va_space
     long invalidates[SHIM_GPUS];
     long pushes[SHIM_GPUS];
     /* locks */
-    int lock_mode;               /* 0 none, 1 read with serialize-writers (RM calls allowed), 2 write (no RM call) */
+    int lock_mode;               /* 0 none, 1 read with serialize-writers (RM calls allowed) */
     int tree_lock;               /* a range-tree mutex is held */
 } vattn_os_va_space_t;
 
@@ -147,6 +152,16 @@ extern long shim_fail_any;
 extern long shim_sparse_race;
 extern long shim_fallible_calls;
 extern NV_STATUS shim_global_status;
+/* Races within one process: before the k-th locked step of a command
+ * (countdown; -1 never), shim_race_fn runs, as another thread of the calling
+ * process making a stock call that needs the va_space lock for read only
+ * (UVM_UNMAP_EXTERNAL, UVM_MAP_EXTERNAL_SPARSE). Such a race may change what the
+ * process's own addresses map: with shim_relaxed set, shim_check checks safety
+ * only (nothing reachable released, references and leaks), not that every
+ * record's PTEs are right. */
+extern long shim_race_at;
+extern void (*shim_race_fn)(vattn_os_va_space_t *vs);
+extern bool shim_relaxed;
 
 /* The last trace event, and how many were emitted. */
 struct shim_trace
@@ -171,6 +186,7 @@ int shim_mem_alloc(int process, uint32_t client, uint32_t handle, uint64_t size,
 NV_STATUS shim_stock_map(vattn_os_va_space_t *vs, uint64_t base, uint64_t length, int gpu, uint32_t client,
                          uint32_t handle, uint64_t offset);
 NV_STATUS shim_stock_unmap(vattn_os_va_space_t *vs, uint64_t base, uint64_t length, int gpu);
+NV_STATUS shim_stock_sparse(vattn_os_va_space_t *vs, uint64_t base, uint64_t length, int gpu);
 void shim_range_free(vattn_os_va_space_t *vs, int range);          /* UVM_FREE */
 void shim_gpu_va_space_remove(vattn_os_va_space_t *vs, int gpu);   /* unregister GPU VA space */
 void shim_va_space_destroy(vattn_os_va_space_t *vs);               /* process exit */

@@ -461,6 +461,106 @@ static long sweep(bool do_unmap)
     return k;
 }
 
+/*
+ * The race sweep: another thread of the calling process makes a stock call that
+ * needs the va_space lock for read only (UVM_UNMAP_EXTERNAL, or
+ * UVM_MAP_EXTERNAL_SPARSE) before each locked step of a batch, in turn, over the
+ * batch's own addresses. What the process's own addresses then map is up to the
+ * interleaving; what must hold whatever it is: no lock misuse, nothing a GPU can
+ * reach released, no reference or kernel memory lost (shim_check, relaxed), and
+ * a final unmap of everything leaves nothing mapped, held or leaked.
+ */
+static void race_unmap_low(vattn_os_va_space_t *v)
+{
+    EXPECT(shim_stock_unmap(v, 0, MB2, 0) == NV_OK);
+}
+
+static void race_sparse_low(vattn_os_va_space_t *v)
+{
+    EXPECT(shim_stock_sparse(v, 4 * KB64, 3 * KB64, 0) == NV_OK);
+}
+
+static void race_sparse_across(vattn_os_va_space_t *v)
+{
+    EXPECT(shim_stock_sparse(v, 4 * MB2 + 2 * KB64, 4 * KB64, 1) == NV_OK);
+}
+
+static void race_unmap_high(vattn_os_va_space_t *v)
+{
+    EXPECT(shim_stock_unmap(v, 4 * MB2 + 8 * KB64, 8 * KB64, 0) == NV_OK);
+}
+
+static void (*const race_ops[])(vattn_os_va_space_t *) = {
+    race_unmap_low, race_sparse_low, race_sparse_across, race_unmap_high,
+};
+
+static int race_one(bool do_unmap, int op, long k)
+{
+    UVM_VATTN_MAP_ENTRY e[6];
+    UVM_VATTN_UNMAP_ENTRY u[3];
+    long r;
+    int i, g;
+    uint64_t p;
+
+    world();
+    e[0] = me(4 * MB2, 16 * KB64, 0xa, 0);
+    EXPECT(map(&vs, e, 1, 0, 1, 0xc1, NULL) == NV_OK);
+    e[0] = me(4 * MB2, 16 * KB64, 0xb, 0);
+    EXPECT(map(&vs, e, 1, 1, 1, 0xc1, NULL) == NV_OK);
+    shim_relaxed = true;
+    shim_race_fn = race_ops[op];
+    shim_race_at = k;
+    if (!do_unmap) {
+        for (i = 0; i < 6; i++)
+            e[i] = me((uint64_t)i * 5 * KB64, (uint64_t)(1 + i % 3) * KB64, 0xa, (uint64_t)(i % 2) * 8 * KB64);
+        r = map(&vs, e, 6, 0, 1, 0xc1, NULL);
+    }
+    else {
+        u[0].base = 4 * MB2 + 3 * KB64;
+        u[0].length = 4 * KB64;
+        u[1].base = 4 * MB2 + 10 * KB64;
+        u[1].length = 2 * KB64;
+        u[2].base = 0;
+        u[2].length = MB2;
+        r = unmap(&vs, u, 3, 0, 2, NULL);
+    }
+    if (shim_race_at >= 0) {
+        /* the race point was never reached: the sweep is over */
+        EXPECT(r == NV_OK);
+        STATE_OK(&vs);
+        return 0;
+    }
+    /* the only failure a race may cause: a map raced by a sparse map */
+    EXPECT(r == NV_OK || (!do_unmap && r == NV_ERR_UVM_ADDRESS_IN_USE));
+    STATE_OK(&vs);
+    shim_relaxed = false;
+    u[0].base = 0;
+    u[0].length = 2 * MB2;
+    u[1].base = 4 * MB2;
+    u[1].length = 4 * MB2;
+    EXPECT(unmap(&vs, u, 2, 0, SHIM_GPUS, NULL) == NV_OK);
+    STATE_OK(&vs);
+    EXPECT(shim_maps_count == 0 && shim_dups_count == 0);
+    for (g = 0; g < SHIM_GPUS; g++) {
+        for (p = 0; p < SHIM_PAGES; p++)
+            EXPECT(!vs.pte[g][p].valid && !vs.tlb[g][p].valid);
+    }
+    return 1;
+}
+
+static long race_sweep(bool do_unmap)
+{
+    long k, total = 0;
+    int op;
+
+    for (op = 0; op < (int)(sizeof(race_ops) / sizeof(race_ops[0])); op++) {
+        for (k = 0; k < 10000 && race_one(do_unmap, op, k); k++)
+            ;
+        total += k;
+    }
+    return total;
+}
+
 /* The randomized run: hostile batches against a reference of each GPU's view. */
 static uint64_t rng;
 
@@ -549,7 +649,7 @@ static void randomized(long n)
 
 int main(int argc, char **argv)
 {
-    long n = argc > 2 ? atol(argv[2]) : 20000, sm, su;
+    long n = argc > 2 ? atol(argv[2]) : 20000, sm, su, rm, ru;
 
     rng = argc > 1 ? strtoull(argv[1], NULL, 10) | 1 : 1;
     test_info_and_retired();
@@ -560,13 +660,16 @@ int main(int argc, char **argv)
     test_sparse_race();
     sm = sweep(false);
     su = sweep(true);
+    rm = race_sweep(false);
+    ru = race_sweep(true);
     randomized(n);
     shim_reset();
     if (failures) {
         printf("vattn_test: %d failures\n", failures);
         return 1;
     }
-    printf("vattn_test: ok (fault sweep: %ld map steps, %ld unmap steps; %ld hostile argument sets, "
-           "%ld map and %ld unmap batches applied)\n", sm, su, n, applied_maps, applied_unmaps);
+    printf("vattn_test: ok (fault sweep: %ld map steps, %ld unmap steps; race sweep: %ld map and %ld unmap "
+           "interleavings; %ld hostile argument sets, %ld map and %ld unmap batches applied)\n", sm, su, rm, ru, n,
+           applied_maps, applied_unmaps);
     return 0;
 }
