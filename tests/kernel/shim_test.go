@@ -23,8 +23,9 @@ func needTool(t *testing.T, name string) string {
 
 // TestVattnLogicUnderSanitizers builds uvm_vattn.c (the file that goes into the
 // module, unchanged) with the userspace shim and runs its test program: directed
-// tests of every rule, a fault-injection sweep, and a seeded randomized run of
-// 200000 hostile argument sets checked against a reference model.
+// tests of every rule, a fault-injection sweep, a race sweep (the process's own
+// stock unmap or sparse map before every locked step of a batch), and a seeded
+// randomized run of 200000 hostile argument sets checked against a reference model.
 func TestVattnLogicUnderSanitizers(t *testing.T) {
 	cc := needTool(t, "gcc")
 	root := filepath.Join("..", "..")
@@ -54,7 +55,8 @@ func TestVattnLogicUnderSanitizers(t *testing.T) {
 		if err != nil {
 			t.Fatalf("seed %s: %v\n%s", seed, err, out)
 		}
-		if !strings.Contains(string(out), "vattn_test: ok") || !strings.Contains(string(out), "200000 hostile argument sets") {
+		if !strings.Contains(string(out), "vattn_test: ok") || !strings.Contains(string(out), "200000 hostile argument sets") ||
+			!strings.Contains(string(out), "race sweep: ") {
 			t.Fatalf("seed %s: unexpected output:\n%s", seed, out)
 		}
 		t.Logf("seed %s: %s", seed, strings.TrimSpace(string(out)))
