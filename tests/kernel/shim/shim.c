@@ -250,7 +250,7 @@ NV_STATUS vattn_os_mem_get(vattn_os_va_space_t *vs, vattn_os_gpu_t *gpu, int32_t
             return NV_ERR_INVALID_OBJECT_HANDLE;
         if (m->sysmem)
             return NV_ERR_NOT_SUPPORTED;
-        if (m->owner_gpu != gpu->index)
+        if (m->owner_gpu != gpu->index && !vs->peer)
             return NV_ERR_INVALID_DEVICE;
         d = calloc(1, sizeof(*d));
         ASSERT(d);

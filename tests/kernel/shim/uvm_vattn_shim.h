@@ -133,6 +133,7 @@ typedef struct shim_va_space
     struct shim_pte pte[SHIM_GPUS][SHIM_PAGES];
     struct shim_pte tlb[SHIM_GPUS][SHIM_PAGES];
     int pt_refs[SHIM_GPUS][SHIM_PAGES];      /* page-table references per VA page */
+    bool peer;                   /* peer access enabled between every pair of GPUs */
     long invalidates[SHIM_GPUS];
     long pushes[SHIM_GPUS];
     /* locks */

@@ -393,7 +393,7 @@ static void test_sparse_race(void)
  * failed UNMAP_BATCH too (its splits change no translation); a failed push is
  * UVM's global fatal state, after which nothing a GPU can reach may be released.
  */
-static int sweep_one(bool do_unmap, long k)
+static int sweep_one(bool do_unmap, uint32_t ngpu, long k)
 {
     UVM_VATTN_MAP_ENTRY e[6];
     UVM_VATTN_UNMAP_ENTRY u[3];
@@ -411,10 +411,12 @@ static int sweep_one(bool do_unmap, long k)
     shim_fallible_calls = 0;
     shim_fail_any = k;
     if (!do_unmap) {
+        /* on two GPUs: peer memory, and an undo that must clear both */
+        vs.peer = ngpu > 1;
         for (i = 0; i < 6; i++)
             e[i] = me((uint64_t)i * 5 * KB64, (uint64_t)(1 + i % 3) * KB64, 0xa, (uint64_t)(i % 2) * 8 * KB64);
         e[5] = me(4 * MB2 + MB2, 130 * KB64 > 2 * MB2 ? 2 * KB64 : 130 * KB64, 0xa, MB2);
-        r = map(&vs, e, 6, 0, 1, 0xc1, NULL);
+        r = map(&vs, e, 6, 0, ngpu, 0xc1, NULL);
     }
     else {
         u[0].base = 4 * MB2 + 3 * KB64;           /* splits at both ends */
@@ -423,7 +425,7 @@ static int sweep_one(bool do_unmap, long k)
         u[1].length = 2 * KB64;
         u[2].base = 0;
         u[2].length = MB2;
-        r = unmap(&vs, u, 3, 0, 2, NULL);
+        r = unmap(&vs, u, 3, 0, ngpu, NULL);
     }
     if (shim_fail_any >= 0) {
         /* the fault was never reached: the sweep is over */
@@ -452,11 +454,11 @@ static int sweep_one(bool do_unmap, long k)
     return 1;
 }
 
-static long sweep(bool do_unmap)
+static long sweep(bool do_unmap, uint32_t ngpu)
 {
     long k;
 
-    for (k = 0; k < 10000 && sweep_one(do_unmap, k); k++)
+    for (k = 0; k < 10000 && sweep_one(do_unmap, ngpu, k); k++)
         ;
     return k;
 }
@@ -649,7 +651,7 @@ static void randomized(long n)
 
 int main(int argc, char **argv)
 {
-    long n = argc > 2 ? atol(argv[2]) : 20000, sm, su, rm, ru;
+    long n = argc > 2 ? atol(argv[2]) : 20000, sm, sm2, su, rm, ru;
 
     rng = argc > 1 ? strtoull(argv[1], NULL, 10) | 1 : 1;
     test_info_and_retired();
@@ -658,8 +660,9 @@ int main(int argc, char **argv)
     test_gpus_and_teardown();
     test_isolation();
     test_sparse_race();
-    sm = sweep(false);
-    su = sweep(true);
+    sm = sweep(false, 1);
+    sm2 = sweep(false, 2);
+    su = sweep(true, 2);
     rm = race_sweep(false);
     ru = race_sweep(true);
     randomized(n);
@@ -668,8 +671,8 @@ int main(int argc, char **argv)
         printf("vattn_test: %d failures\n", failures);
         return 1;
     }
-    printf("vattn_test: ok (fault sweep: %ld map steps, %ld unmap steps; race sweep: %ld map and %ld unmap "
-           "interleavings; %ld hostile argument sets, %ld map and %ld unmap batches applied)\n", sm, su, rm, ru, n,
-           applied_maps, applied_unmaps);
+    printf("vattn_test: ok (fault sweep: %ld map steps on one GPU, %ld on two, %ld unmap steps on two; race sweep: "
+           "%ld map and %ld unmap interleavings; %ld hostile argument sets, %ld map and %ld unmap batches applied)\n",
+           sm, sm2, su, rm, ru, n, applied_maps, applied_unmaps);
     return 0;
 }
