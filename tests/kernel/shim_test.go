@@ -30,6 +30,16 @@ func TestVattnLogicUnderSanitizers(t *testing.T) {
 	cc := needTool(t, "gcc")
 	root := filepath.Join("..", "..")
 	bin := filepath.Join(t.TempDir(), "vattn_test")
+	// gcc reads the sources, not this process: read them here too, so that go
+	// test's cache sees a change to any of them.
+	for _, dir := range []string{filepath.Join(root, "kernel", "nvidia-uvm-patch"), "shim"} {
+		srcs, _ := filepath.Glob(filepath.Join(dir, "*.[ch]"))
+		for _, f := range srcs {
+			if _, err := os.ReadFile(f); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	args := []string{
 		"-std=gnu11", "-O1", "-g", "-Wall", "-Wextra", "-Werror",
 		"-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer",
