@@ -36,10 +36,14 @@ lint() {
 		return 1
 	fi
 	go vet ./...
+	# The device tests build only with -tags gpu (scripts/gpu-build.sh): check
+	# them here too, or a change breaks the GPU machine's build unseen.
+	go vet -tags gpu ./...
 	if ! command -v staticcheck >/dev/null; then
 		GOFLAGS= go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 	fi
 	staticcheck ./...
+	staticcheck -tags gpu ./...
 }
 
 deps() {

@@ -2,8 +2,9 @@
 
 // Device tests: they need an NVIDIA GPU, nvidia-uvm loaded and libcuda.so.1.
 // They hold on the stock driver (the GPU machine's) and on a patched one: the
-// probe must classify the real module, both probes must agree, and New must
-// refuse exactly when the module is stock.
+// probe must classify the real module, both probes must agree, Open must refuse
+// the patched path exactly when the module is stock, and the automatic path must
+// follow the module.
 
 package uvm
 
@@ -52,7 +53,7 @@ func TestDeviceProbeDevice(t *testing.T) {
 	}
 }
 
-func TestDeviceProbeProcessAndNew(t *testing.T) {
+func TestDeviceProbeProcessAndOpen(t *testing.T) {
 	devProbe, err := ProbeDevice("")
 	if err != nil {
 		t.Fatal(err)
@@ -76,17 +77,37 @@ func TestDeviceProbeProcessAndNew(t *testing.T) {
 	if r.State != devProbe.State || r.Errno != devProbe.Errno {
 		t.Errorf("process probe %s/%s, device probe %s/%s", r.State, r.Errno, devProbe.State, devProbe.Errno)
 	}
-	b, err := New(Options{Lib: gpu.Lib})
-	t.Logf("New: %v", err)
+	// The patched path, asked for: refused exactly when the module is stock.
+	b, err := Open(Options{Lib: gpu.Lib, Mode: ModePatched})
+	t.Logf("Open(patched): %v", err)
 	if r.State == StateStock {
 		if !errors.Is(err, ErrNotPatched) || !errors.Is(err, backend.ErrUnavailable) || !strings.Contains(err.Error(), "vattnctl install-driver") {
-			t.Fatalf("New on the stock module: %v", err)
+			t.Fatalf("Open(patched) on the stock module: %v", err)
 		}
-		return
+	} else {
+		if err != nil {
+			t.Fatalf("Open(patched) on the patched module: %v", err)
+		}
+		if b.Path() != PathBatched {
+			t.Errorf("Open(patched): path %q (%s)", b.Path(), b.PathDetail())
+		}
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
+	// Auto: the path follows the module the probe found.
+	b, err = Open(Options{Lib: gpu.Lib})
 	if err != nil {
-		t.Fatalf("New on the patched module: %v", err)
+		t.Fatalf("Open(auto): %v", err)
 	}
+	want := PathStock
+	if r.State == StatePatched {
+		want = PathBatched
+	}
+	if b.Path() != want {
+		t.Errorf("Open(auto) on a %s module: path %q (%s)", r.State, b.Path(), b.PathDetail())
+	}
+	t.Logf("Open(auto): %s path: %s", b.Path(), b.PathDetail())
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
