@@ -17,6 +17,7 @@ import (
 	"sync"
 
 	"github.com/vattn/vattn/backend"
+	"github.com/vattn/vattn/backend/internal/eventfence"
 	"github.com/vattn/vattn/backend/internal/gpumem"
 	"github.com/vattn/vattn/cuda"
 	"github.com/vattn/vattn/pagesize"
@@ -71,7 +72,7 @@ type Backend struct {
 	regions []backend.Region // sorted by address
 	pages   pageTable
 	mapped  map[uint64]backend.PageID
-	fence   *eventFence
+	fence   *eventfence.Fence
 	verify  *gpumem.Verifier
 	closed  bool
 
@@ -136,7 +137,7 @@ func New(opts Options) (_ *Backend, err error) {
 		return nil, fmt.Errorf("cudavmm: page size %s on GPU %d: the CUDA VMM API maps %s pages (its granularity); smaller pages go through nvidia-uvm (the uvm backend, on the stock driver): %w",
 			size, dev.Index, pagesize.Size(gran), pagesize.ErrUnsupported)
 	}
-	b.fence = &eventFence{ctx: b.ctx, stream: opts.Stream}
+	b.fence = eventfence.New(b.ctx, opts.Stream)
 	b.verify = gpumem.NewVerifier(b.ctx, dev.Device)
 	return b, nil
 }
@@ -478,7 +479,7 @@ func (b *Backend) Close() error {
 				errs = append(errs, fmt.Errorf("close: release region %#x: %w", r.Addr, err))
 			}
 		}
-		errs = append(errs, b.fence.destroy(bd))
+		errs = append(errs, b.fence.Destroy(bd))
 		return nil
 	})
 	errs = append(errs, err, b.ctx.Release())

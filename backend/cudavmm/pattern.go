@@ -34,7 +34,7 @@ func (b *Backend) Fill(addr, size uint64, tag uint32) error {
 	if err != nil {
 		return err
 	}
-	return b.verify.Fill(b.fence.stream, r)
+	return b.verify.Fill(b.fence.Stream(), r)
 }
 
 // Check verifies the pattern Fill wrote over [addr, addr+size): every word
@@ -47,7 +47,7 @@ func (b *Backend) Check(addr, size uint64, tag uint32) (CheckResult, error) {
 	if err != nil {
 		return CheckResult{Pages: int(size / b.size)}, err
 	}
-	return b.verify.Check(b.fence.stream, r)
+	return b.verify.Check(b.fence.Stream(), r)
 }
 
 // Spin keeps the backend's stream busy for cycles GPU clocks (about a
@@ -59,5 +59,5 @@ func (b *Backend) Spin(cycles uint64) error {
 	if b.closed {
 		return backend.ErrClosed
 	}
-	return b.verify.Spin(b.fence.stream, cycles)
+	return b.verify.Spin(b.fence.Stream(), cycles)
 }

@@ -9,7 +9,7 @@ import (
 	"sync"
 
 	"github.com/vattn/vattn/backend"
-	"github.com/vattn/vattn/backend/cudavmm"
+	"github.com/vattn/vattn/backend/internal/eventfence"
 	"github.com/vattn/vattn/backend/internal/gpumem"
 	"github.com/vattn/vattn/cuda"
 	"github.com/vattn/vattn/ioctl"
@@ -88,7 +88,7 @@ type Stock struct {
 	mapped     map[uint64]backend.PageID
 	calls      StockCalls
 	stream     cuda.Stream // the stream the fence records on
-	fence      cudavmm.EventFence
+	fence      *eventfence.Fence
 	verify     *gpumem.Verifier
 	closed     bool
 }
@@ -148,7 +148,7 @@ func NewStock(opts Options) (_ *Stock, err error) {
 		return nil, errors.Join(fmt.Errorf("uvm: GPU %d: %w", dev.Index, err), b.drv.Close())
 	}
 	b.stream = opts.Stream
-	b.fence = cudavmm.NewEventFence(b.ctx, opts.Stream)
+	b.fence = eventfence.New(b.ctx, opts.Stream)
 	// CUDA's copy functions refuse the pages (CUDA did not map them), so
 	// the host reads its samples through a kernel.
 	b.verify = gpumem.NewGatheringVerifier(b.ctx, dev.Device)

@@ -1,4 +1,8 @@
-package cudavmm
+// Package eventfence is the backend.Fence of the two backends on a CUDA
+// context, cudavmm and uvm. Neither the VMM API nor nvidia-uvm sees CUDA
+// streams, so both unmap pages only after a CUDA event recorded on the
+// caller's stream shows that the GPU work that read them has finished.
+package eventfence
 
 import (
 	"context"
@@ -11,12 +15,12 @@ import (
 	"github.com/vattn/vattn/cuda"
 )
 
-// eventFence is a backend.Fence on CUDA events: Record records an event on
+// Fence is a backend.Fence on CUDA events: Record records an event on
 // the stream, Completed queries pending events oldest first (work on one
 // stream completes in order), Wait polls with a growing sleep so that a
 // cancelled ctx is noticed within a millisecond and waiting costs no CPU.
 // Events are pooled: a completed one is reused by the next Record.
-type eventFence struct {
+type Fence struct {
 	ctx    *cuda.Ctx
 	stream cuda.Stream
 
@@ -33,10 +37,19 @@ type pendingEvent struct {
 	ev    cuda.Event
 }
 
-var _ backend.Fence = (*eventFence)(nil)
+var _ backend.Fence = (*Fence)(nil)
+
+// New returns a fence recording events on stream s of ctx.
+func New(ctx *cuda.Ctx, s cuda.Stream) *Fence {
+	return &Fence{ctx: ctx, stream: s}
+}
+
+// Stream returns the stream the fence records on: work launched there is
+// what Record covers.
+func (f *Fence) Stream() cuda.Stream { return f.stream }
 
 // Record implements backend.Fence.
-func (f *eventFence) Record() (backend.Epoch, error) {
+func (f *Fence) Record() (backend.Epoch, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
@@ -70,7 +83,7 @@ func (f *eventFence) Record() (backend.Epoch, error) {
 }
 
 // poll retires completed events. f.mu is held.
-func (f *eventFence) poll() {
+func (f *Fence) poll() {
 	if len(f.pending) == 0 || f.err != nil {
 		return
 	}
@@ -98,7 +111,7 @@ func (f *eventFence) poll() {
 // Completed implements backend.Fence. If the driver reports an error for
 // the work (a faulting kernel), nothing after it completes; Wait and Record
 // return that error.
-func (f *eventFence) Completed() backend.Epoch {
+func (f *Fence) Completed() backend.Epoch {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.poll()
@@ -106,7 +119,7 @@ func (f *eventFence) Completed() backend.Epoch {
 }
 
 // Wait implements backend.Fence.
-func (f *eventFence) Wait(ctx context.Context, e backend.Epoch) error {
+func (f *Fence) Wait(ctx context.Context, e backend.Epoch) error {
 	sleep := 20 * time.Microsecond
 	for {
 		f.mu.Lock()
@@ -140,8 +153,9 @@ func (f *eventFence) Wait(ctx context.Context, e backend.Epoch) error {
 	}
 }
 
-// destroy releases every event. Called by Close with the context current.
-func (f *eventFence) destroy(b cuda.Bound) error {
+// Destroy releases every event; b must be bound to the fence's context.
+// The backends call it from Close.
+func (f *Fence) Destroy(b cuda.Bound) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var errs []error
