@@ -405,9 +405,10 @@ func (b *Backend) Unmap(addrs []uint64, fence backend.Epoch) error {
 	if b.closed {
 		return backend.ErrClosed
 	}
+	// Completed polls the driver: an unmap with no readers (fence 0) skips it.
 	if fence != 0 {
-		if c := b.fence.Completed(); c < fence {
-			return fmt.Errorf("unmap %d pages: epoch %d, completed %d: %w", len(addrs), fence, c, backend.ErrFenceNotReached)
+		if err := gpumem.CheckFence(len(addrs), fence, b.fence.Completed()); err != nil {
+			return err
 		}
 	}
 	b.gen++

@@ -56,12 +56,22 @@ func CheckReserveSize(size, pageSize uint64) error {
 	return nil
 }
 
+// CheckFence refuses to unmap pages that GPU work up to epoch fence may
+// still read while the fence has completed only up to completed. Fence 0
+// means no reader: nothing to wait for.
+func CheckFence(pages int, fence, completed backend.Epoch) error {
+	if fence != 0 && completed < fence {
+		return fmt.Errorf("unmap %d pages: epoch %d, completed %d: %w", pages, fence, completed, backend.ErrFenceNotReached)
+	}
+	return nil
+}
+
 // CheckUnmap checks an Unmap batch before anything changes: the readers'
 // epoch has completed (fence 0: none), and every address is page-aligned,
 // mapped and listed once.
 func CheckUnmap(mapped map[uint64]backend.PageID, pageSize uint64, addrs []uint64, fence, completed backend.Epoch) error {
-	if fence != 0 && completed < fence {
-		return fmt.Errorf("unmap %d pages: epoch %d, completed %d: %w", len(addrs), fence, completed, backend.ErrFenceNotReached)
+	if err := CheckFence(len(addrs), fence, completed); err != nil {
+		return err
 	}
 	seen := make(map[uint64]bool, len(addrs))
 	for _, a := range addrs {

@@ -2,6 +2,7 @@ package gpumem
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/vattn/vattn/backend"
@@ -81,6 +82,26 @@ func TestCheckMapped(t *testing.T) {
 
 // The fake holds no memory: the host reads zeros and the GPU counter reads
 // zero. Pattern(0, 0, 0) is the only zero word, so the counts are exact.
+func TestCheckFence(t *testing.T) {
+	for _, c := range []struct {
+		fence, completed backend.Epoch
+		want             error
+	}{
+		{0, 0, nil},
+		{3, 3, nil},
+		{3, 5, nil},
+		{4, 3, backend.ErrFenceNotReached},
+	} {
+		if err := CheckFence(2, c.fence, c.completed); !errors.Is(err, c.want) || (err == nil) != (c.want == nil) {
+			t.Errorf("epoch %d, completed %d: %v, want %v", c.fence, c.completed, err, c.want)
+		}
+	}
+	const want = "unmap 2 pages: epoch 4, completed 3: "
+	if err := CheckFence(2, 4, 3); err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("%v, want it to start %q", err, want)
+	}
+}
+
 func TestFillCheckSpin(t *testing.T) {
 	f, _, v := onFake(t)
 	r := cuda.PatternRange{Base: 1 << 40, Bytes: 2 * page, PageSize: page}
