@@ -2,60 +2,16 @@ package uvm
 
 import (
 	"errors"
-	"fmt"
 	"testing"
 
 	"github.com/vattn/vattn/backend"
 	"github.com/vattn/vattn/cuda/cudafake"
 	"github.com/vattn/vattn/internal/cudatest"
 	"github.com/vattn/vattn/ioctl"
-	"github.com/vattn/vattn/kvcache"
 	"github.com/vattn/vattn/pagesize"
 
 	"github.com/vattn/vattn/backend/uvm/stockfake"
 )
-
-// testFD is the fd tests give CUDA's va_space file.
-const testFD = 6
-
-// withPages reserves a region of regionPages pages and allocates n pages.
-func withPages(t *testing.T, b backend.Backend, regionPages uint64, n int) (backend.Region, []backend.PageID, uint64) {
-	t.Helper()
-	size := b.PageSize().Bytes()
-	r, err := b.Reserve(regionPages * size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := b.AllocPages(n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r, ids, size
-}
-
-func mapAll(r backend.Region, ids []backend.PageID, size uint64) []backend.Mapping {
-	ms := make([]backend.Mapping, len(ids))
-	for i, id := range ids {
-		ms[i] = backend.Mapping{Addr: r.Addr + uint64(i)*size, Page: id}
-	}
-	return ms
-}
-
-// batchedSetup gives a backend on the batched path: the fake driver with the
-// vattn module's commands, max entries a call (0: the ABI's limit).
-func batchedSetup(t *testing.T, ps pagesize.Size, max int) (*Stock, *cudafake.Fake, *stockfake.Driver) {
-	t.Helper()
-	cf, lib := cudatest.Fake(t)
-	fd := stockfake.New()
-	b, err := NewStock(Options{Lib: lib, PageSize: ps, ChunkBytes: 2 << 20, StockDriver: stockfake.Batched{Driver: fd, Max: max}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b.Path() != PathBatched || b.Mode() != ModePatched {
-		t.Fatalf("path %s mode %s, want batched", b.Path(), b.Mode())
-	}
-	return b, cf, fd
-}
 
 func TestPathChoice(t *testing.T) {
 	cf, lib := cudatest.Fake(t)
@@ -97,15 +53,7 @@ func TestPathChoice(t *testing.T) {
 func TestBatchedOneCallPerBatch(t *testing.T) {
 	b, cf, fd := batchedSetup(t, pagesize.Size64K, 0)
 	stockMaps, stockUnmaps := fd.Calls(stockfake.OpMap), fd.Calls(stockfake.OpUnmap) // the open's path check
-	size := b.PageSize().Bytes()
-	r, err := b.Reserve(64 * size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := b.AllocPages(48)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, ids, size := withPages(t, b, 64, 48)
 	// Scattered: every page its own run.
 	var maps []backend.Mapping
 	for i, id := range ids {
@@ -142,22 +90,13 @@ func TestBatchedOneCallPerBatch(t *testing.T) {
 // calls; a failed later call undoes the earlier ones (all or nothing).
 func TestBatchedSplitsAtMaxBatch(t *testing.T) {
 	b, cf, fd := batchedSetup(t, pagesize.Size64K, 2)
-	size := b.PageSize().Bytes()
-	r, err := b.Reserve(16 * size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := b.AllocPages(5)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, ids, size := withPages(t, b, 16, 5)
 	var maps []backend.Mapping
 	for i, id := range ids {
 		maps = append(maps, backend.Mapping{Addr: r.Addr + uint64(3*i)*size, Page: id})
 	}
 	fd.FailOp, fd.FailAt, fd.FailStatus = stockfake.OpMapBatch, 3, ioctl.NV_ERR_NO_MEMORY
-	err = b.Map(maps)
-	if !errors.Is(err, backend.ErrOutOfMemory) && !errors.Is(err, ioctl.NV_ERR_NO_MEMORY) {
+	if err := b.Map(maps); !errors.Is(err, backend.ErrOutOfMemory) && !errors.Is(err, ioctl.NV_ERR_NO_MEMORY) {
 		t.Errorf("third call failing: %v", err)
 	}
 	if got := fd.Live().Mapped; got != 0 {
@@ -179,51 +118,16 @@ func TestBatchedSplitsAtMaxBatch(t *testing.T) {
 
 // TestBatchedFaultSweep: the stock path's sweep over the batched path.
 func TestBatchedFaultSweep(t *testing.T) {
-	b, cf, fd := batchedSetup(t, pagesize.Size64K, 3)
-	setup := fd.Calls("")
-	stockScenario(b)
-	total := fd.Calls("")
-	stockClean(t, b, cf, fd)
-	for k := setup + 1; k <= total; k++ {
-		t.Run(fmt.Sprint(k), func(t *testing.T) {
-			b, cf, fd := batchedSetup(t, pagesize.Size64K, 3)
-			fd.FailAt = k
-			stockScenario(b)
-			_, _, mapped := b.Held()
-			if got := fd.Live().Mapped / b.size; got != uint64(mapped) {
-				t.Errorf("driver maps %d pages, backend books %d (history %v)", got, mapped, fd.History())
-			}
-			for a, id := range b.mapped {
-				checkBacking(t, b, fd, []backend.Mapping{{Addr: a, Page: id}})
-			}
-			fd.FailAt = 0
-			if err := b.Close(); err != nil && k != total {
-				t.Errorf("close: %v", err)
-			}
-			assertNothingLeft(t, cf, fd)
-		})
-	}
+	faultSweep(t, func(t *testing.T) (*Stock, *cudafake.Fake, *stockfake.Driver) {
+		return batchedSetup(t, pagesize.Size64K, 3)
+	})
 }
 
 // TestBatchedUnderKVCache: the allocator over the batched path makes one
 // driver call per Map and per Unmap it issues.
 func TestBatchedUnderKVCache(t *testing.T) {
 	b, cf, fd := batchedSetup(t, pagesize.Size64K, 0)
-	c, err := kvcache.New(kvcache.Config{Layers: 4, KVHeads: 2, HeadDim: 64, DTypeBytes: 2, MaxBatch: 8, MaxContext: 4096}, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.ReservePhysical(64 << 20); err != nil {
-		t.Fatal(err)
-	}
-	lens := make([]int, 8)
-	for i := range lens {
-		s, err := c.AllocBatchIdx(1000 + 100*i)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lens[s] = 1000 + 100*i
-	}
+	c, lens := cacheWithRequests(t, b, false)
 	for range 200 {
 		for i := range lens {
 			lens[i] += 3
@@ -239,9 +143,7 @@ func TestBatchedUnderKVCache(t *testing.T) {
 	if st := b.Calls(); st.MapPages < 8*st.MapCalls {
 		t.Errorf("%d pages in %d calls", st.MapPages, st.MapCalls)
 	}
-	for a, id := range b.mapped {
-		checkBacking(t, b, fd, []backend.Mapping{{Addr: a, Page: id}})
-	}
+	checkBooks(t, b, fd)
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}

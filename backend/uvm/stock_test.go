@@ -16,65 +16,12 @@ import (
 	"github.com/vattn/vattn/internal/cudatest"
 	"github.com/vattn/vattn/ioctl"
 	"github.com/vattn/vattn/ioctl/branch"
-	"github.com/vattn/vattn/kvcache"
 	"github.com/vattn/vattn/pagesize"
 )
 
-// stockSetup gives a stock backend on the fake CUDA driver and the fake RM
-// and UVM, with 2 MiB chunks so that tests cross chunk boundaries cheaply.
-func stockSetup(t *testing.T, ps pagesize.Size) (*Stock, *cudafake.Fake, *stockfake.Driver) {
-	t.Helper()
-	cf, lib := cudatest.Fake(t)
-	fd := stockfake.New()
-	b, err := NewStock(Options{Lib: lib, PageSize: ps, ChunkBytes: 2 << 20, StockDriver: fd})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b, cf, fd
-}
-
-func stockClean(t *testing.T, b *Stock, cf *cudafake.Fake, fd *stockfake.Driver) {
-	t.Helper()
-	if err := b.Close(); err != nil {
-		t.Fatalf("close: %v", err)
-	}
-	assertNothingLeft(t, cf, fd)
-}
-
-func assertNothingLeft(t *testing.T, cf *cudafake.Fake, fd *stockfake.Driver) {
-	t.Helper()
-	if live := fd.Live(); live != (stockfake.Live{}) {
-		t.Errorf("after close the driver holds %s", live)
-	}
-	if live := cf.Live(); live != (cudafake.Live{}) {
-		t.Errorf("after close CUDA holds %s", live)
-	}
-}
-
-// checkBacking asserts that every mapping is where the fake driver has it:
-// page id → chunk handle and slot offset.
-func checkBacking(t *testing.T, b *Stock, fd *stockfake.Driver, maps []backend.Mapping) {
-	t.Helper()
-	for _, m := range maps {
-		h, off, ok := fd.Backing(m.Addr)
-		ch := b.chunks[uint32(m.Page>>32)]
-		if !ok || ch == nil || h != ch.handle || off != uint64(uint32(m.Page))*b.size {
-			t.Fatalf("page %#x at %#x: driver maps handle %#x offset %#x (mapped %v)", uint64(m.Page), m.Addr, h, off, ok)
-		}
-	}
-}
-
 func TestStockRunsAreOneCallEach(t *testing.T) {
 	b, cf, fd := stockSetup(t, pagesize.Size64K)
-	size := b.PageSize().Bytes()
-	r, err := b.Reserve(64 * size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := b.AllocPages(48) // 32 per 2 MiB chunk: two chunks
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, ids, size := withPages(t, b, 64, 48) // 32 pages per 2 MiB chunk: two chunks
 	if c := b.Calls(); c.Chunks != 2 || c.ChunkBytes != 4<<20 {
 		t.Fatalf("48 pages in %d chunks of %d bytes", c.Chunks, c.ChunkBytes)
 	}
@@ -139,18 +86,11 @@ func TestStockPageSizes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r, err := b.Reserve(8 * ps.Bytes())
-			if err != nil {
-				t.Fatal(err)
-			}
+			r, ids, size := withPages(t, b, 8, 8)
 			if r.Addr%(2<<20) != 0 {
 				t.Errorf("region at %#x: not 2 MiB aligned", r.Addr)
 			}
-			ids, err := b.AllocPages(8)
-			if err != nil {
-				t.Fatal(err)
-			}
-			maps := mapAll(r, ids, ps.Bytes())
+			maps := mapAll(r, ids, size)
 			if err := b.Map(maps); err != nil {
 				t.Fatal(err)
 			}
@@ -238,6 +178,9 @@ func TestStockChecksThePath(t *testing.T) {
 	}
 }
 
+// testFD is the fd tests give CUDA's va_space file.
+const testFD = 6
+
 // TestStockUnknownBranch: a driver branch with no ABI table is refused as
 // unsupported before any RM or UVM file is touched, and nothing is left.
 func TestStockUnknownBranch(t *testing.T) {
@@ -263,15 +206,7 @@ func TestStockUnknownBranch(t *testing.T) {
 
 func TestStockChecksBeforeCalling(t *testing.T) {
 	b, cf, fd := stockSetup(t, pagesize.Size64K)
-	size := b.PageSize().Bytes()
-	r, err := b.Reserve(8 * size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := b.AllocPages(4)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, ids, size := withPages(t, b, 8, 4)
 	if err := b.Map([]backend.Mapping{{Addr: r.Addr, Page: ids[0]}}); err != nil {
 		t.Fatal(err)
 	}
@@ -381,8 +316,7 @@ func TestStockFreeGivesChunksBack(t *testing.T) {
 // stay true and a retry of the same batch works.
 func TestStockUnmapAllOrNothing(t *testing.T) {
 	b, cf, fd := stockSetup(t, pagesize.Size64K)
-	size := b.PageSize().Bytes()
-	r, ids, _ := withPages(t, b, 16, 8)
+	r, ids, size := withPages(t, b, 16, 8)
 	maps := mapAll(r, ids, size)
 	if err := b.Map(maps); err != nil {
 		t.Fatal(err)
@@ -407,56 +341,13 @@ func TestStockUnmapAllOrNothing(t *testing.T) {
 	stockClean(t, b, cf, fd)
 }
 
-// stockScenario runs a backend through every kind of call, ignoring errors,
-// as a caller that keeps going after failures would.
-func stockScenario(b *Stock) {
-	size := b.PageSize().Bytes()
-	r1, _ := b.Reserve(64 * size)
-	r2, err := b.Reserve(64 * size)
-	ids, _ := b.AllocPages(40)
-	if len(ids) == 40 && err == nil {
-		var maps []backend.Mapping
-		for i := range 20 {
-			maps = append(maps, backend.Mapping{Addr: r1.Addr + uint64(i)*size, Page: ids[i]})
-			maps = append(maps, backend.Mapping{Addr: r2.Addr + uint64(2*i)*size, Page: ids[20+i]})
-		}
-		_ = b.Map(maps)
-		_ = b.Unmap([]uint64{r1.Addr, r1.Addr + size, r2.Addr}, 0)
-		_ = b.FreePages(ids[30:])
-	}
-	_ = b.Release(r2)
-}
-
 // TestStockFaultSweep fails each driver call of the scenario in turn (and
 // CUDA's address calls) and checks that Close leaves nothing behind and that
 // the books match the driver after every failure.
 func TestStockFaultSweep(t *testing.T) {
-	b, cf, fd := stockSetup(t, pagesize.Size64K)
-	setup := fd.Calls("")
-	stockScenario(b)
-	total := fd.Calls("")
-	stockClean(t, b, cf, fd)
-	for k := setup + 1; k <= total; k++ {
-		t.Run(fmt.Sprint(k), func(t *testing.T) {
-			b, cf, fd := stockSetup(t, pagesize.Size64K)
-			fd.FailAt = k
-			stockScenario(b)
-			// The books agree with the driver: every mapping it holds is one
-			// the backend knows, and the other way round.
-			_, _, mapped := b.Held()
-			if got := fd.Live().Mapped / b.size; got != uint64(mapped) {
-				t.Errorf("driver maps %d pages, backend books %d (history %v)", got, mapped, fd.History())
-			}
-			for a, id := range b.mapped {
-				checkBacking(t, b, fd, []backend.Mapping{{Addr: a, Page: id}})
-			}
-			fd.FailAt = 0
-			if err := b.Close(); err != nil && k != total {
-				t.Errorf("close: %v", err)
-			}
-			assertNothingLeft(t, cf, fd)
-		})
-	}
+	faultSweep(t, func(t *testing.T) (*Stock, *cudafake.Fake, *stockfake.Driver) {
+		return stockSetup(t, pagesize.Size64K)
+	})
 	for _, sym := range []string{"cuMemAddressReserve", "cuMemAddressFree"} {
 		t.Run(sym, func(t *testing.T) {
 			b, cf, fd := stockSetup(t, pagesize.Size64K)
@@ -489,21 +380,7 @@ func TestStockUnderKVCache(t *testing.T) {
 	for _, mega := range []bool{false, true} {
 		t.Run(fmt.Sprintf("megacache=%v", mega), func(t *testing.T) {
 			b, cf, fd := stockSetup(t, pagesize.Size64K)
-			c, err := kvcache.New(kvcache.Config{Layers: 4, KVHeads: 2, HeadDim: 64, DTypeBytes: 2, MaxBatch: 8, MaxContext: 4096, Megacache: mega}, b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := c.ReservePhysical(64 << 20); err != nil {
-				t.Fatal(err)
-			}
-			lens := make([]int, 8)
-			for i := range lens {
-				s, err := c.AllocBatchIdx(1000 + 100*i)
-				if err != nil {
-					t.Fatal(err)
-				}
-				lens[s] = 1000 + 100*i
-			}
+			c, lens := cacheWithRequests(t, b, mega)
 			if err := c.Step(lens); err != nil {
 				t.Fatal(err)
 			}
@@ -511,9 +388,7 @@ func TestStockUnderKVCache(t *testing.T) {
 			if st.MapPages == 0 || st.MapCalls*2 > st.MapPages {
 				t.Errorf("prefill mapped %d pages in %d calls: no runs", st.MapPages, st.MapCalls)
 			}
-			for a, id := range b.mapped {
-				checkBacking(t, b, fd, []backend.Mapping{{Addr: a, Page: id}})
-			}
+			checkBooks(t, b, fd)
 			for range 300 {
 				for i := range lens {
 					lens[i]++
