@@ -190,7 +190,7 @@ func checkBranch(t *testing.T, cc, hdr string, abi *ABI) {
 	newest := reflect.TypeFor[rm.NV_MEMORY_ALLOCATION_PARAMS]()
 	mine := abi.RM.MemoryAllocationParams
 	if mine.Size() > newest.Size() {
-		t.Errorf("%s is larger than %s", mine.Name(), newest.Name())
+		t.Errorf("branch %d's memory-allocation block is larger than %s", abi.Major, newest.Name())
 	}
 	for i := range mine.NumField() {
 		f := mine.Field(i)
@@ -198,7 +198,7 @@ func checkBranch(t *testing.T, cc, hdr string, abi *ABI) {
 			continue
 		}
 		if g, ok := newest.FieldByName(f.Name); !ok || g.Offset != f.Offset || g.Type != f.Type {
-			t.Errorf("%s.%s is not at the same place in %s", mine.Name(), f.Name, newest.Name())
+			t.Errorf("branch %d's %s is not at the same place in %s", abi.Major, f.Name, newest.Name())
 		}
 	}
 }

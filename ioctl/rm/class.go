@@ -84,48 +84,37 @@ type NV_MEMORY_ALLOCATION_PARAMS struct {
 	_             uint32
 }
 
-// NV_MEMORY_ALLOCATION_PARAMS_535 is the 535 layout: the same fields without
-// numaNode (120 bytes). RM checks paramsSize against its own struct, so a 535
-// driver must be passed 120.
-type NV_MEMORY_ALLOCATION_PARAMS_535 struct {
-	Owner         uint32
-	Type          uint32
-	Flags         uint32
-	Width         uint32
-	Height        uint32
-	Pitch         int32
-	Attr          uint32
-	Attr2         uint32
-	Format        uint32
-	ComprCovg     uint32
-	ZcullCovg     uint32
-	_             uint32
-	RangeLo       uint64
-	RangeHi       uint64
-	Size          uint64
-	Alignment     uint64
-	Offset        uint64
-	Limit         uint64
-	Address       uint64
-	CtagOffset    uint32
-	HVASpace      uint32
-	Internalflags uint32
-	Tag           uint32
-}
-
 // Layout says which memory-allocation block a branch takes. The client always
 // fills an NV_MEMORY_ALLOCATION_PARAMS and passes the branch's size: every
-// older layout is a prefix of the newest (TestStockABI checks it), so RM reads
-// exactly the fields its branch has.
+// older layout is a prefix of the newest (made so by prefixBefore, checked
+// against each branch's header by TestStockABI), so RM reads exactly the
+// fields its branch has.
 type Layout struct {
 	MemoryAllocationParams reflect.Type
 }
 
-// The RM layouts of the branches vattn knows.
+// The RM layouts of the branches vattn knows. 535's block is the newest
+// without numaNode (120 bytes): RM checks paramsSize against its own struct,
+// so a 535 driver must be passed 120.
 var (
-	Layout535 = Layout{reflect.TypeFor[NV_MEMORY_ALLOCATION_PARAMS_535]()}
+	Layout535 = Layout{prefixBefore[NV_MEMORY_ALLOCATION_PARAMS]("NumaNode")}
 	Layout550 = Layout{reflect.TypeFor[NV_MEMORY_ALLOCATION_PARAMS]()}
 )
+
+// prefixBefore is the struct type of T's fields before the one named field:
+// an older branch's block, where newer branches only added fields at the end.
+func prefixBefore[T any](field string) reflect.Type {
+	t := reflect.TypeFor[T]()
+	f, ok := t.FieldByName(field)
+	if !ok {
+		panic("rm: " + t.Name() + " has no field " + field)
+	}
+	fields := make([]reflect.StructField, f.Index[0])
+	for i := range fields {
+		fields[i] = t.Field(i)
+	}
+	return reflect.StructOf(fields)
+}
 
 // memoryParamsSize is the paramsSize to pass for l's branch.
 func (l Layout) memoryParamsSize() uint32 {
