@@ -63,11 +63,13 @@
  *   check   as above;
  *   split   mappings crossing an entry's ends (fallible; a split changes no
  *           translation, so a failed batch leaves the mappings as they were);
- *   count   the mappings inside; allocate the list and the writers (fallible);
+ *   count   the mappings inside; allocate the list (at most VATTN_UNMAP_ROUND)
+ *           and the writers (fallible);
  *   detach  per GPU, the mappings inside, from their trees (cannot fail);
  *   clear   their PTEs, one invalidate, waited (fails only on a dead channel:
  *           the detached mappings are then abandoned, never freed);
- *   free    their page tables and memory references.
+ *   free    their page tables and memory references; then the next round of
+ *           detach, clear and free, until one finds fewer than the list holds.
  */
 
 #if defined(UVM_VATTN_USERSPACE)
@@ -79,6 +81,9 @@
 #include "uvm_vattn_os.h"
 
 #define VATTN_ALIGN_MASK        (UVM_VATTN_PAGE_SIZE - 1)
+/* Most mappings an unmap detaches, clears and invalidates together on one GPU:
+ * bounds its list (512 KiB) whatever the entries cover. */
+#define VATTN_UNMAP_ROUND       65536u
 
 /* A span [base, base + length) of a batch entry, for the overlap check. */
 struct vattn_span
@@ -516,10 +521,11 @@ out:
 
 /*
  * The unmap under the lock. Fallible steps (splits, the list, the writers) come
- * first; then each GPU's mappings inside the entries are detached from their trees
- * (from there on they are the batch's alone: a concurrent stock unmap can no longer
- * find them), cleared, invalidated once, and freed. Only a dead channel fails the
- * batch after a detach: those mappings are then abandoned.
+ * first; then, per GPU, in rounds of at most VATTN_UNMAP_ROUND, the mappings
+ * inside the entries are detached from their trees (from there on they are the
+ * batch's alone: a concurrent stock unmap can no longer find them), cleared,
+ * invalidated once, and freed. Only a dead channel fails the batch after a
+ * detach: those mappings are then abandoned.
  */
 static NV_STATUS unmap_locked(vattn_os_va_space_t *va_space, const UVM_VATTN_UNMAP_BATCH_PARAMS *p,
                               const UVM_VATTN_UNMAP_ENTRY *e, uint8_t (*uuids)[16], uint32_t *bad)
@@ -532,7 +538,7 @@ static NV_STATUS unmap_locked(vattn_os_va_space_t *va_space, const UVM_VATTN_UNM
     vattn_os_map_t **maps = NULL;
     bool writers = false;
     uint64_t total = 0;
-    uint32_t i, g, n, from;
+    uint32_t i, g, k, n, cap;
     NV_STATUS status;
 
     *bad = count;
@@ -567,11 +573,8 @@ static NV_STATUS unmap_locked(vattn_os_va_space_t *va_space, const UVM_VATTN_UNM
     *bad = count;
     if (total == 0)
         goto out;
-    if (total > UINT32_MAX / sizeof(*maps)) {
-        status = NV_ERR_NO_MEMORY;
-        goto out;
-    }
-    maps = vattn_os_alloc(sizeof(*maps) * total);
+    cap = total < VATTN_UNMAP_ROUND ? (uint32_t)total : VATTN_UNMAP_ROUND;
+    maps = vattn_os_alloc(sizeof(*maps) * cap);
     if (!maps) {
         status = NV_ERR_NO_MEMORY;
         goto out;
@@ -582,25 +585,28 @@ static NV_STATUS unmap_locked(vattn_os_va_space_t *va_space, const UVM_VATTN_UNM
     writers = true;
 
     /*
-     * detach, clear, free; one GPU at a time. A mapping that appeared since the
-     * count (a sparse map of the process's own, which needs only the lock for
-     * read) is left alone: it came after this batch.
+     * detach, clear, free; per GPU, a round at a time, until a round takes fewer
+     * than cap. A stock unmap or sparse map of the process's own (they need only
+     * the lock for read) may have split a counted mapping into more since the
+     * count: the next round takes the rest. A mapping crossing an entry's end
+     * can only be a sparse map made since the split: it came after this batch,
+     * and stays.
      */
-    for (g = 0, n = 0; g < ngpu && status == NV_OK; g++) {
-        from = n;
-        for (i = 0; i < count; i++)
-            n += vattn_os_unmap_detach(va_space, ranges[i], gpus[g], e[i].base, e[i].length, maps + n,
-                                       (uint32_t)total - n);
-        for (i = from; i < n && status == NV_OK; i++)
-            status = vattn_os_writer_clear(w[g], maps[i]);
-        if (status == NV_OK)
-            status = vattn_os_writer_finish(w[g]);
-        for (i = from; i < n; i++) {
+    for (g = 0; g < ngpu && status == NV_OK; g++) {
+        do {
+            for (i = 0, n = 0; i < count && n < cap; i++)
+                n += vattn_os_unmap_detach(va_space, ranges[i], gpus[g], e[i].base, e[i].length, maps + n, cap - n);
+            for (k = 0; k < n && status == NV_OK; k++)
+                status = vattn_os_writer_clear(w[g], maps[k]);
             if (status == NV_OK)
-                vattn_os_unmap_destroy(va_space, maps[i]);
-            else
-                vattn_os_unmap_abandon(va_space, maps[i]);
-        }
+                status = vattn_os_writer_finish(w[g]);
+            for (k = 0; k < n; k++) {
+                if (status == NV_OK)
+                    vattn_os_unmap_destroy(va_space, maps[k]);
+                else
+                    vattn_os_unmap_abandon(va_space, maps[k]);
+            }
+        } while (status == NV_OK && n == cap);
     }
 
 out:

@@ -889,6 +889,14 @@ NV_STATUS vattn_os_writer_finish(vattn_os_writer_t *w)
     if (status == NV_OK && w->l2_sys)
         status = uvm_mmu_l2_invalidate(w->gpu, UVM_APERTURE_SYS);
 #endif
+    if (status == NV_OK) {
+        /* Ready for the next round: a new invalidate, nothing owed. */
+        w->any = false;
+        w->membar = UVM_MEMBAR_NONE;
+        w->l2_peer = false;
+        w->l2_sys = false;
+        uvm_tlb_batch_begin(w->tree, &w->tlb_batch);
+    }
     return status;
 }
 

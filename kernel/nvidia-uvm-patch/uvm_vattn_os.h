@@ -129,8 +129,9 @@ void vattn_os_unmap_abandon(vattn_os_va_space_t *va_space, vattn_os_map_t *map) 
  * a downgrade when clearing), ends it and waits for all of the writer's pushes.
  * A push fails only when UVM's channels are in a fatal error state; a PTE query
  * when RM refuses it. Until writer_finish returned NV_OK, any PTE of a mapping
- * given to writer_map may or may not be written. writer_end frees the writer
- * (waiting for anything still in flight).
+ * given to writer_map may or may not be written. After writer_finish returned
+ * NV_OK the writer takes the next round of mappings (with its own invalidate).
+ * writer_end frees the writer (waiting for anything still in flight).
  */
 NV_STATUS vattn_os_writer_begin(vattn_os_va_space_t *va_space, vattn_os_gpu_t *gpu, bool clearing,
                                 vattn_os_writer_t **writer) __must_hold(va_space);

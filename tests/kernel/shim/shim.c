@@ -145,12 +145,14 @@ static void race_point(vattn_os_va_space_t *vs)
 
 #define NEED_LOCK(vs)       do { ASSERT((vs)->lock_mode != 0 && (vs)->tree_lock == 0); race_point(vs); } while (0)
 /* UVM's rule: RM is called only with the serialize-writers mutex and the
- * va_space lock for read, or with no va_space lock; never in write mode. */
-#define NEED_RM_OK(vs)      ASSERT((vs)->lock_mode == 1 && (vs)->tree_lock == 0)
+ * va_space lock for read, or with no va_space lock; never in write mode, never
+ * with a push open (UVM's lock order puts pushes after RM). */
+#define NEED_RM_OK(vs)      ASSERT((vs)->lock_mode == 1 && (vs)->tree_lock == 0 && (vs)->open_pushes == 0)
 
+/* A range-tree mutex orders before pushes: never taken with one open. */
 static void tree_lock(vattn_os_va_space_t *vs)
 {
-    ASSERT(vs->lock_mode != 0 && vs->tree_lock == 0);
+    ASSERT(vs->lock_mode != 0 && vs->tree_lock == 0 && vs->open_pushes == 0);
     vs->tree_lock = 1;
 }
 
@@ -481,22 +483,29 @@ uint32_t vattn_os_unmap_detach(vattn_os_va_space_t *vs, vattn_os_range_t *range,
                                uint64_t base, uint64_t length, vattn_os_map_t **maps, uint32_t cap)
 {
     int r = range_index(vs, range);
-    struct shim_map *m;
+    struct shim_map *m, *next;
     uint32_t n = 0;
 
     NEED_LOCK(vs);
     tree_lock(vs);
-    for (m = shim_maps_live; m && n < cap; m = m->next) {
-        if (!in_tree_of(m, vs, r, gpu->index, base, length))
-            continue;
-        /* crossing an end: mapped since the split by a race; it stays */
-        if (m->base < base || m->base + m->length > base + length) {
-            ASSERT(m->raced);   /* only a new sparse mapping can cross them */
-            continue;
+    /* crossing an end: mapped since the split by a race (a new sparse map); it stays */
+    for (m = shim_maps_live; m; m = m->next) {
+        if (in_tree_of(m, vs, r, gpu->index, base, length) && (m->base < base || m->base + m->length > base + length))
+            ASSERT(m->raced);
+    }
+    /* the rest in address order, as the kernel walks its tree, up to cap */
+    while (n < cap) {
+        next = NULL;
+        for (m = shim_maps_live; m; m = m->next) {
+            if (in_tree_of(m, vs, r, gpu->index, base, length) && m->base >= base &&
+                m->base + m->length <= base + length && (!next || m->base < next->base))
+                next = m;
         }
-        m->in_tree = false;
-        m->detached = true;
-        maps[n++] = m;
+        if (!next)
+            break;
+        next->in_tree = false;
+        next->detached = true;
+        maps[n++] = next;
     }
     tree_unlock(vs);
     return n;
@@ -549,8 +558,17 @@ static NV_STATUS push(struct shim_writer *w)
     if (!w->open) {
         w->open = true;
         w->vs->pushes[w->gpu]++;
+        w->vs->open_pushes++;
     }
     return NV_OK;
+}
+
+static void push_end(struct shim_writer *w)
+{
+    if (w->open) {
+        w->open = false;
+        w->vs->open_pushes--;
+    }
 }
 
 /* Writes (set) or clears pages [from, from + n) of m. */
@@ -565,7 +583,7 @@ static NV_STATUS write_ptes(struct shim_writer *w, struct shim_map *m, uint64_t 
         /* a push holds this many PTE writes; then the next one begins */
         if ((i - from) % 64 == 0) {
             if (i > from)
-                w->open = false;
+                push_end(w);
             status = push(w);
             if (status != NV_OK)
                 return status;      /* the PTEs before i stay written */
@@ -583,7 +601,7 @@ static NV_STATUS write_ptes(struct shim_writer *w, struct shim_map *m, uint64_t 
 /* RM's PTE values for a mapping writer's buffer: the push ends first. */
 static NV_STATUS rm_read(struct shim_writer *w)
 {
-    w->open = false;
+    push_end(w);
     NEED_RM_OK(w->vs);
     if (fire())
         return NV_ERR_INVALID_OBJECT_HANDLE;
@@ -655,12 +673,14 @@ NV_STATUS vattn_os_writer_finish(vattn_os_writer_t *w)
     /* the one invalidate of the batch on this GPU, then the wait */
     memcpy(w->vs->tlb[w->gpu], w->vs->pte[w->gpu], sizeof(w->vs->tlb[w->gpu]));
     w->vs->invalidates[w->gpu]++;
-    w->open = false;
+    push_end(w);
+    w->any = false;     /* ready for the next round */
     return NV_OK;
 }
 
 void vattn_os_writer_end(vattn_os_writer_t *w)
 {
+    push_end(w);
     vattn_os_free(w);
 }
 
@@ -914,6 +934,7 @@ int shim_check(vattn_os_va_space_t *vs, const char **why)
     int g, i, dups[SHIM_MEMS];
 
     CHECK(vs->lock_mode == 0 && vs->tree_lock == 0, "a lock is still held");
+    CHECK(vs->open_pushes == 0, "a push was never ended");
     CHECK(shim_kallocs_live == 0, "the module leaked kernel memory");
     memset(refs, 0, sizeof(refs));
     memset(dups, 0, sizeof(dups));

@@ -139,6 +139,7 @@ typedef struct shim_va_space
     /* locks */
     int lock_mode;               /* 0 none, 1 read with serialize-writers (RM calls allowed) */
     int tree_lock;               /* a range-tree mutex is held */
+    int open_pushes;             /* pushes begun, not ended (UVM orders them after RM and tree mutexes) */
 } vattn_os_va_space_t;
 
 extern struct shim_memory shim_mems[SHIM_MEMS];

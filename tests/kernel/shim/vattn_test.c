@@ -492,11 +492,39 @@ static void race_unmap_high(vattn_os_va_space_t *v)
     EXPECT(shim_stock_unmap(v, 4 * MB2 + 8 * KB64, 8 * KB64, 0) == NV_OK);
 }
 
+/* splits the mapping inside the unmap's first entry in two, on both GPUs: more
+ * mappings than the batch counted */
+static void race_split_inside(vattn_os_va_space_t *v)
+{
+    EXPECT(shim_stock_unmap(v, 4 * MB2 + 4 * KB64, KB64, 0) == NV_OK);
+    EXPECT(shim_stock_unmap(v, 4 * MB2 + 4 * KB64, KB64, 1) == NV_OK);
+}
+
 static void (*const race_ops[])(vattn_os_va_space_t *) = {
-    race_unmap_low, race_sparse_low, race_sparse_across, race_unmap_high,
+    race_unmap_low, race_sparse_low, race_sparse_across, race_unmap_high, race_split_inside,
 };
 
-static int race_one(bool do_unmap, int op, long k)
+/* After an UNMAP_BATCH answered NV_OK, whatever the race: no memory-backed
+ * mapping (a race makes only sparse ones) of its GPUs left inside its entries. */
+static void expect_unmapped(const UVM_VATTN_UNMAP_ENTRY *u, uint32_t n, uint32_t ngpu, long k)
+{
+    struct shim_map *m;
+    uint32_t j;
+
+    for (m = shim_maps_live; m; m = m->next) {
+        if (m->vs != &vs || !m->in_tree || !m->dup || m->gpu >= (int)ngpu)
+            continue;
+        for (j = 0; j < n; j++) {
+            if (m->base < u[j].base + u[j].length && u[j].base < m->base + m->length) {
+                fprintf(stderr, "race step %ld: NV_OK unmap left GPU %d's [%llx, +%llx) inside entry %u\n", k, m->gpu,
+                        (unsigned long long)m->base, (unsigned long long)m->length, j);
+                failures++;
+            }
+        }
+    }
+}
+
+static int race_one(bool do_unmap, uint32_t ngpu, int op, long k)
 {
     UVM_VATTN_MAP_ENTRY e[6];
     UVM_VATTN_UNMAP_ENTRY u[3];
@@ -524,7 +552,7 @@ static int race_one(bool do_unmap, int op, long k)
         u[1].length = 2 * KB64;
         u[2].base = 0;
         u[2].length = MB2;
-        r = unmap(&vs, u, 3, 0, 2, NULL);
+        r = unmap(&vs, u, 3, 0, ngpu, NULL);
     }
     if (shim_race_at >= 0) {
         /* the race point was never reached: the sweep is over */
@@ -534,6 +562,8 @@ static int race_one(bool do_unmap, int op, long k)
     }
     /* the only failure a race may cause: a map raced by a sparse map */
     EXPECT(r == NV_OK || (!do_unmap && r == NV_ERR_UVM_ADDRESS_IN_USE));
+    if (do_unmap && r == NV_OK)
+        expect_unmapped(u, 3, ngpu, k);
     STATE_OK(&vs);
     shim_relaxed = false;
     u[0].base = 0;
@@ -553,12 +583,15 @@ static int race_one(bool do_unmap, int op, long k)
 static long race_sweep(bool do_unmap)
 {
     long k, total = 0;
+    uint32_t ngpu;
     int op;
 
-    for (op = 0; op < (int)(sizeof(race_ops) / sizeof(race_ops[0])); op++) {
-        for (k = 0; k < 10000 && race_one(do_unmap, op, k); k++)
-            ;
-        total += k;
+    for (ngpu = 1; ngpu <= (do_unmap ? 2u : 1u); ngpu++) {
+        for (op = 0; op < (int)(sizeof(race_ops) / sizeof(race_ops[0])); op++) {
+            for (k = 0; k < 10000 && race_one(do_unmap, ngpu, op, k); k++)
+                ;
+            total += k;
+        }
     }
     return total;
 }
