@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vattn/vattn/backend/uvm"
 	"github.com/vattn/vattn/backend/uvm/stockfake"
 	"github.com/vattn/vattn/cuda/cudafake"
 	"github.com/vattn/vattn/internal/cli"
@@ -52,9 +53,12 @@ func mapSmallPages(t *testing.T, batched bool) {
 }
 
 // Without a UVM file in the process (the fake CUDA opens none), small
-// pages are not supported here: exit 3, and nothing is left.
+// pages are not supported here: exit 3, and nothing is left. The process's
+// open files are hidden: on a GPU machine an earlier device test of this binary
+// has real CUDA's UVM file open.
 func TestMapSmallPagesUnavailable(t *testing.T) {
 	f := withFake(t)
+	defer uvm.SetProcFDDir(t.TempDir())()
 	code, _, errOut := run(t, "--page-size", "64k")
 	if code != cli.ExitNotSupported || !strings.Contains(errOut, "uvm") {
 		t.Fatalf("code %d: %s", code, errOut)
