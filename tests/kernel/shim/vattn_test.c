@@ -387,6 +387,43 @@ static void test_sparse_race(void)
     EXPECT(shim_maps_count == 0 && shim_dups_count == 0);
 }
 
+/* The starting state of both sweeps: a run of 16 pages on GPUs 0 and 1, each
+ * of its own memory. */
+static void sweep_world(void)
+{
+    UVM_VATTN_MAP_ENTRY e;
+
+    world();
+    e = me(4 * MB2, 16 * KB64, 0xa, 0);
+    EXPECT(map(&vs, &e, 1, 0, 1, 0xc1, NULL) == NV_OK);
+    e = me(4 * MB2, 16 * KB64, 0xb, 0);
+    EXPECT(map(&vs, &e, 1, 1, 1, 0xc1, NULL) == NV_OK);
+}
+
+/* The batch both sweeps run on GPUs [0, ngpu): six scattered map entries of
+ * memory A (on two GPUs: peer memory, and an undo that must clear both), or
+ * three unmap entries (the first splits the run at both ends), left in u. */
+static long sweep_batch(bool do_unmap, uint32_t ngpu, UVM_VATTN_UNMAP_ENTRY u[3])
+{
+    UVM_VATTN_MAP_ENTRY e[6];
+    int i;
+
+    if (!do_unmap) {
+        vs.peer = ngpu > 1;
+        for (i = 0; i < 5; i++)
+            e[i] = me((uint64_t)i * 5 * KB64, (uint64_t)(1 + i % 3) * KB64, 0xa, (uint64_t)(i % 2) * 8 * KB64);
+        e[5] = me(4 * MB2 + MB2, 2 * KB64, 0xa, MB2);
+        return map(&vs, e, 6, 0, ngpu, 0xc1, NULL);
+    }
+    u[0].base = 4 * MB2 + 3 * KB64;
+    u[0].length = 4 * KB64;
+    u[1].base = 4 * MB2 + 10 * KB64;
+    u[1].length = 2 * KB64;
+    u[2].base = 0;
+    u[2].length = MB2;
+    return unmap(&vs, u, 3, 0, ngpu, NULL);
+}
+
 /*
  * The fault sweep: a batch whose every fallible step is made to fail once, in
  * turn. A failed MAP_BATCH must leave what the GPUs see exactly as before; a
@@ -395,38 +432,15 @@ static void test_sparse_race(void)
  */
 static int sweep_one(bool do_unmap, uint32_t ngpu, long k)
 {
-    UVM_VATTN_MAP_ENTRY e[6];
     UVM_VATTN_UNMAP_ENTRY u[3];
     static vattn_os_va_space_t before;
     long r;
-    int i;
 
-    world();
-    /* a starting state: a run on GPUs 0 and 1 (own memory each) */
-    e[0] = me(4 * MB2, 16 * KB64, 0xa, 0);
-    EXPECT(map(&vs, e, 1, 0, 1, 0xc1, NULL) == NV_OK);
-    e[0] = me(4 * MB2, 16 * KB64, 0xb, 0);
-    EXPECT(map(&vs, e, 1, 1, 1, 0xc1, NULL) == NV_OK);
+    sweep_world();
     before = vs;
     shim_fallible_calls = 0;
     shim_fail_any = k;
-    if (!do_unmap) {
-        /* on two GPUs: peer memory, and an undo that must clear both */
-        vs.peer = ngpu > 1;
-        for (i = 0; i < 6; i++)
-            e[i] = me((uint64_t)i * 5 * KB64, (uint64_t)(1 + i % 3) * KB64, 0xa, (uint64_t)(i % 2) * 8 * KB64);
-        e[5] = me(4 * MB2 + MB2, 130 * KB64 > 2 * MB2 ? 2 * KB64 : 130 * KB64, 0xa, MB2);
-        r = map(&vs, e, 6, 0, ngpu, 0xc1, NULL);
-    }
-    else {
-        u[0].base = 4 * MB2 + 3 * KB64;           /* splits at both ends */
-        u[0].length = 4 * KB64;
-        u[1].base = 4 * MB2 + 10 * KB64;
-        u[1].length = 2 * KB64;
-        u[2].base = 0;
-        u[2].length = MB2;
-        r = unmap(&vs, u, 3, 0, ngpu, NULL);
-    }
+    r = sweep_batch(do_unmap, ngpu, u);
     if (shim_fail_any >= 0) {
         /* the fault was never reached: the sweep is over */
         EXPECT(r == NV_OK);
@@ -526,34 +540,16 @@ static void expect_unmapped(const UVM_VATTN_UNMAP_ENTRY *u, uint32_t n, uint32_t
 
 static int race_one(bool do_unmap, uint32_t ngpu, int op, long k)
 {
-    UVM_VATTN_MAP_ENTRY e[6];
     UVM_VATTN_UNMAP_ENTRY u[3];
     long r;
-    int i, g;
+    int g;
     uint64_t p;
 
-    world();
-    e[0] = me(4 * MB2, 16 * KB64, 0xa, 0);
-    EXPECT(map(&vs, e, 1, 0, 1, 0xc1, NULL) == NV_OK);
-    e[0] = me(4 * MB2, 16 * KB64, 0xb, 0);
-    EXPECT(map(&vs, e, 1, 1, 1, 0xc1, NULL) == NV_OK);
+    sweep_world();
     shim_relaxed = true;
     shim_race_fn = race_ops[op];
     shim_race_at = k;
-    if (!do_unmap) {
-        for (i = 0; i < 6; i++)
-            e[i] = me((uint64_t)i * 5 * KB64, (uint64_t)(1 + i % 3) * KB64, 0xa, (uint64_t)(i % 2) * 8 * KB64);
-        r = map(&vs, e, 6, 0, 1, 0xc1, NULL);
-    }
-    else {
-        u[0].base = 4 * MB2 + 3 * KB64;
-        u[0].length = 4 * KB64;
-        u[1].base = 4 * MB2 + 10 * KB64;
-        u[1].length = 2 * KB64;
-        u[2].base = 0;
-        u[2].length = MB2;
-        r = unmap(&vs, u, 3, 0, ngpu, NULL);
-    }
+    r = sweep_batch(do_unmap, ngpu, u);
     if (shim_race_at >= 0) {
         /* the race point was never reached: the sweep is over */
         EXPECT(r == NV_OK);
